@@ -1,0 +1,63 @@
+"""The one place where team isolation and roles are enforced.
+
+Every view gets its team through ``get_membership`` and every object through the getters
+below, so another team's object is a 404 and a missing right is a 403 that says why.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest
+from django.shortcuts import get_object_or_404
+
+from designer.models import Connection, ConnectionCheck, Membership, Project, Role
+
+_ROLE_WORDS = {Role.VIEWER: "a viewer", Role.EDITOR: "an editor", Role.ADMIN: "an admin"}
+
+
+def get_membership(request: HttpRequest, team_slug: str) -> Membership:
+    try:
+        return Membership.objects.select_related("team").get(team__slug=team_slug, user=request.user)
+    except Membership.DoesNotExist:
+        raise Http404("No such team.") from None
+
+
+def require_role(membership: Membership, role: str, doing: str) -> None:
+    """Refuse with a 403 naming the role needed, e.g. doing="change this team's members"."""
+    if not membership.has_role(role):
+        raise PermissionDenied(
+            f"To {doing} you need to be {_ROLE_WORDS[role]} of {membership.team.name}; "
+            f"you are {_ROLE_WORDS[membership.role]}."
+        )
+
+
+def get_project(membership: Membership, project_id: int) -> Project:
+    return get_object_or_404(Project, team=membership.team, pk=project_id)
+
+
+def get_connection(membership: Membership, connection_id: int) -> Connection:
+    return get_object_or_404(
+        Connection.objects.select_related("project", "team"), team=membership.team, pk=connection_id
+    )
+
+
+def get_check(membership: Membership, check_id: int) -> ConnectionCheck:
+    return get_object_or_404(
+        ConnectionCheck.objects.select_related("connection"), connection__team=membership.team, pk=check_id
+    )
+
+
+def connection_manager_role(connection: Connection) -> str:
+    """Team connections hold shared credentials, so only admins may change them."""
+    return Role.ADMIN if connection.is_team_connection else Role.EDITOR
+
+
+def require_connection_change(membership: Membership, connection: Connection) -> None:
+    if connection.is_team_connection:
+        require_role(membership, Role.ADMIN, "change a team connection (its credentials are shared)")
+    else:
+        require_role(membership, Role.EDITOR, "change a project connection")
+
+
+def can_change_connection(membership: Membership, connection: Connection) -> bool:
+    return membership.has_role(connection_manager_role(connection))

@@ -1,0 +1,34 @@
+"""Finding objects by the names operators type on the command line."""
+
+from __future__ import annotations
+
+from django.core.management.base import CommandError
+from django.db.models import Q
+
+from designer.models import Connection, Project, Team
+
+
+def team_by_name(name: str) -> Team:
+    team = Team.objects.filter(Q(name=name) | Q(slug=name)).first()
+    if team is None:
+        raise CommandError(f"no team called {name!r}")
+    return team
+
+
+def project_by_name(team: Team, name: str) -> Project:
+    try:
+        return Project.objects.get(team=team, name=name)
+    except Project.DoesNotExist:
+        known = ", ".join(team.projects.values_list("name", flat=True)) or "none"
+        raise CommandError(f"no project {name!r} in team {team.name} (projects: {known})") from None
+
+
+def connection_by_name(project: Project, name: str) -> Connection:
+    """A project's own connection first, else a team connection of the same name."""
+    connection = (
+        Connection.objects.filter(project=project, name=name).first()
+        or Connection.objects.filter(team=project.team, project__isnull=True, name=name).first()
+    )
+    if connection is None:
+        raise CommandError(f"no connection {name!r} in project {project.name} or its team's connections")
+    return connection

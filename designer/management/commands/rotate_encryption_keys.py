@@ -1,0 +1,24 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from designer.crypto import SecretsUnreadable, rotate_token
+from designer.models import Connection
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypt every stored secret with the newest key (the first of MAILWRIGHT_ENCRYPTION_KEYS). "
+        "Afterwards the older keys can be removed."
+    )
+
+    @transaction.atomic
+    def handle(self, **options) -> None:
+        rotated = 0
+        for connection in Connection.objects.exclude(secrets_token="").select_for_update():
+            try:
+                connection.secrets_token = rotate_token(connection.secrets_token)
+            except SecretsUnreadable as exc:
+                raise CommandError(f"connection {connection.name!r} (id {connection.pk}): {exc}; nothing changed") from None
+            connection.save(update_fields=["secrets_token"])
+            rotated += 1
+        self.stdout.write(f"re-encrypted {rotated} secret record(s) with the newest key")

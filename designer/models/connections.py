@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from connectors.base import Connector, get_connector
+from designer.crypto import decrypt_secrets, encrypt_secrets
+from designer.models.teams import Project, Team, validate_object_name
+
+
+class Connection(models.Model):
+    """One configured account of a connector. Team connections have no project.
+
+    ``config`` holds the connector's settings (never a secret); ``secrets_token`` holds the
+    secrets as one encrypted token, decrypted only when the connection is used.
+    """
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="connections")
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="connections"
+    )
+    connector = models.CharField(max_length=40, default="email")
+    name = models.CharField(max_length=100, validators=[validate_object_name])
+    description = models.TextField(blank=True)
+    config = models.JSONField(default=dict)
+    secrets_token = models.TextField(blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "name"], condition=Q(project__isnull=True), name="team_connection_name_unique"
+            ),
+            models.UniqueConstraint(fields=["project", "name"], name="project_connection_name_unique"),
+        ]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_team_connection(self) -> bool:
+        return self.project_id is None
+
+    @property
+    def connector_type(self) -> Connector:
+        return get_connector(self.connector)
+
+    def parsed_config(self) -> Any:
+        return self.connector_type.parse_config(self.config)
+
+    def get_secrets(self) -> dict[str, str]:
+        return decrypt_secrets(self.secrets_token)
+
+    def set_secrets(self, values: dict[str, str]) -> None:
+        self.secrets_token = encrypt_secrets({k: v for k, v in values.items() if v})
+
+    def dependents(self) -> list[str]:
+        """Names of what uses this connection; a connection in use cannot be deleted."""
+        return [f"{a.project.name} / {a.name}" for a in self.activities.select_related("project")]
+
+
+class ConnectionCheck(models.Model):
+    """One press of Test: queued for a worker, which fills in the steps."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        PASSED = "passed", "Connection Success"
+        FAILED = "failed", "Failed"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="checks")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    steps = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    @property
+    def done(self) -> bool:
+        return self.status in (self.Status.PASSED, self.Status.FAILED)

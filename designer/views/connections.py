@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from connectors.email.forms import EmailConnectionForm
+from designer import audit, connection_store
+from designer.access import (
+    can_change_connection,
+    get_check,
+    get_connection,
+    get_membership,
+    get_project,
+    require_connection_change,
+    require_role,
+)
+from designer.models import Connection, ConnectionCheck, Membership, Project, Role
+from designer.tasks import check_connection
+
+
+class ConnectionMetaForm(forms.ModelForm):
+    """Name and description: the part of a connection every connector shares."""
+
+    class Meta:
+        model = Connection
+        fields = ["name", "description"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+    def clean_name(self) -> str:
+        # The uniqueness constraints involve team and project, which are not form fields, so
+        # Django's form validation would skip them; check here for a message instead of a crash.
+        name = self.cleaned_data["name"]
+        same = Connection.objects.filter(team=self.instance.team, project=self.instance.project, name=name)
+        if same.exclude(pk=self.instance.pk).exists():
+            where = "this project" if self.instance.project_id else "the team's connections"
+            raise forms.ValidationError(f"A connection called “{name}” already exists in {where}.")
+        return name
+
+
+def team_connections(request: HttpRequest, team: str) -> HttpResponse:
+    membership = get_membership(request, team)
+    return render(request, "designer/team_connections.html", {
+        "membership": membership,
+        "connections": membership.team.connections.filter(project__isnull=True),
+    })
+
+
+def _save(request: HttpRequest, membership: Membership, connection: Connection,
+          project: Project | None) -> HttpResponse:
+    """Create or edit: one view body for both, as the style guide asks."""
+    creating = connection.pk is None
+    stored = connection.get_secrets() if connection.secrets_token else {}
+    if request.method == "POST":
+        meta = ConnectionMetaForm(request.POST, instance=connection)
+        settings_form = EmailConnectionForm(request.POST, stored_secrets=stored)
+        if meta.is_valid() and settings_form.is_valid():
+            changes = connection_store.apply(
+                connection,
+                meta.cleaned_data["name"],
+                meta.cleaned_data["description"],
+                settings_form.config.to_dict(),
+                settings_form.merged_secrets(stored),
+            )
+            if creating:
+                connection.created_by = request.user
+            connection.save()
+            audit.record(request.user, membership.team, "created" if creating else "changed", connection,
+                         {} if creating else {"fields": changes})
+            messages.success(request, f"Connection {connection.name} {'created' if creating else 'saved'}.")
+            url = reverse("connection", kwargs={"team": membership.team.slug, "connection": connection.pk})
+            if request.htmx:
+                response = HttpResponse(status=204)
+                response["HX-Redirect"] = url
+                return response
+            return redirect(url)
+        status = 400
+    else:
+        meta = ConnectionMetaForm(instance=connection)
+        initial = EmailConnectionForm.initial_from_config(connection.config) if not creating else None
+        settings_form = EmailConnectionForm(initial=initial, stored_secrets=stored)
+        status = 200
+    template = "designer/connection_form.html#form" if request.htmx else "designer/connection_form.html"
+    return render(request, template, {
+        "membership": membership,
+        "project": project,
+        "connection": connection,
+        "creating": creating,
+        "meta": meta,
+        "form": settings_form,
+    }, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def connection_create(request: HttpRequest, team: str, project: int | None = None) -> HttpResponse:
+    membership = get_membership(request, team)
+    project_obj = get_project(membership, project) if project else None
+    if project_obj is None:
+        require_role(membership, Role.ADMIN, "create a team connection (its credentials are shared)")
+    else:
+        require_role(membership, Role.EDITOR, "create a connection")
+    connection = Connection(team=membership.team, project=project_obj, connector="email")
+    return _save(request, membership, connection, project_obj)
+
+
+@require_http_methods(["GET", "POST"])
+def connection_edit(request: HttpRequest, team: str, connection: int) -> HttpResponse:
+    membership = get_membership(request, team)
+    connection_obj = get_connection(membership, connection)
+    require_connection_change(membership, connection_obj)
+    return _save(request, membership, connection_obj, connection_obj.project)
+
+
+def connection_detail(request: HttpRequest, team: str, connection: int) -> HttpResponse:
+    membership = get_membership(request, team)
+    connection_obj = get_connection(membership, connection)
+    return render(request, "designer/connection_detail.html", {
+        "membership": membership,
+        "connection": connection_obj,
+        "config": connection_obj.config,
+        "can_change": can_change_connection(membership, connection_obj),
+        "can_test": membership.has_role(Role.EDITOR),
+        "last_check": connection_obj.checks.first(),
+        "history": audit.history(connection_obj),
+        "dependents": connection_obj.dependents(),
+    })
+
+
+@require_http_methods(["GET", "POST"])
+def connection_delete(request: HttpRequest, team: str, connection: int) -> HttpResponse:
+    membership = get_membership(request, team)
+    connection_obj = get_connection(membership, connection)
+    require_connection_change(membership, connection_obj)
+    dependents = connection_obj.dependents()
+    if request.method == "POST" and not dependents:
+        audit.record(request.user, membership.team, "deleted", connection_obj)
+        project = connection_obj.project
+        connection_obj.delete()
+        messages.success(request, f"Connection {connection_obj.name} deleted.")
+        if project:
+            return redirect("project", team=team, project=project.pk)
+        return redirect("team_connections", team=team)
+    return render(request, "designer/connection_delete.html", {
+        "membership": membership,
+        "connection": connection_obj,
+        "dependents": dependents,
+    }, status=409 if request.method == "POST" else 200)
+
+
+@require_POST
+def connection_test(request: HttpRequest, team: str, connection: int) -> HttpResponse:
+    membership = get_membership(request, team)
+    connection_obj = get_connection(membership, connection)
+    require_role(membership, Role.EDITOR, "test a connection")
+    with transaction.atomic():
+        check = ConnectionCheck.objects.create(connection=connection_obj, requested_by=request.user)
+        # Only the id travels to the worker; it reads the rest from the database.
+        check_connection.delay_on_commit(check.pk)
+    check.refresh_from_db()
+    return render(request, "designer/connection_detail.html#check", {
+        "membership": membership, "connection": connection_obj, "last_check": check,
+    })
+
+
+def check_status(request: HttpRequest, team: str, check: int) -> HttpResponse:
+    membership = get_membership(request, team)
+    check_obj = get_check(membership, check)
+    waited = (timezone.now() - check_obj.created_at).total_seconds()
+    context = {
+        "membership": membership,
+        "connection": check_obj.connection,
+        "last_check": check_obj,
+        "no_worker": check_obj.status == ConnectionCheck.Status.QUEUED
+        and waited > settings.MAILWRIGHT_CHECK_PICKUP_SECONDS,
+    }
+    response = render(request, "designer/connection_detail.html#check", context)
+    if check_obj.done or context["no_worker"]:
+        # 286 tells htmx to stop polling, with the final result still swapped in.
+        stop = HttpResponseStopPolling(response.content)
+        return stop
+    return response

@@ -1,0 +1,151 @@
+from django.urls import reverse
+
+from designer.models import Activity, AuditEntry, Connection
+from tests.web.helpers import form_data, make_connection
+
+
+def _create_url(team, project=None):
+    if project:
+        return reverse("project_connection_create", kwargs={"team": team.slug, "project": project.pk})
+    return reverse("team_connection_create", kwargs={"team": team.slug})
+
+
+def test_it_creates_a_project_connection_with_an_encrypted_password(bob_client, team, project):
+    response = bob_client.post(_create_url(team, project), form_data())
+    assert response.status_code == 302
+    connection = Connection.objects.get(name="Support mailbox")
+    assert connection.project == project
+    assert connection.get_secrets() == {"password": "s3cret-pass"}
+    assert "s3cret-pass" not in connection.secrets_token
+    assert connection.config["imap"] == {"host": "imap.example.com", "port": 993, "security": "ssl",
+                                         "verify_tls": True}
+    assert AuditEntry.objects.filter(action="created", object_name="Support mailbox", username="bob").exists()
+
+
+def test_it_shows_an_error_per_field_and_saves_nothing(bob_client, team, project):
+    response = bob_client.post(
+        _create_url(team, project),
+        form_data(name="a/b", imap_port="70000", imap_host="not a host", auth_username="", auth_password=""),
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "A name may not contain" in body
+    assert "Must be between 1 and 65535." in body
+    assert "Must be a host name or IP address" in body
+    assert body.count("This field is required.") == 2  # username and password
+    assert not Connection.objects.exists()
+
+
+def test_it_uses_default_ports_for_the_security_mode(bob_client, team, project):
+    bob_client.post(_create_url(team, project),
+                    form_data(imap_port="", imap_security="starttls", smtp_port="", smtp_security="ssl"))
+    config = Connection.objects.get().config
+    assert config["imap"]["port"] == 143
+    assert config["smtp"]["port"] == 465
+
+
+def test_it_keeps_the_stored_password_when_the_field_is_left_empty(alice_client, team, project):
+    connection = make_connection(team, project)
+    url = reverse("connection_edit", kwargs={"team": team.slug, "connection": connection.pk})
+    page = alice_client.get(url).content.decode()
+    assert "s3cret-pass" not in page
+    assert 'placeholder="unchanged"' in page
+    response = alice_client.post(url, form_data(auth_password="", imap_host="imap2.example.com"))
+    assert response.status_code == 302
+    connection.refresh_from_db()
+    assert connection.get_secrets() == {"password": "s3cret-pass"}
+    assert connection.config["imap"]["host"] == "imap2.example.com"
+    entry = AuditEntry.objects.get(action="changed")
+    assert entry.details == {"fields": ["imap.host"]}
+
+
+def test_it_records_a_changed_password_without_its_value(alice_client, team, project):
+    connection = make_connection(team, project)
+    url = reverse("connection_edit", kwargs={"team": team.slug, "connection": connection.pk})
+    alice_client.post(url, form_data(auth_password="brand-new-pass"))
+    connection.refresh_from_db()
+    assert connection.get_secrets() == {"password": "brand-new-pass"}
+    entry = AuditEntry.objects.get(action="changed")
+    assert entry.details == {"fields": ["secret password"]}
+    assert "brand-new-pass" not in str(entry.details)
+
+
+def test_it_refuses_a_duplicate_name_in_the_same_project(bob_client, team, project):
+    make_connection(team, project)
+    response = bob_client.post(_create_url(team, project), form_data())
+    assert response.status_code == 400
+    assert "already exists" in response.content.decode()
+
+
+def test_it_lets_only_admins_create_team_connections(alice_client, bob_client, team):
+    response = bob_client.post(_create_url(team), form_data())
+    assert response.status_code == 403
+    assert "need to be an admin" in response.content.decode()
+    assert alice_client.post(_create_url(team), form_data()).status_code == 302
+    assert Connection.objects.get().is_team_connection
+
+
+def test_it_lets_only_admins_change_team_connection_credentials(alice, bob_client, team):
+    connection = make_connection(team)
+    url = reverse("connection_edit", kwargs={"team": team.slug, "connection": connection.pk})
+    response = bob_client.post(url, form_data(auth_password="stolen", imap_host="evil.example.com"))
+    assert response.status_code == 403
+    connection.refresh_from_db()
+    assert connection.config["imap"]["host"] == "imap.example.com"
+
+
+def test_it_refuses_viewers_every_change(charlie_client, team, project):
+    connection = make_connection(team, project)
+    kwargs = {"team": team.slug, "connection": connection.pk}
+    assert charlie_client.post(_create_url(team, project), form_data(name="x")).status_code == 403
+    assert charlie_client.post(reverse("connection_edit", kwargs=kwargs), form_data()).status_code == 403
+    assert charlie_client.post(reverse("connection_delete", kwargs=kwargs)).status_code == 403
+    assert charlie_client.post(reverse("connection_test", kwargs=kwargs)).status_code == 403
+    assert charlie_client.get(reverse("connection", kwargs=kwargs)).status_code == 200
+
+
+def test_it_hides_other_teams_objects_behind_404(bob_client, other_team):
+    from designer.models import Project
+
+    foreign_project = Project.objects.create(team=other_team, name="Theirs")
+    connection = make_connection(other_team, foreign_project)
+    kwargs = {"team": other_team.slug, "connection": connection.pk}
+    assert bob_client.get(reverse("connection", kwargs=kwargs)).status_code == 404
+    assert bob_client.get(reverse("team", kwargs={"team": other_team.slug})).status_code == 404
+    assert bob_client.get(reverse("project_export", kwargs={"team": other_team.slug,
+                                                            "project": foreign_project.pk})).status_code == 404
+
+
+def test_it_hides_another_teams_connection_even_under_my_team(bob_client, team, other_team):
+    connection = make_connection(other_team)
+    kwargs = {"team": team.slug, "connection": connection.pk}
+    assert bob_client.get(reverse("connection", kwargs=kwargs)).status_code == 404
+    assert bob_client.post(reverse("connection_test", kwargs=kwargs)).status_code == 404
+
+
+def test_it_deletes_after_confirmation(bob_client, team, project):
+    connection = make_connection(team, project)
+    url = reverse("connection_delete", kwargs={"team": team.slug, "connection": connection.pk})
+    assert "cannot be undone" in bob_client.get(url).content.decode()
+    assert bob_client.post(url).status_code == 302
+    assert not Connection.objects.exists()
+    assert AuditEntry.objects.filter(action="deleted", object_name="Support mailbox").exists()
+
+
+def test_it_refuses_to_delete_a_connection_in_use_and_lists_the_users(bob_client, team, project):
+    connection = make_connection(team, project)
+    Activity.objects.create(project=project, connection=connection, type="read_email", name="Read support inbox")
+    url = reverse("connection_delete", kwargs={"team": team.slug, "connection": connection.pk})
+    response = bob_client.post(url)
+    assert response.status_code == 409
+    assert "Support desk / Read support inbox" in response.content.decode()
+    assert Connection.objects.filter(pk=connection.pk).exists()
+
+
+def test_it_shows_the_audit_history_on_the_connection_page(bob_client, team, project):
+    bob_client.post(_create_url(team, project), form_data())
+    connection = Connection.objects.get()
+    page = bob_client.get(reverse("connection", kwargs={"team": team.slug, "connection": connection.pk}))
+    assert "created" in page.content.decode()
+    assert "s3cret-pass" not in page.content.decode()

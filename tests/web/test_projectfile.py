@@ -1,0 +1,143 @@
+import json
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from designer import projectfile
+from designer.models import AuditEntry, Connection, Project, Team
+
+SPEC_FILE = {
+    "format": "mailwright.project/1",
+    "name": "Support desk",
+    "connections": [
+        {"name": "Support mailbox", "connector": "email",
+         "imap": {"host": "imap.example.com", "port": 993, "security": "ssl", "verify_tls": True},
+         "smtp": {"host": "smtp.example.com", "port": 587, "security": "starttls", "verify_tls": True},
+         "auth": {"method": "password", "username": "support@example.com",
+                  "password": {"env": "SUPPORT_PASSWORD"}}}
+    ],
+    "activities": [],
+    "operations": [],
+}
+
+
+@pytest.fixture
+def spec_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUPPORT_PASSWORD", "env-secret-1")
+    path = tmp_path / "project.json"
+    path.write_text(json.dumps(SPEC_FILE))
+    return path
+
+
+def test_it_imports_the_spec_example_and_creates_the_team(db, spec_file, capsys):
+    call_command("import_project", str(spec_file), "--team", "Acme")
+    out = capsys.readouterr().out
+    assert "created team Acme" in out
+    assert "created project Support desk" in out
+    assert "created connection Support mailbox" in out
+    connection = Connection.objects.get(name="Support mailbox")
+    assert connection.team.name == "Acme"
+    assert connection.get_secrets() == {"password": "env-secret-1"}
+    assert connection.config["auth"] == {"method": "password", "username": "support@example.com"}
+
+
+def test_it_is_idempotent_by_names(db, spec_file, capsys):
+    call_command("import_project", str(spec_file), "--team", "Acme")
+    capsys.readouterr()
+    call_command("import_project", str(spec_file), "--team", "Acme")
+    out = capsys.readouterr().out
+    assert "unchanged project Support desk" in out
+    assert "unchanged connection Support mailbox" in out
+    assert Connection.objects.count() == 1
+    assert Project.objects.count() == 1
+
+
+def test_it_reports_every_error_with_its_path_and_imports_nothing(db, tmp_path, capsys):
+    bad = json.loads(json.dumps(SPEC_FILE))
+    bad["connections"][0]["imap"]["port"] = 70000
+    bad["connections"][0]["smtp"]["security"] = "tls"
+    bad["connections"][0]["auth"]["password"] = {"env": "MISSING_VAR_FOR_TEST"}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(CommandError, match="nothing imported"):
+        call_command("import_project", str(path), "--team", "Acme")
+    err = capsys.readouterr().err
+    assert "connections[0].imap.port: must be between 1 and 65535" in err
+    assert "connections[0].smtp.security: must be one of ssl, starttls, none" in err
+    assert "connections[0].auth.password: environment variable MISSING_VAR_FOR_TEST is not set" in err
+    assert not Team.objects.exists()
+    assert not Connection.objects.exists()
+
+
+def test_it_names_line_and_column_of_broken_json(db, tmp_path, capsys):
+    path = tmp_path / "broken.json"
+    path.write_text('{\n  "format": "mailwright.project/1",\n  "name": "x",,\n}')
+    with pytest.raises(CommandError):
+        call_command("import_project", str(path), "--team", "Acme")
+    assert "line 3 column 15" in capsys.readouterr().err
+
+
+def test_it_requires_a_password_for_a_new_connection(db):
+    data = json.loads(json.dumps(SPEC_FILE))
+    del data["connections"][0]["auth"]["password"]
+    with pytest.raises(projectfile.ProjectFileError) as exc:
+        projectfile.apply(projectfile.plan(data), Team(name="Acme"))
+    assert exc.value.errors == ["connections[0].auth.password: is required for a new connection"]
+    assert not Team.objects.exists()
+
+
+def test_it_keeps_a_stored_password_when_the_file_gives_none(db, spec_file):
+    call_command("import_project", str(spec_file), "--team", "Acme")
+    data = json.loads(json.dumps(SPEC_FILE))
+    del data["connections"][0]["auth"]["password"]
+    projectfile.apply(projectfile.plan(data), Team.objects.get(name="Acme"))
+    assert Connection.objects.get().get_secrets() == {"password": "env-secret-1"}
+
+
+def test_it_takes_a_literal_password_and_never_exports_it(db, tmp_path, capsys):
+    data = json.loads(json.dumps(SPEC_FILE))
+    data["connections"][0]["auth"]["password"] = "literal-canary-7731"
+    path = tmp_path / "literal.json"
+    path.write_text(json.dumps(data))
+    call_command("import_project", str(path), "--team", "Acme")
+    out_path = tmp_path / "out.json"
+    call_command("export_project", "Support desk", "--team", "Acme", "-o", str(out_path))
+    exported = out_path.read_text()
+    assert "literal-canary-7731" not in exported
+    document = json.loads(exported)
+    assert document["format"] == "mailwright.project/1"
+    assert document["connections"][0]["auth"] == {"method": "password", "username": "support@example.com"}
+    assert document["connections"][0]["imap"]["port"] == 993
+    assert "literal-canary-7731" not in str(list(AuditEntry.objects.values_list("details", flat=True)))
+
+
+def test_it_round_trips_an_export_into_another_team(db, spec_file, tmp_path, monkeypatch):
+    call_command("import_project", str(spec_file), "--team", "Acme")
+    out_path = tmp_path / "out.json"
+    call_command("export_project", "Support desk", "--team", "Acme", "-o", str(out_path))
+    document = json.loads(out_path.read_text())
+    document["connections"][0]["auth"]["password"] = {"env": "SUPPORT_PASSWORD"}
+    out_path.write_text(json.dumps(document))
+    call_command("import_project", str(out_path), "--team", "Beta")
+    copy = Connection.objects.get(team__name="Beta")
+    original = Connection.objects.get(team__name="Acme")
+    assert copy.config == original.config
+
+
+def test_it_rejects_a_wrong_format_and_unknown_settings(db):
+    data = json.loads(json.dumps(SPEC_FILE))
+    data["format"] = "something/2"
+    data["connections"][0]["imap"]["hots"] = "typo"
+    with pytest.raises(projectfile.ProjectFileError) as exc:
+        projectfile.plan(data, environ={"SUPPORT_PASSWORD": "x"})
+    assert "format: must be 'mailwright.project/1', found 'something/2'" in exc.value.errors
+    assert "connections[0].imap.hots: is not a known setting" in exc.value.errors
+
+
+def test_it_refuses_duplicate_connection_names_in_one_file(db):
+    data = json.loads(json.dumps(SPEC_FILE))
+    data["connections"].append(data["connections"][0])
+    with pytest.raises(projectfile.ProjectFileError) as exc:
+        projectfile.plan(data, environ={"SUPPORT_PASSWORD": "x"})
+    assert "connections[1].name: 'Support mailbox' appears twice in this file" in exc.value.errors
