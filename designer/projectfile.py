@@ -119,7 +119,7 @@ def _plan_connections(entries: Any, environ: Mapping[str, str], errors: list[str
         try:
             config = connector.parse_config(config_data)
         except ConfigError as exc:
-            errors.extend(f"{path}.{p}: {' '.join(m)}" if p else f"{path}: {' '.join(m)}" for p, m in exc.errors.items())
+            errors.extend(f"{path}.{sub}: {' '.join(msgs)}" for sub, msgs in exc.errors.items())
             continue
         planned.append({
             "path": path, "name": name, "connector": connector_key, "description": description or "",

@@ -200,7 +200,9 @@ def parse_email_config(data: Mapping[str, Any]) -> EmailConfig:
         errors.add("timeouts", "must be an object with connect and read seconds")
     else:
         if timeouts.get("connect") not in (None, ""):
-            connect_timeout = _int_in_range(errors, "timeouts.connect", timeouts["connect"], *CONNECT_TIMEOUT_RANGE) or 10
+            connect_timeout = (
+                _int_in_range(errors, "timeouts.connect", timeouts["connect"], *CONNECT_TIMEOUT_RANGE) or 10
+            )
         if timeouts.get("read") not in (None, ""):
             read_timeout = _int_in_range(errors, "timeouts.read", timeouts["read"], *READ_TIMEOUT_RANGE) or 30
 

@@ -82,7 +82,10 @@ class EmailConnectionForm(forms.Form):
         help_text="Trust a self-signed or private CA instead of the system's certificate authorities.",
     )
     connect_timeout = forms.IntegerField(
-        label="Connect timeout (seconds)", initial=10, min_value=CONNECT_TIMEOUT_RANGE[0], max_value=CONNECT_TIMEOUT_RANGE[1]
+        label="Connect timeout (seconds)",
+        initial=10,
+        min_value=CONNECT_TIMEOUT_RANGE[0],
+        max_value=CONNECT_TIMEOUT_RANGE[1],
     )
     read_timeout = forms.IntegerField(
         label="Read timeout (seconds)", initial=30, min_value=READ_TIMEOUT_RANGE[0], max_value=READ_TIMEOUT_RANGE[1]

@@ -88,6 +88,9 @@ class ConnectionCheck(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"Test of {self.connection} ({self.status})"
+
     @property
     def done(self) -> bool:
         return self.status in (self.Status.PASSED, self.Status.FAILED)

@@ -140,7 +140,8 @@ def member_remove(request: HttpRequest, team: str, member: int) -> HttpResponse:
     membership = get_membership(request, team)
     require_role(membership, Role.ADMIN, "change this team's members")
     target = get_object_or_404(Membership, team=membership.team, pk=member)
-    if target.role == Role.ADMIN and not membership.team.memberships.filter(role=Role.ADMIN).exclude(pk=target.pk).exists():
+    other_admins = membership.team.memberships.filter(role=Role.ADMIN).exclude(pk=target.pk)
+    if target.role == Role.ADMIN and not other_admins.exists():
         messages.error(request, "A team keeps at least one admin: make someone else admin first.")
     else:
         audit.record(request.user, membership.team, "removed", target)

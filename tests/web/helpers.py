@@ -53,3 +53,18 @@ def form_data(**overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
+
+
+def real_server_config(dovecot: Any, smtp: Any, *, username: str = "alice", read_timeout: int = 5,
+                       **overrides: Any) -> dict[str, Any]:
+    """A connection config pointing at the suite's Dovecot (TLS, trusting its CA) and an SMTP server."""
+    config = email_config(
+        imap={"host": "localhost", "port": dovecot.tls_port, "security": "ssl", "verify_tls": True},
+        smtp={"host": "localhost", "port": smtp.port, "security": "none" if smtp.mode == "plain" else smtp.mode,
+              "verify_tls": True},
+        auth={"method": "password", "username": username},
+        ca_pem=dovecot.ca_pem,
+        timeouts={"connect": 3, "read": read_timeout},
+    )
+    config.update(overrides)
+    return config

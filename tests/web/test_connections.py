@@ -149,3 +149,60 @@ def test_it_shows_the_audit_history_on_the_connection_page(bob_client, team, pro
     page = bob_client.get(reverse("connection", kwargs={"team": team.slug, "connection": connection.pk}))
     assert "created" in page.content.decode()
     assert "s3cret-pass" not in page.content.decode()
+
+
+def _fake_steps(*steps):
+    from connectors.base import CheckStep
+
+    def check(self, config, secrets):
+        yield from (CheckStep(*s) for s in steps)
+    return check
+
+
+def test_it_tests_through_a_task_and_shows_connection_success(bob_client, team, project, monkeypatch,
+                                                               django_capture_on_commit_callbacks):
+    from connectors.email.connector import EmailConnector
+
+    monkeypatch.setattr(EmailConnector, "check", _fake_steps(("IMAP login", True, "logged in as support")))
+    connection = make_connection(team, project)
+    kwargs = {"team": team.slug, "connection": connection.pk}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = bob_client.post(reverse("connection_test", kwargs=kwargs), HTTP_HX_REQUEST="true")
+    check = connection.checks.get()
+    assert check.status == "passed"
+    poll = bob_client.get(reverse("check_status", kwargs={"team": team.slug, "check": check.pk}))
+    assert poll.status_code == 286  # htmx stops polling
+    assert "Connection Success" in poll.content.decode()
+    assert "logged in as support" in poll.content.decode()
+    assert response.status_code == 200
+    assert AuditEntry.objects.filter(action="tested", details__result="Connection Success").exists()
+
+
+def test_it_keeps_polling_while_queued_then_says_no_worker(bob_client, team, project, settings):
+    from designer.models import ConnectionCheck
+
+    connection = make_connection(team, project)
+    check = ConnectionCheck.objects.create(connection=connection)
+    url = reverse("check_status", kwargs={"team": team.slug, "check": check.pk})
+    first = bob_client.get(url)
+    assert first.status_code == 200
+    assert 'hx-trigger="every' in first.content.decode()
+    settings.MAILWRIGHT_CHECK_PICKUP_SECONDS = -1
+    late = bob_client.get(url)
+    assert late.status_code == 286
+    assert "No worker picked the test up" in late.content.decode()
+
+
+def test_it_reports_the_failed_step(bob_client, team, project, monkeypatch, django_capture_on_commit_callbacks):
+    from connectors.email.connector import EmailConnector
+
+    monkeypatch.setattr(EmailConnector, "check", _fake_steps(
+        ("IMAP connect", True, "connected"), ("IMAP login", False, "authentication rejected: [AUTHENTICATIONFAILED]")))
+    connection = make_connection(team, project)
+    with django_capture_on_commit_callbacks(execute=True):
+        bob_client.post(reverse("connection_test", kwargs={"team": team.slug, "connection": connection.pk}))
+    check = connection.checks.get()
+    assert check.status == "failed"
+    page = bob_client.get(reverse("connection", kwargs={"team": team.slug, "connection": connection.pk}))
+    assert "Connection failed" in page.content.decode()
+    assert "failed at IMAP login" in page.content.decode()

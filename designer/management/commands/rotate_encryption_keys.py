@@ -18,7 +18,9 @@ class Command(BaseCommand):
             try:
                 connection.secrets_token = rotate_token(connection.secrets_token)
             except SecretsUnreadable as exc:
-                raise CommandError(f"connection {connection.name!r} (id {connection.pk}): {exc}; nothing changed") from None
+                raise CommandError(
+                    f"connection {connection.name!r} (id {connection.pk}): {exc}; nothing changed"
+                ) from None
             connection.save(update_fields=["secrets_token"])
             rotated += 1
         self.stdout.write(f"re-encrypted {rotated} secret record(s) with the newest key")

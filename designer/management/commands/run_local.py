@@ -1,5 +1,6 @@
 import subprocess
 import sys
+import threading
 
 from django.conf import settings
 from django.core.management import call_command
@@ -21,8 +22,12 @@ class Command(BaseCommand):
         )
         login_file = settings.DATA_DIR / LOGIN_FILE
         login = login_file.read_text().strip().replace("\n", ", ") if login_file.exists() else "your own user"
-        self.stdout.write(self.style.SUCCESS(f"\nMailwright is at http://{addr}/  -  log in with {login}"))
-        self.stdout.write(f"(the login is kept in {login_file}; a Celery worker is running, pid {worker.pid})\n")
+        banner = (f"\n{self.style.SUCCESS(f'Mailwright is at http://{addr}/  -  log in with {login}')}\n"
+                  f"(the login is kept in {login_file}; a Celery worker runs beside the server, pid {worker.pid};"
+                  " stop both with Ctrl-C)\n")
+        self.stdout.write(banner)
+        # Said again once the worker's and the server's start-up chatter is over, so it is the last thing seen.
+        threading.Timer(6, self.stdout.write, args=(banner,)).start()
         try:
             call_command("runserver", addr, use_reloader=False)
         finally:
