@@ -1,0 +1,226 @@
+"""SMTP sessions for the Email connector: guarded sockets, our TLS rules, translated errors.
+
+``GuardedSMTP`` / ``GuardedSMTP_SSL`` are smtplib's classes with one seam replaced: the socket
+comes from ``connectors.net`` (deny-list, one DNS answer) and TLS from ``build_ssl_context``.
+``open_smtp`` is what the engine uses: greeting, EHLO, STARTTLS when asked, AUTH through the auth
+registry, and always QUIT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import smtplib
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+
+from connectors import net
+from connectors.email.auth import AUTH_METHODS
+from connectors.email.config import EmailConfig, ServerSettings
+from connectors.email.errors import check_secrets, starttls_not_offered, translated
+from connectors.email.imap import CLOSE_TIMEOUT, build_ssl_context
+
+
+class _Guarded:
+    """What both SMTP classes share; each defines ``_get_socket``, smtplib's seam."""
+
+    config: EmailConfig
+    server: ServerSettings
+    deadline: net.Deadline | None
+    greeting: str
+    sock: socket.socket | None
+
+    def _init_guard(
+        self,
+        config: EmailConfig,
+        addresses: Sequence[net.Address] | None,
+        deadline: net.Deadline | None,
+    ) -> None:
+        if config.smtp is None:
+            raise ValueError("this Email connection has no SMTP server")
+        self.config = config
+        self.server = config.smtp
+        self.deadline = deadline
+        self.greeting = ""
+        self._addresses = addresses
+
+    def read_timeout(self) -> float:
+        """The read timeout, shortened to what is left of the deadline."""
+        if self.deadline is None:
+            return self.config.read_timeout
+        return self.deadline.cap(self.config.read_timeout)
+
+    @contextlib.contextmanager
+    def translating(self, phase: str, secrets: Mapping[str, str] | None = None) -> Iterator[None]:
+        """Run SMTP commands with a fresh read timeout; failures come out as ``ConnectorError``."""
+        timeout = self.read_timeout()
+        with translated(self.server, phase, timeout, secrets):
+            if self.sock is not None:
+                self.sock.settimeout(timeout)
+            yield
+
+    def watch_socket(self) -> None:
+        """Put the current socket (a new one after STARTTLS) under the deadline's watch."""
+        if self.deadline is not None and self.sock is not None:
+            self.deadline.watch(self.sock)
+
+    def _guarded_socket(self, host: str, port: int) -> socket.socket:
+        timeout = self.config.connect_timeout
+        with translated(self.server, "connect", timeout):
+            sock = net.connect(host, port, timeout, self.deadline, addresses=self._addresses)
+        sock.settimeout(self.read_timeout())  # from here on everything is a read
+        return sock
+
+
+class GuardedSMTP(_Guarded, smtplib.SMTP):
+    """A plain-text SMTP session (security ``none``, or ``starttls`` before the upgrade)."""
+
+    def __init__(
+        self,
+        config: EmailConfig,
+        *,
+        addresses: Sequence[net.Address] | None = None,
+        deadline: net.Deadline | None = None,
+    ) -> None:
+        self._init_guard(config, addresses, deadline)
+        self.ssl_context = build_ssl_context(config, self.server)
+        # No host yet: connecting is a separate, translated step. A local_hostname is given so
+        # smtplib does not call socket.getfqdn(), a DNS lookup with no timeout.
+        super().__init__(local_hostname=config.ehlo_name or "localhost", timeout=config.connect_timeout)
+        self._host = self.server.host  # smtplib's STARTTLS checks the certificate against _host
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return self._guarded_socket(host, port)
+
+
+class GuardedSMTP_SSL(_Guarded, smtplib.SMTP_SSL):  # noqa: N801 - named after smtplib.SMTP_SSL
+    """An SMTP session over implicit TLS (security ``ssl``, port 465)."""
+
+    def __init__(
+        self,
+        config: EmailConfig,
+        *,
+        addresses: Sequence[net.Address] | None = None,
+        deadline: net.Deadline | None = None,
+    ) -> None:
+        self._init_guard(config, addresses, deadline)
+        self.ssl_context = build_ssl_context(config, self.server)
+        super().__init__(
+            local_hostname=config.ehlo_name or "localhost", timeout=config.connect_timeout, context=self.ssl_context
+        )
+        self._host = self.server.host
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = self._guarded_socket(host, port)
+        try:
+            with translated(self.server, "tls", sock.gettimeout() or self.config.read_timeout):
+                tls = self.context.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+        if self.deadline is not None:
+            self.deadline.watch(tls)
+        return tls
+
+
+SMTPSession = GuardedSMTP | GuardedSMTP_SSL
+
+
+def connect_smtp(
+    config: EmailConfig,
+    *,
+    addresses: Sequence[net.Address] | None = None,
+    deadline: net.Deadline | None = None,
+) -> SMTPSession:
+    """A connected, greeted session (no EHLO yet); ``ConnectorError`` when that fails."""
+    cls = GuardedSMTP_SSL if config.smtp is not None and config.smtp.security == "ssl" else GuardedSMTP
+    smtp = cls(config, addresses=addresses, deadline=deadline)
+    try:
+        with translated(smtp.server, "greeting", smtp.read_timeout()):
+            code, message = smtp.connect(smtp.server.host, smtp.server.port)
+            if code != 220:
+                raise smtplib.SMTPConnectError(code, message)
+    except BaseException:
+        smtp.close()
+        raise
+    smtp.greeting = f"{code} {message.decode('utf-8', 'replace')}"
+    if not config.ehlo_name:
+        smtp.local_hostname = _address_literal(smtp.sock)
+    return smtp
+
+
+def ehlo_smtp(smtp: SMTPSession) -> None:
+    """EHLO (HELO for an old server), which fills ``smtp.esmtp_features``."""
+    with smtp.translating("EHLO"):
+        code, reply = smtp.ehlo()
+        if not 200 <= code < 300:
+            code, reply = smtp.helo()
+            if not 200 <= code < 300:
+                raise smtplib.SMTPHeloError(code, reply)
+
+
+def starttls_smtp(smtp: SMTPSession) -> None:
+    """Upgrade to TLS and EHLO again; refuse to go on in plain text if STARTTLS is not offered."""
+    with smtp.translating("starttls"):
+        if not smtp.has_extn("starttls"):
+            raise starttls_not_offered(smtp.server)
+        smtp.starttls(context=smtp.ssl_context)
+    smtp.watch_socket()
+    ehlo_smtp(smtp)  # RFC 3207: what the server said before TLS no longer counts
+
+
+def login_smtp(smtp: SMTPSession, secrets: Mapping[str, str]) -> None:
+    """AUTH with the connection's auth method (a no-op for a relay with method ``none``)."""
+    check_secrets(smtp.config, secrets)
+    method = AUTH_METHODS[smtp.config.auth_method]
+    with smtp.translating("login", secrets):
+        method.smtp_login(smtp, smtp.config.auth, secrets)
+
+
+def close_smtp(smtp: SMTPSession) -> None:
+    """QUIT politely if the server still answers, then close the socket whatever happens."""
+    out_of_time = smtp.deadline is not None and smtp.deadline.remaining() <= 0
+    with contextlib.suppress(Exception):
+        if not out_of_time and smtp.sock is not None:
+            smtp.sock.settimeout(min(smtp.read_timeout(), CLOSE_TIMEOUT))
+            smtp.quit()
+    smtp.close()
+
+
+@contextlib.contextmanager
+def open_smtp(
+    config: EmailConfig,
+    secrets: Mapping[str, str],
+    *,
+    deadline: net.Deadline | None = None,
+) -> Iterator[SMTPSession]:
+    """An SMTP session ready for MAIL FROM (EHLO, STARTTLS when asked, AUTH); QUIT when the block ends.
+
+    Raises ``ConnectorError`` for every failure to get there. Commands inside the block should run
+    under ``smtp.translating("what it does")`` to get the same plain-language errors.
+    """
+    smtp = connect_smtp(config, deadline=deadline)
+    try:
+        ehlo_smtp(smtp)
+        if smtp.server.security == "starttls":
+            starttls_smtp(smtp)
+        login_smtp(smtp, secrets)
+        yield smtp
+    finally:
+        close_smtp(smtp)
+
+
+def _address_literal(sock: socket.socket | None) -> str:
+    """Our own address as an RFC 5321 address literal, for EHLO when no name is configured.
+
+    Better than smtplib's default, ``socket.getfqdn()``: that is a reverse DNS lookup nobody can
+    time out, and on a container it rarely names anything the server can check.
+    """
+    if sock is None:
+        return "[127.0.0.1]"
+    address = ipaddress.ip_address(sock.getsockname()[0].split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return f"[{address.ipv4_mapped}]"
+        return f"[IPv6:{address}]"
+    return f"[{address}]"

@@ -1,0 +1,235 @@
+"""The outbound-connection guard (SPEC §9): every socket a connector opens comes from here.
+
+A connection's host is typed by a user, so without a guard the server could be pointed at
+link-local or cloud-metadata addresses to probe what only it can reach. The host is resolved
+once, every resolved address is checked against the deny-list, and the socket connects to
+those very addresses: a second lookup could answer differently (DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple, Self
+
+from connectors.base import ConnectorError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Link-local (AWS, GCP and Azure metadata live at 169.254.169.254), Alibaba's metadata address,
+# AWS's IPv6 metadata address and "this network". settings.py starts from this list.
+DEFAULT_DENY_NETWORKS: tuple[str, ...] = (
+    "169.254.0.0/16",
+    "fe80::/10",
+    "100.100.100.200/32",
+    "fd00:ec2::254/128",
+    "0.0.0.0/8",
+)
+
+
+# What a timeout shrinks to once a deadline has passed: the next read fails at once.
+_MIN_TIMEOUT = 0.01
+
+
+class ResolveTimeout(TimeoutError):
+    """The DNS lookup itself overran (told apart from a connect timeout in messages)."""
+
+
+class Address(NamedTuple):
+    """One checked address a host resolved to, ready for ``socket.connect``."""
+
+    family: int
+    sockaddr: tuple
+
+    @property
+    def ip(self) -> str:
+        return str(self.sockaddr[0])
+
+    def __str__(self) -> str:
+        return self.ip
+
+
+def denied_networks() -> list[IPNetwork]:
+    """The deny-list: ``settings.MAILWRIGHT_DENY_NETWORKS`` when Django is configured, else the default."""
+    cidrs: Iterable[str] = DEFAULT_DENY_NETWORKS
+    try:
+        from django.conf import settings
+    except ImportError:  # the connectors also run outside Django (scripts, unit tests)
+        pass
+    else:
+        if settings.configured:
+            cidrs = getattr(settings, "MAILWRIGHT_DENY_NETWORKS", DEFAULT_DENY_NETWORKS)
+    return [ipaddress.ip_network(cidr, strict=False) for cidr in cidrs]
+
+
+def denied_by(ip: str, networks: Sequence[IPNetwork] | None = None) -> IPNetwork | None:
+    """The deny-listed network that contains ``ip``, or None when the address is allowed."""
+    address = ipaddress.ip_address(ip.split("%", 1)[0])  # drop an IPv6 zone id ("fe80::1%eth0")
+    candidates: list[IPAddress] = [address]
+    # ::ffff:169.254.169.254 reaches the IPv4 address on a dual-stack socket: judge it as IPv4 too.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        candidates.append(address.ipv4_mapped)
+    for network in denied_networks() if networks is None else networks:
+        if any(candidate.version == network.version and candidate in network for candidate in candidates):
+            return network
+    return None
+
+
+def resolve(host: str, port: int, timeout: float) -> list[Address]:
+    """Look ``host`` up (bounded by ``timeout``) and return its addresses, all checked.
+
+    Raises the resolver's own ``socket.gaierror`` or ``ResolveTimeout`` (callers translate them), and
+    a permanent ``ConnectorError`` when any address is deny-listed: a name that points even partly
+    at a blocked network is not one to talk to.
+    """
+    addresses: list[Address] = []
+    for family, _type, _proto, _canonname, sockaddr in _getaddrinfo(host, port, timeout):
+        address = Address(family, tuple(sockaddr))
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise socket.gaierror(socket.EAI_NONAME, f"no addresses for {host}")
+    _refuse_denied(host, addresses)
+    return addresses
+
+
+def connect(
+    host: str,
+    port: int,
+    timeout: float,
+    deadline: Deadline | None = None,
+    *,
+    addresses: Sequence[Address] | None = None,
+) -> socket.socket:
+    """A TCP socket to ``host:port``, connected to a checked address and nothing else.
+
+    ``addresses`` lets a caller that already called ``resolve`` (to show the addresses) reuse that
+    answer instead of asking DNS again; they are checked again all the same. The whole call,
+    lookup included, takes at most ``timeout`` seconds (and ends at ``deadline``, if given); when
+    a host has several addresses the time left is shared between the ones not tried yet, so one
+    black-holed address cannot eat the budget of the next. The socket is returned in blocking
+    mode with ``timeout`` set; callers set their read timeout. Raises the last ``OSError``.
+    """
+    until = time.monotonic() + timeout
+    if deadline is not None:
+        until = min(until, deadline.at)
+    if addresses is None:
+        addresses = resolve(host, port, _left(until))
+    else:
+        _refuse_denied(host, addresses)
+    last_error: OSError = TimeoutError(f"timed out connecting to {host}:{port}")
+    for index, address in enumerate(addresses):
+        share = _left(until) / (len(addresses) - index)
+        sock = socket.socket(address.family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(share)
+            sock.connect(address.sockaddr)
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+            continue
+        sock.settimeout(timeout)
+        if deadline is not None:
+            deadline.watch(sock)
+        return sock
+    raise last_error
+
+
+class Deadline:
+    """An overall time limit for a series of socket operations.
+
+    Socket timeouts bound each read, not a server that trickles one byte just before each one
+    expires. ``watch``-ed sockets are shut down when the time is up, which wakes any blocked read,
+    so work under a ``Deadline`` really ends on time. Use it as a context manager.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> Self:
+        self._timer = threading.Timer(max(self.remaining(), 0), self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            self._sockets.clear()
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def cap(self, timeout: float) -> float:
+        """``timeout`` shortened to the time left (never zero: a zero timeout means non-blocking)."""
+        return max(min(timeout, self.remaining()), _MIN_TIMEOUT)
+
+    def watch(self, sock: socket.socket) -> None:
+        """Shut ``sock`` down when the deadline passes (also a TLS socket wrapped around an earlier one)."""
+        with self._lock:
+            self._sockets.append(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            for sock in self._sockets:
+                try:
+                    # The plain socket method, even on an SSLSocket: no TLS close_notify from
+                    # this thread, just wake the reader in the other one.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed, or wrapped by a TLS socket that is watched too
+
+
+def _left(until: float) -> float:
+    left = until - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("timed out")
+    return left
+
+
+def _refuse_denied(host: str, addresses: Sequence[Address]) -> None:
+    networks = denied_networks()
+    for address in addresses:
+        network = denied_by(address.ip, networks)
+        if network is not None:
+            raise ConnectorError(
+                f"{host} resolves to {address.ip}, which is blocked by the outbound deny-list ({network})",
+                permanent=True,
+            )
+
+
+def _getaddrinfo(host: str, port: int, timeout: float) -> list[tuple]:
+    """``socket.getaddrinfo`` with a time limit (the C resolver has none of its own).
+
+    The lookup runs in a daemon thread; when it overruns we stop waiting and leave the thread to
+    finish in the background, which costs one idle thread rather than a hung request.
+    """
+    outcome: dict[str, object] = {}
+
+    def lookup() -> None:
+        try:
+            outcome["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=lookup, name=f"resolve {host}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise ResolveTimeout(f"looking up {host} took longer than {timeout:g} s")
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return list(outcome["infos"])  # type: ignore[call-overload]
