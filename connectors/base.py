@@ -7,8 +7,9 @@ through this interface, so a second connector is a new package plus one registry
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 
@@ -51,6 +52,83 @@ class ActivityType:
     label: str
     role: str  # "source" or "target"
     description: str
+    # The record a source produces, or the record a target consumes: what a mapping may use or fill.
+    fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceKey:
+    """Where a source record lives, as the delivery ledger keys it.
+
+    For Email: scope = folder, epoch = UIDVALIDITY, position = UID, identity = Message-ID.
+    ``epoch`` changes when the positions of a scope are renumbered; ``identity`` then recognises a
+    record already delivered under its old position.
+    """
+
+    scope: str
+    epoch: int
+    position: int
+    identity: str = ""
+
+
+@dataclass
+class SourceItem:
+    """One record offered by a source: its key, the record, or why it cannot be delivered."""
+
+    key: SourceKey
+    record: dict[str, Any] | None
+    # Set when the record could not be read (too large, unreadable): the engine records it skipped.
+    skip_reason: str = ""
+    # What the run history shows for this item even when ``record`` is None.
+    summary: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a target answered for one accepted record."""
+
+    reply: str
+    message_id: str = ""
+
+
+class SourceSession(AbstractContextManager):
+    """An open source for one run. Reading never changes the source; ``acknowledge`` does."""
+
+    def candidates(self) -> list[SourceKey]:
+        """Keys of the records the source would offer now (cheap: no record bodies), oldest first.
+
+        ``identity`` may be empty here; ``fetch`` fills it in.
+        """
+        raise NotImplementedError
+
+    def fetch(self, keys: Sequence[SourceKey]) -> Iterator[SourceItem]:
+        """Read the given records, in batches, without marking anything."""
+        raise NotImplementedError
+
+    def acknowledge(self, key: SourceKey, action: str) -> None:
+        """Apply the after-read ``action`` to one delivered (or deliberately skipped) record."""
+        raise NotImplementedError
+
+    def health(self) -> dict[str, Any]:
+        """Backlog facts for the designer (e.g. unread count and age of the oldest unread record)."""
+        return {}
+
+
+class TargetSession(AbstractContextManager):
+    """An open target for one run; one underlying connection reused for every record."""
+
+    def write(self, record: Mapping[str, Any]) -> Delivery:
+        """Deliver one record; raise ConnectorError(permanent=...) when the target refuses it."""
+        raise NotImplementedError
+
+    def prepare(self, record: Mapping[str, Any], message_id: str | None = None) -> dict[str, Any]:
+        """Validate and complete a record before delivery, assigning its Message-ID.
+
+        Returns what ``write`` will deliver, including ``message_id``, so the engine can store the
+        id before sending; ``message_id`` given reuses an id (a resend after an unknown outcome).
+        Raises ``ValueError`` for a record that can never be delivered as it is.
+        """
+        raise NotImplementedError
 
 
 class Connector:
@@ -85,6 +163,22 @@ class Connector:
         """Test the connection step by step; every step is bounded by the config's timeouts."""
         raise NotImplementedError
 
+    def activity_type(self, key: str) -> ActivityType:
+        for activity_type in self.activity_types:
+            if activity_type.key == key:
+                return activity_type
+        raise LookupError(f"the {self.label} connector has no activity type {key!r}")
+
+    def parse_activity_settings(self, activity_type: str, data: Mapping[str, Any]) -> Any:
+        """Validate an activity's settings (``ConfigError`` keyed by dotted path)."""
+        raise NotImplementedError
+
+    def open_source(self, config: Any, secrets: Mapping[str, str], settings: Any) -> SourceSession:
+        raise NotImplementedError
+
+    def open_target(self, config: Any, secrets: Mapping[str, str], settings: Any) -> TargetSession:
+        raise NotImplementedError
+
 
 _REGISTRY: dict[str, Connector] = {}
 
@@ -103,3 +197,12 @@ def get_connector(key: str) -> Connector:
 
 def all_connectors() -> list[Connector]:
     return sorted(_REGISTRY.values(), key=lambda c: c.label)
+
+
+def connector_for_activity(activity_type: str) -> Connector:
+    """The connector that offers an activity type (each type key belongs to one connector)."""
+    for connector in _REGISTRY.values():
+        if any(t.key == activity_type for t in connector.activity_types):
+            return connector
+    known = sorted(t.key for c in _REGISTRY.values() for t in c.activity_types)
+    raise LookupError(f"unknown activity type {activity_type!r}; known: {', '.join(known)}")

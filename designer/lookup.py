@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import CommandError
 from django.db.models import Q
 
-from designer.models import Connection, Project, Team
+from designer.models import Connection, Operation, Project, Team
 
 
 def team_by_name(name: str) -> Team:
@@ -32,3 +32,11 @@ def connection_by_name(project: Project, name: str) -> Connection:
     if connection is None:
         raise CommandError(f"no connection {name!r} in project {project.name} or its team's connections")
     return connection
+
+
+def operation_by_name(project: Project, name: str) -> Operation:
+    try:
+        return Operation.objects.select_related("project").get(project=project, name=name)
+    except Operation.DoesNotExist:
+        known = ", ".join(project.operations.values_list("name", flat=True)) or "none"
+        raise CommandError(f"no operation {name!r} in project {project.name} (operations: {known})") from None

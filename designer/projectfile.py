@@ -17,9 +17,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from connectors.base import ConfigError, get_connector
-from designer import audit, connection_store
-from designer.models import Connection, Project, Team, validate_object_name
+from connectors.base import ConfigError, connector_for_activity, get_connector
+from designer import audit, connection_store, operation_spec, schedules
+from designer.models import Activity, Connection, Operation, Project, Team, Workflow, validate_object_name
+from designer.validation import operation_problems
 
 FORMAT = "mailwright.project/1"
 
@@ -50,6 +51,8 @@ class _Plan:
     name: str
     description: str
     connections: list[dict[str, Any]] = field(default_factory=list)
+    activities: list[dict[str, Any]] = field(default_factory=list)
+    operations: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _resolve_secret(path: str, raw: Any, environ: Mapping[str, str], errors: list[str]) -> str | None:
@@ -128,6 +131,87 @@ def _plan_connections(entries: Any, environ: Mapping[str, str], errors: list[str
     return planned
 
 
+def _entries(data: Mapping[str, Any], key: str, errors: list[str]) -> list[tuple[str, Mapping[str, Any]]]:
+    entries = data.get(key)
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        errors.append(f"{key}: must be a list")
+        return []
+    valid = []
+    for index, entry in enumerate(entries):
+        if isinstance(entry, Mapping):
+            valid.append((f"{key}[{index}]", entry))
+        else:
+            errors.append(f"{key}[{index}]: must be an object")
+    return valid
+
+
+def _plan_activities(data: Mapping[str, Any], errors: list[str]) -> list[dict[str, Any]]:
+    planned, seen = [], set()
+    for path, entry in _entries(data, "activities", errors):
+        name = _check_name(f"{path}.name", entry.get("name"), errors)
+        if name in seen:
+            errors.append(f"{path}.name: {name!r} appears twice in this file")
+        seen.add(name)
+        connection = entry.get("connection")
+        if not isinstance(connection, str) or not connection:
+            errors.append(f"{path}.connection: is required (the name of a connection)")
+        try:
+            connector = connector_for_activity(entry.get("type"))
+        except LookupError as exc:
+            errors.append(f"{path}.type: {exc}")
+            continue
+        body = {k: v for k, v in entry.items() if k not in {"name", "type", "connection"}}
+        try:
+            settings = connector.parse_activity_settings(entry["type"], body)
+        except ConfigError as exc:
+            errors.extend(f"{path}.{sub}: {' '.join(msgs)}" for sub, msgs in exc.errors.items())
+            continue
+        planned.append({"path": path, "name": name, "type": entry["type"], "connection": connection,
+                        "settings": settings.to_dict()})
+    return planned
+
+
+def _plan_operations(data: Mapping[str, Any], activity_names: set[str], errors: list[str]) -> list[dict[str, Any]]:
+    planned, seen = [], set()
+    entries = _entries(data, "operations", errors)
+    names = {entry.get("name") for _path, entry in entries}
+    for path, entry in entries:
+        name = _check_name(f"{path}.name", entry.get("name"), errors)
+        if name in seen:
+            errors.append(f"{path}.name: {name!r} appears twice in this file")
+        seen.add(name)
+        refs: dict[str, Any] = {}
+        for role in ("source", "target"):
+            value = entry.get(role)
+            if value is not None and value not in activity_names:
+                errors.append(f"{path}.{role}: no activity {value!r} in this file")
+            refs[role] = value
+        for action in ("on_success", "on_failure"):
+            value = entry.get(action)
+            if value is not None and value not in names:
+                errors.append(f"{path}.{action}: no operation {value!r} in this file")
+            refs[action] = value
+        workflow = entry.get("workflow", "Main")
+        refs["workflow"] = _check_name(f"{path}.workflow", workflow, errors)
+        notify = entry.get("notify")
+        if notify is not None:
+            if not isinstance(notify, Mapping) or notify.get("when") not in ("failure", "always"):
+                errors.append(
+                    f'{path}.notify: must be null or {{"when": "failure"|"always", "activity": ..., "to": ...}}'
+                )
+            else:
+                if notify.get("activity") not in activity_names:
+                    errors.append(f"{path}.notify.activity: no activity {notify.get('activity')!r} in this file")
+                if not isinstance(notify.get("to"), str) or "@" not in notify.get("to", ""):
+                    errors.append(f"{path}.notify.to: must be an email address")
+        refs["notify"] = notify
+        planned.append({"path": path, "name": name, "refs": refs,
+                        "fields": operation_spec.parse_options(errors, path, entry)})
+    return planned
+
+
 def plan(data: Any, environ: Mapping[str, str] | None = None) -> _Plan:
     """Validate a parsed project file; raise ProjectFileError listing every problem."""
     environ = os.environ if environ is None else environ
@@ -141,9 +225,12 @@ def plan(data: Any, environ: Mapping[str, str] | None = None) -> _Plan:
     if not isinstance(description, str):
         errors.append("description: must be a string")
     connections = _plan_connections(data.get("connections"), environ, errors)
+    activities = _plan_activities(data, errors)
+    operations = _plan_operations(data, {a["name"] for a in activities}, errors)
     if errors:
         raise ProjectFileError(errors)
-    return _Plan(name=name, description=description or "", connections=connections)
+    return _Plan(name=name, description=description or "", connections=connections, activities=activities,
+                 operations=operations)
 
 
 def _required_secrets_missing(connection: Connection, entry: dict[str, Any]) -> list[str]:
@@ -192,10 +279,88 @@ def apply(file_plan: _Plan, team: Team, user: Any = None) -> list[str]:
             connection.save()
             audit.record(user, team, "imported", connection, {} if is_new else {"fields": changes})
         report.append(f"{'created' if is_new else 'updated' if changes else 'unchanged'} connection {entry['name']}")
+    activities = _apply_activities(file_plan, project, user, report, errors)
+    if not errors:
+        _apply_operations(file_plan, project, activities, user, report)
     if errors:
         # Nothing of a file with an error is kept.
         raise ProjectFileError(errors)
     return report
+
+
+def _report(report: list[str], kind: str, name: str, created: bool, changed: bool) -> None:
+    report.append(f"{'created' if created else 'updated' if changed else 'unchanged'} {kind} {name}")
+
+
+def _apply_activities(file_plan: _Plan, project: Project, user: Any, report: list[str],
+                      errors: list[str]) -> dict[str, Activity]:
+    activities: dict[str, Activity] = {}
+    for entry in file_plan.activities:
+        connection = (Connection.objects.filter(project=project, name=entry["connection"]).first()
+                      or Connection.objects.filter(team=project.team, project__isnull=True,
+                                                   name=entry["connection"]).first())
+        if connection is None:
+            errors.append(f"{entry['path']}.connection: no connection {entry['connection']!r} in this file "
+                          "or the team's connections")
+            continue
+        activity = Activity.objects.filter(project=project, name=entry["name"]).first()
+        created = activity is None
+        activity = activity or Activity(project=project, name=entry["name"])
+        changed = (activity.connection_id, activity.type, activity.settings) != (
+            connection.pk, entry["type"], entry["settings"])
+        activity.connection, activity.type, activity.settings = connection, entry["type"], entry["settings"]
+        if created or changed:
+            activity.save()
+            audit.record(user, project.team, "imported", activity)
+        activities[entry["name"]] = activity
+        _report(report, "activity", entry["name"], created, changed)
+    return activities
+
+
+def _apply_operations(file_plan: _Plan, project: Project, activities: dict[str, Activity], user: Any,
+                      report: list[str]) -> None:
+    operations: dict[str, Operation] = {}
+    states: dict[str, tuple[bool, bool]] = {}
+    for position, entry in enumerate(file_plan.operations):
+        refs = entry["refs"]
+        workflow, _ = Workflow.objects.get_or_create(project=project, name=refs["workflow"])
+        operation = Operation.objects.filter(project=project, name=entry["name"]).first()
+        created = operation is None
+        operation = operation or Operation(project=project, name=entry["name"])
+        notify = refs["notify"] or {}
+        values = {
+            **entry["fields"],
+            "workflow": workflow,
+            "position": position,
+            "source": activities.get(refs["source"]),
+            "target": activities.get(refs["target"]),
+            "notify": notify.get("when", Operation.Notify.NEVER),
+            "notify_activity": activities.get(notify.get("activity")),
+            "notify_to": notify.get("to", ""),
+        }
+        changed = any(getattr(operation, k) != v for k, v in values.items())
+        for key, value in values.items():
+            setattr(operation, key, value)
+        if created or changed:
+            operation.version += 0 if created else 1
+            operation.save()
+        operations[entry["name"]] = operation
+        states[entry["name"]] = (created, changed)
+    for entry in file_plan.operations:
+        operation = operations[entry["name"]]
+        success = operations.get(entry["refs"]["on_success"])
+        failure = operations.get(entry["refs"]["on_failure"])
+        if (operation.on_success, operation.on_failure) != (success, failure):
+            operation.on_success, operation.on_failure = success, failure
+            operation.save(update_fields=["on_success", "on_failure", "updated_at"])
+            states[entry["name"]] = (states[entry["name"]][0], True)
+        created, changed = states[entry["name"]]
+        if created or changed:
+            schedules.sync(operation)
+            audit.record(user, project.team, "imported", operation)
+        _report(report, "operation", entry["name"], created, changed)
+        for problem in operation_problems(operation):
+            report.append(f"  warning: operation {entry['name']}: {problem}")
 
 
 def import_text(text: str | bytes, team: Team, user: Any = None, environ: Mapping[str, str] | None = None) -> list[str]:
@@ -214,6 +379,15 @@ def export(project: Project) -> dict[str, Any]:
     if project.description:
         document["description"] = project.description
     document["connections"] = connections
+    document["activities"] = [
+        {"name": a.name, "type": a.type, "connection": a.connection.name, **a.settings}
+        for a in project.activities.select_related("connection").order_by("name")
+    ]
+    document["operations"] = [
+        operation_spec.export(op)
+        for op in project.operations.select_related("source", "target", "on_success", "on_failure", "workflow",
+                                                    "notify_activity").order_by("position", "id")
+    ]
     return document
 
 

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "django_celery_beat",
     "designer",
 ]
 
@@ -174,10 +175,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
-    for _folder in ("queue", "processed"):
+    for _folder in ("queue", "processed", "control"):
         (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+elif CELERY_BROKER_URL.startswith(("redis", "rediss")):
+    # A run may last up to its operation's timeout (2 h by default): Redis must not hand the same
+    # message to a second worker while the first is still working on it.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)}
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -187,6 +193,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# django-celery-beat keeps schedules in the database, so operations' schedules change without a restart.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "purge-old-runs": {"task": "designer.tasks.purge_old_runs", "schedule": 3600.0},
+    "reap-stale-runs": {"task": "designer.tasks.reap_stale_runs", "schedule": 300.0},
+}
+MAILWRIGHT_RUN_RETENTION_DAYS = envint("MAILWRIGHT_RUN_RETENTION_DAYS", 30)
 
 LOG_LEVEL = envstr("LOG_LEVEL", "INFO")
 LOGGING = {

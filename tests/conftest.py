@@ -1,5 +1,7 @@
 import pytest
 
+import tests.fakes  # noqa: F401  (registers the in-memory connector the engine tests use)
+
 pytest_plugins = ["tests.servers.fixtures", "tests.fixtures"]
 
 _DB_FIXTURES = {"db", "transactional_db", "django_db_setup"}

@@ -1,6 +1,8 @@
 from designer.models.activities import Activity
 from designer.models.audit import AuditEntry
 from designer.models.connections import Connection, ConnectionCheck
+from designer.models.operations import Operation, Workflow
+from designer.models.runs import Lease, LedgerEntry, Run, RunLog, RunRecord
 from designer.models.teams import ROLE_RANK, Membership, Project, Role, Team, validate_object_name
 
 __all__ = [
@@ -9,6 +11,13 @@ __all__ = [
     "AuditEntry",
     "Connection",
     "ConnectionCheck",
+    "Lease",
+    "LedgerEntry",
+    "Operation",
+    "Run",
+    "RunLog",
+    "RunRecord",
+    "Workflow",
     "Membership",
     "Project",
     "Role",

@@ -15,6 +15,12 @@ class Activity(models.Model):
     type = models.CharField(max_length=40)
     name = models.CharField(max_length=100, validators=[validate_object_name])
     settings = models.JSONField(default=dict)
+    # Source health (SPEC §10), written after every poll so a dying trigger is visible.
+    last_poll_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    backlog = models.PositiveIntegerField(null=True, blank=True)
+    oldest_unread_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -24,3 +30,11 @@ class Activity(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def activity_type(self):
+        return self.connection.connector_type.activity_type(self.type)
+
+    @property
+    def is_source(self) -> bool:
+        return self.activity_type.role == "source"

@@ -73,6 +73,8 @@ class Project(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="projects")
     name = models.CharField(max_length=100, validators=[validate_object_name])
     description = models.TextField(blank=True)
+    # Project variables: {{ vars.NAME }} in any mapping or activity field.
+    variables = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -1,0 +1,512 @@
+"""Running an operation: read from the source, map, deliver to the target, acknowledge.
+
+The delivery guarantee (no message lost, none delivered twice) rests on the ledger
+(``LedgerEntry``), written before every side effect:
+
+1. ``sending`` is committed, with the Message-ID the target will use, before the target is asked;
+2. ``sent`` is committed as soon as the target accepted the message (its reply kept);
+3. only then is the source acknowledged (marked read, moved or deleted), and the row becomes
+   ``acknowledged``.
+
+A later run that finds ``sent`` only acknowledges; one that finds ``acknowledged``, ``failed`` or
+``skipped`` leaves the message alone. The one window no protocol closes is between the target's
+250 reply and the ``sent`` commit: a worker killed exactly there leaves ``sending``, and the next
+run sends again *with the same Message-ID*, so the copy is recognisable and deduplicated by
+mail systems that honour Message-ID. Everything else is exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from connectors.base import ConfigError, ConnectorError, SourceItem, SourceKey
+from designer import leases
+from designer.crypto import SecretsUnreadable
+from designer.mapping import MappingError, condition_holds, context_for, render_mapping
+from designer.models import Activity, LedgerEntry, Operation, Run, RunLog, RunRecord
+
+log = logging.getLogger(__name__)
+
+# How many consecutive transient target failures end a run early: the target is down, and
+# trying every remaining message would only delay the next run.
+TRANSIENT_STREAK_LIMIT = 3
+# Ledger look-ups are chunked to stay under SQLite's limit on query parameters.
+LOOKUP_CHUNK = 500
+# Environment variable a fault-injection test sets to kill the worker at a named point.
+FAULT_POINT_ENV = "MAILWRIGHT_FAULT_POINT"
+
+
+class RunAborted(Exception):
+    """The run cannot go on (cancelled, timed out, lease lost, source gone)."""
+
+    def __init__(self, message: str, status: str = Run.Status.FAILED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _fault_point(name: str) -> None:
+    if os.environ.get(FAULT_POINT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class _Endpoint:
+    activity: Activity
+    config: Any
+    secrets: dict[str, str]
+    settings: Any
+
+
+def _endpoint(activity: Activity | None, role: str) -> _Endpoint:
+    if activity is None:
+        raise RunAborted(f"the operation has no {role}")
+    connection = activity.connection
+    connector = connection.connector_type
+    kind = connector.activity_type(activity.type)
+    if kind.role != role:
+        raise RunAborted(f"{activity.name} is a {kind.label} activity, which cannot be a {role}")
+    try:
+        return _Endpoint(
+            activity=activity,
+            config=connector.parse_config(connection.config),
+            secrets=connection.get_secrets(),
+            settings=connector.parse_activity_settings(activity.type, activity.settings),
+        )
+    except ConfigError as exc:
+        raise RunAborted(f"{activity.name}: invalid settings: {exc}") from None
+    except SecretsUnreadable as exc:
+        raise RunAborted(f"{connection.name}: {exc}") from None
+
+
+class _RunContext:
+    """The state of one executing run: counts, logging, lease renewal, cancel and timeout checks."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.operation = run.operation
+        self.holder = f"run-{run.pk}"
+        self.lease_keys: list[str] = []
+        self.deadline = time.monotonic() + self.operation.timeout.total_seconds()
+        self.last_renew = time.monotonic()
+        self.last_cancel_check = time.monotonic()
+        self.debug = bool(self.operation.debug_until and self.operation.debug_until > timezone.now())
+        self.unacknowledged = 0
+
+    def log(self, text: str, level: str = "info") -> None:
+        if level == "info" and self.operation.log_level == Operation.LogLevel.ERRORS:
+            return
+        RunLog.objects.create(run=self.run, level=level, text=text[:10000])
+
+    def bump(self, **counts: int) -> None:
+        Run.objects.filter(pk=self.run.pk).update(**{k: F(k) + v for k, v in counts.items()})
+
+    def checkpoint(self) -> None:
+        """Between messages: honour cancel and timeout, keep our leases alive."""
+        now = time.monotonic()
+        if now > self.deadline:
+            raise RunAborted(f"stopped: the operation's timeout of {self.operation.timeout} was reached")
+        if now - self.last_cancel_check > 1:
+            self.last_cancel_check = now
+            if Run.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
+                raise RunAborted("cancelled by a user", Run.Status.CANCELLED)
+        if now - self.last_renew > leases.DEFAULT_TTL.total_seconds() / 3:
+            self.last_renew = now
+            if not leases.renew(self.lease_keys, self.holder):
+                raise RunAborted("lost the run's lease (the worker stalled longer than the lease); stopping")
+
+
+def _ledger_rows(connection_id: int, keys: Sequence[SourceKey]) -> dict[tuple[str, int, int], LedgerEntry]:
+    rows: dict[tuple[str, int, int], LedgerEntry] = {}
+    by_scope: dict[tuple[str, int], list[int]] = {}
+    for key in keys:
+        by_scope.setdefault((key.scope, key.epoch), []).append(key.position)
+    for (scope, epoch), positions in by_scope.items():
+        for start in range(0, len(positions), LOOKUP_CHUNK):
+            chunk = positions[start : start + LOOKUP_CHUNK]
+            for row in LedgerEntry.objects.filter(
+                connection_id=connection_id, scope=scope, epoch=epoch, position__in=chunk
+            ):
+                rows[(row.scope, row.epoch, row.position)] = row
+    return rows
+
+
+def _delivered_elsewhere(connection_id: int, key: SourceKey) -> LedgerEntry | None:
+    """The same message (by Message-ID) already delivered under an older UIDVALIDITY."""
+    if not key.identity:
+        return None
+    return (
+        LedgerEntry.objects.filter(
+            connection_id=connection_id,
+            scope=key.scope,
+            identity=key.identity,
+            state__in=(LedgerEntry.State.SENT, LedgerEntry.State.ACKNOWLEDGED),
+        )
+        .exclude(epoch=key.epoch)
+        .first()
+    )
+
+
+def _summary(item: SourceItem) -> dict[str, str]:
+    record = item.record or {}
+    summary = dict(item.summary)
+    summary.setdefault("subject", str(record.get("subject", "")))
+    summary.setdefault("from", str(record.get("from", "")))
+    to = record.get("to", "")
+    summary.setdefault("to", ", ".join(to) if isinstance(to, list) else str(to))
+    return summary
+
+
+def _debug_copy(message: dict[str, Any]) -> dict[str, Any]:
+    """What debug mode stores of a rendered message: attachments by name and size only."""
+    copy = {k: v for k, v in message.items() if k != "attachments"}
+    attachments = message.get("attachments") or []
+    if isinstance(attachments, list):
+        copy["attachments"] = [
+            {"filename": a.get("filename", ""), "size": a.get("size") or len(a.get("content") or b"")}
+            for a in attachments
+            if isinstance(a, dict)
+        ]
+    plain = (str, int, float, bool, list, dict, type(None))
+    return {k: (v if isinstance(v, plain) else str(v)) for k, v in copy.items()}
+
+
+class _Delivery:
+    """Delivers the messages of one run through an open source and target."""
+
+    def __init__(self, ctx: _RunContext, source_ep: _Endpoint, source: Any, target_ep: _Endpoint, target: Any,
+                 replay: RunRecord | None) -> None:
+        self.ctx = ctx
+        self.source_ep = source_ep
+        self.source = source
+        self.target = target
+        self.target_ep = target_ep
+        self.connection_id = source_ep.activity.connection_id
+        self.settings = source_ep.settings
+        self.replay = replay
+        self.transient_streak = 0
+        self.variables = ctx.operation.project.variables or {}
+
+    # -- the run as a whole -------------------------------------------------------------------
+
+    def run(self) -> None:
+        keys = self.source.candidates()
+        rows = _ledger_rows(self.connection_id, keys)
+        acknowledge_only: list[tuple[SourceKey, LedgerEntry]] = []
+        deliver: list[SourceKey] = []
+        for key in keys:
+            row = rows.get((key.scope, key.epoch, key.position))
+            if self.replay is not None:
+                if row is not None and row.pk == self.replay.ledger_id:
+                    deliver.append(key)
+                continue
+            if row is None or row.state in (LedgerEntry.State.SENDING, LedgerEntry.State.RETRY):
+                deliver.append(key)
+            elif row.state == LedgerEntry.State.SENT:
+                acknowledge_only.append((key, row))
+        if self.replay is not None and not deliver:
+            raise RunAborted("the message to replay is no longer in the source folder (or its folder was recreated)")
+
+        for key, row in acknowledge_only:
+            self.ctx.checkpoint()
+            self._acknowledge(key, row, self.settings.after_read, earlier=True)
+
+        limit = self.settings.max_messages
+        if len(deliver) > limit:
+            self.ctx.log(f"{len(deliver)} messages waiting; this run takes the oldest {limit}")
+            deliver = deliver[:limit]
+        elif deliver:
+            self.ctx.log(f"{len(deliver)} message(s) to deliver")
+        else:
+            self.ctx.log("no new messages")
+        for item in self.source.fetch(deliver):
+            self.ctx.checkpoint()
+            self._handle(item, rows.get((item.key.scope, item.key.epoch, item.key.position)))
+            if self.transient_streak >= TRANSIENT_STREAK_LIMIT:
+                self.ctx.log(
+                    f"the target failed {self.transient_streak} messages in a row with temporary errors; "
+                    "the remaining messages are left for the next run", "error",
+                )
+                break
+
+    # -- one message ----------------------------------------------------------------------------
+
+    def _handle(self, item: SourceItem, row: LedgerEntry | None) -> None:
+        ctx = self.ctx
+        ctx.bump(read_count=1)
+        summary = _summary(item)
+        if row is None:
+            earlier = _delivered_elsewhere(self.connection_id, item.key)
+            if earlier is not None:
+                row = self._new_row(item.key, LedgerEntry.State.SENT, out_message_id=earlier.out_message_id,
+                                    reply=f"delivered before the folder was recreated: {earlier.reply}")
+                ctx.log(f"{item.key.identity}: already delivered under UIDVALIDITY {earlier.epoch}; not sent again")
+                self._acknowledge(item.key, row, self.settings.after_read, earlier=True, summary=summary)
+                return
+        if item.record is None:
+            self._skip(item, row, summary, item.skip_reason or "the message could not be read", acknowledge=False)
+            return
+        context = context_for(item.record, self.variables)
+        if self.replay is None:
+            try:
+                holds = condition_holds(ctx.operation.condition, context)
+            except MappingError as exc:
+                self._fail(item, row, summary, f"condition: {exc.message}", transient=True)
+                return
+            if not holds:
+                self._skip(item, row, summary, "the condition is false", acknowledge=True)
+                return
+        try:
+            rendered = render_mapping(ctx.operation.mapping, context)
+            # A message left in "sending" may have been delivered: resend it under the same Message-ID.
+            reuse = row.out_message_id if row is not None and row.state == LedgerEntry.State.SENDING else None
+            prepared = self.target.prepare(rendered, message_id=reuse or None)
+        except MappingError as exc:
+            self._fail(item, row, summary, f"mapping of {exc.field}: {exc.message}", transient=True)
+            return
+        except ValueError as exc:
+            # A message the target can never accept as mapped (no recipient, bad address, ...):
+            # later runs try again, so fixing the mapping is enough.
+            self._fail(item, row, summary, str(exc), transient=True)
+            return
+        self._send(item, row, summary, prepared)
+
+    def _new_row(self, key: SourceKey, state: str, **fields: Any) -> LedgerEntry:
+        return LedgerEntry.objects.create(
+            connection_id=self.connection_id, scope=key.scope, epoch=key.epoch, position=key.position,
+            identity=key.identity[:998], state=state, operation=self.ctx.operation, **fields,
+        )
+
+    def _save_row(self, key: SourceKey, row: LedgerEntry | None, state: str, **fields: Any) -> LedgerEntry:
+        if row is None:
+            return self._new_row(key, state, **fields)
+        row.state = state
+        for name, value in fields.items():
+            setattr(row, name, value)
+        row.save()
+        return row
+
+    def _record(self, item: SourceItem, row: LedgerEntry | None, summary: dict[str, str], status: str,
+                error: str = "", rendered: dict[str, Any] | None = None) -> RunRecord:
+        return RunRecord.objects.create(
+            run=self.ctx.run, ledger=row, position=item.key.position, identity=item.key.identity[:998],
+            subject=summary.get("subject", "")[:2000], sender=summary.get("from", "")[:2000],
+            recipients=summary.get("to", "")[:5000], status=status, error=error[:10000],
+            rendered=_debug_copy(rendered) if rendered is not None and self.ctx.debug else None,
+        )
+
+    def _skip(self, item: SourceItem, row: LedgerEntry | None, summary: dict[str, str], reason: str,
+              acknowledge: bool) -> None:
+        with transaction.atomic():
+            row = self._save_row(item.key, row, LedgerEntry.State.SKIPPED, error=reason)
+            self._record(item, row, summary, RunRecord.Status.SKIPPED, reason)
+        self.ctx.bump(skipped_count=1)
+        self.ctx.log(f"skipped {summary.get('subject')!r}: {reason}")
+        if acknowledge and self.settings.on_skip != "leave":
+            self._apply_after_read(item.key, self.settings.on_skip)
+
+    def _fail(self, item: SourceItem, row: LedgerEntry | None, summary: dict[str, str], error: str,
+              transient: bool, rendered: dict[str, Any] | None = None) -> None:
+        state = LedgerEntry.State.RETRY if transient else LedgerEntry.State.FAILED
+        status = RunRecord.Status.RETRY if transient else RunRecord.Status.FAILED
+        with transaction.atomic():
+            row = self._save_row(item.key, row, state, error=error)
+            self._record(item, row, summary, status, error, rendered)
+        self.ctx.bump(failed_count=1)
+        self.ctx.log(f"{summary.get('subject')!r}: {error}", "error")
+
+    def _send(self, item: SourceItem, row: LedgerEntry | None, summary: dict[str, str], prepared: dict) -> None:
+        ctx = self.ctx
+        with transaction.atomic():
+            attempts_so_far = row.attempts if row else 0
+            row = self._save_row(item.key, row, LedgerEntry.State.SENDING,
+                                 out_message_id=prepared.get("message_id", ""), attempts=attempts_so_far + 1)
+        attempts = ctx.operation.retries + 1
+        for attempt in range(attempts):
+            try:
+                delivery = self.target.write(prepared)
+            except ConnectorError as exc:
+                if exc.permanent or attempt == attempts - 1:
+                    self.transient_streak = 0 if exc.permanent else self.transient_streak + 1
+                    reason = str(exc) if exc.permanent else f"{exc} (will be tried again by the next run)"
+                    self._fail(item, row, summary, reason, transient=not exc.permanent, rendered=prepared)
+                    return
+                backoff = ctx.operation.retry_backoff_seconds * (2**attempt)
+                ctx.log(f"{summary.get('subject')!r}: {exc}; trying again in {backoff} s", "warning")
+                time.sleep(min(backoff, max(0.0, ctx.deadline - time.monotonic())))
+                continue
+            break
+        self.transient_streak = 0
+        with transaction.atomic():
+            row.state = LedgerEntry.State.SENT
+            row.reply = delivery.reply[:2000]
+            row.out_message_id = delivery.message_id or row.out_message_id
+            row.error = ""
+            row.save()
+            self._record(item, row, summary, RunRecord.Status.SENT, rendered=prepared)
+        ctx.bump(sent_count=1)
+        _fault_point("after_sent")
+        self._acknowledge(item.key, row, self.settings.after_read)
+
+    def _acknowledge(self, key: SourceKey, row: LedgerEntry, action: str, earlier: bool = False,
+                     summary: dict[str, str] | None = None) -> None:
+        if not self._apply_after_read(key, action):
+            return
+        with transaction.atomic():
+            row.state = LedgerEntry.State.ACKNOWLEDGED
+            row.save(update_fields=["state", "updated_at"])
+            if earlier:
+                RunRecord.objects.create(
+                    run=self.ctx.run, ledger=row, position=key.position, identity=key.identity[:998],
+                    subject=(summary or {}).get("subject", "")[:2000], sender=(summary or {}).get("from", "")[:2000],
+                    recipients=(summary or {}).get("to", "")[:5000], status=RunRecord.Status.ACKNOWLEDGED,
+                )
+
+    def _apply_after_read(self, key: SourceKey, action: str) -> bool:
+        if action == "leave":
+            return True
+        try:
+            self.source.acknowledge(key, action)
+        except ConnectorError as exc:
+            # Delivered but not acknowledged: the ledger says "sent", so the next run
+            # acknowledges it without sending again.
+            self.ctx.unacknowledged += 1
+            self.ctx.log(f"could not {action.replace('_', ' ')} message {key.position}: {exc}", "error")
+            if self.ctx.unacknowledged >= TRANSIENT_STREAK_LIMIT:
+                raise RunAborted(f"the source stopped answering: {exc}") from None
+            return False
+        return True
+
+
+def _final_status(run: Run) -> str:
+    run.refresh_from_db(fields=["read_count", "sent_count", "skipped_count", "failed_count"])
+    if run.failed_count == 0:
+        return Run.Status.SUCCEEDED
+    if run.sent_count > 0 or run.skipped_count > 0:
+        return Run.Status.PARTIAL
+    return Run.Status.FAILED
+
+
+def _finish(run: Run, status: str, message: str) -> None:
+    run.status = status
+    run.message = message[:5000]
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "message", "finished_at"])
+
+
+def _update_health(activity: Activity, source: Any | None, error: str) -> None:
+    now = timezone.now()
+    fields = {"last_poll_at": now, "last_error": error[:2000]}
+    if not error:
+        fields["last_success_at"] = now
+    if source is not None:
+        try:
+            health = source.health()
+        except ConnectorError:
+            health = {}
+        if "unread" in health:
+            fields["backlog"] = health["unread"]
+        if "oldest_unread_at" in health:
+            fields["oldest_unread_at"] = health["oldest_unread_at"]
+    Activity.objects.filter(pk=activity.pk).update(**fields)
+
+
+def execute(run_id: int) -> Run:
+    """Execute a queued run to its end. Safe to call again for the same run (redelivery)."""
+    run = Run.objects.select_related(
+        "operation__project", "operation__source__connection", "operation__target__connection", "replay_of"
+    ).get(pk=run_id)
+    if run.finished:
+        return run
+    ctx = _RunContext(run)
+    operation = run.operation
+    source_activity = operation.source
+    ctx.lease_keys = [f"operation:{operation.pk}"]
+    if source_activity is not None:
+        folder = (source_activity.settings or {}).get("folder", "INBOX")
+        ctx.lease_keys.append(f"source:{source_activity.connection_id}:{folder}")
+    busy = leases.acquire(ctx.lease_keys, ctx.holder)
+    if busy is not None:
+        _finish(run, Run.Status.CANCELLED, f"not started: {busy} is held by {leases.holder_of(busy) or 'another run'}")
+        return run
+    try:
+        run.status = Run.Status.RUNNING
+        run.started_at = run.started_at or timezone.now()
+        run.worker = f"{socket.gethostname()}:{os.getpid()}"
+        run.save(update_fields=["status", "started_at", "worker"])
+        _execute(ctx)
+    finally:
+        leases.release(ctx.lease_keys, ctx.holder)
+    run.refresh_from_db()
+    _after_run(run)
+    return run
+
+
+def _execute(ctx: _RunContext) -> None:
+    run, operation = ctx.run, ctx.operation
+    source = None
+    error = ""
+    try:
+        source_ep = _endpoint(operation.source, "source")
+        target_ep = _endpoint(operation.target, "target")
+        ctx.log(f"run started ({run.get_trigger_display()}): {source_ep.activity.name} → {target_ep.activity.name}")
+        with ExitStack() as stack:
+            source_connector = source_ep.activity.connection.connector_type
+            target_connector = target_ep.activity.connection.connector_type
+            source = stack.enter_context(
+                source_connector.open_source(source_ep.config, source_ep.secrets, source_ep.settings))
+            target = stack.enter_context(
+                target_connector.open_target(target_ep.config, target_ep.secrets, target_ep.settings))
+            _Delivery(ctx, source_ep, source, target_ep, target, run.replay_of).run()
+            _update_health(source_ep.activity, source, "")
+        status = _final_status(run)
+        message = _summary_line(run)
+        if ctx.unacknowledged:
+            status = Run.Status.PARTIAL if status == Run.Status.SUCCEEDED else status
+            message += f"; {ctx.unacknowledged} delivered but not yet marked in the source (the next run will)"
+    except RunAborted as exc:
+        error, status = str(exc), exc.status
+        message = f"{error} ({_summary_line(run)})"
+    except ConnectorError as exc:
+        error, status = str(exc), Run.Status.FAILED
+        message = error
+    if error:
+        ctx.log(error, "error")
+        if operation.source is not None:
+            _update_health(operation.source, None, error)
+        if status == Run.Status.FAILED and run.sent_count:
+            status = Run.Status.PARTIAL
+    ctx.log(f"run ended {status}: {message}", "info" if status == Run.Status.SUCCEEDED else "error")
+    _finish(run, status, message)
+
+
+def _summary_line(run: Run) -> str:
+    run.refresh_from_db(fields=["read_count", "sent_count", "skipped_count", "failed_count"])
+    return (f"{run.read_count} read, {run.sent_count} sent, {run.skipped_count} skipped, "
+            f"{run.failed_count} failed")
+
+
+def _after_run(run: Run) -> None:
+    """Chained operations and notifications, once the run has its final status."""
+    from designer import runs  # the enqueueing side; imported here to keep engine free of Celery at import
+
+    operation = run.operation
+    follow = operation.on_success if run.status == Run.Status.SUCCEEDED else operation.on_failure
+    if follow is not None and run.status != Run.Status.CANCELLED and follow.project_id == operation.project_id:
+        runs.start(follow, Run.Trigger.CHAINED, parent=run)
+    if operation.notify == Operation.Notify.ALWAYS or (
+        operation.notify == Operation.Notify.FAILURE and run.status in (Run.Status.FAILED, Run.Status.PARTIAL)
+    ):
+        runs.notify(run)
+

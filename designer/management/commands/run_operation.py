@@ -1,0 +1,53 @@
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from designer import engine, runs
+from designer.lookup import operation_by_name, project_by_name, team_by_name
+from designer.models import Run
+
+
+class Command(BaseCommand):
+    help = "Run an operation through a Celery worker (or --inline here) and wait; exit 0 only on success."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("operation")
+        parser.add_argument("--project", required=True)
+        parser.add_argument("--team", required=True)
+        parser.add_argument("--inline", action="store_true", help="run in this process instead of a worker")
+        parser.add_argument("--wait", type=int, default=None, metavar="SECONDS",
+                            help="give up waiting for the worker after this long (default: the operation's timeout)")
+
+    def handle(self, operation: str, project: str, team: str, inline: bool, wait: int | None, **options) -> None:
+        operation_obj = operation_by_name(project_by_name(team_by_name(team), project), operation)
+        if inline:
+            run = Run.objects.create(operation=operation_obj, trigger=Run.Trigger.COMMAND)
+            self.stdout.write(f"run {run.pk} started in this process")
+            run = engine.execute(run.pk)
+        else:
+            run = runs.start(operation_obj, Run.Trigger.COMMAND)
+            self.stdout.write(f"run {run.pk} queued; waiting for a worker (celery -A designer worker)")
+            run = self._wait(run, wait if wait is not None else operation_obj.timeout.total_seconds() + 120)
+        self.stdout.write(
+            f"run {run.pk} {run.status}: {run.read_count} read, {run.sent_count} sent, "
+            f"{run.skipped_count} skipped, {run.failed_count} failed"
+        )
+        if run.message:
+            self.stdout.write(run.message)
+        if run.status != Run.Status.SUCCEEDED:
+            raise CommandError(f"run {run.pk} ended {run.status}", returncode=1)
+
+    def _wait(self, run: Run, seconds: float) -> Run:
+        deadline = time.monotonic() + seconds
+        status = None
+        while time.monotonic() < deadline:
+            run.refresh_from_db()
+            if run.status != status:
+                status = run.status
+                if not run.finished:
+                    self.stdout.write(f"run {run.pk} {status}")
+            if run.finished:
+                return run
+            time.sleep(0.5)
+        raise CommandError(f"run {run.pk} still {run.status} after {seconds:.0f} s; is a worker running?",
+                           returncode=2)

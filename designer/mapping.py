@@ -1,0 +1,183 @@
+"""Mapping templates: each target field rendered from the source record in Jinja2's sandbox.
+
+A template that is one expression (``{{ attachments }}``) yields the value itself, so lists
+and binary attachments pass through; anything else renders to text. The sandbox already
+forbids Python internals; on top, output size, ``range`` and string repetition are bounded and
+a template gets a deadline, so a hostile or careless template fails its message, not the worker.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, Undefined, meta
+from jinja2.sandbox import SandboxedEnvironment
+
+MAX_OUTPUT_CHARS = 10_000_000
+MAX_RANGE = 10_000
+MAX_SECONDS = 2.0
+_SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.S)
+# Filters that turn a small template into an enormous string in one call.
+_UNSAFE_FILTERS = ("center", "indent", "format", "wordwrap")
+
+
+class MappingError(Exception):
+    """A template failed: ``field`` names which one (``condition`` for the condition)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise MappingError("template", f"took longer than {MAX_SECONDS:g} s")
+
+
+class _Environment(SandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self) -> None:
+        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        for name in _UNSAFE_FILTERS:
+            self.filters.pop(name, None)
+        self.deadline = _Deadline(MAX_SECONDS)
+        self.globals["range"] = self._range
+
+    def _range(self, *args: int) -> Iterator[int]:
+        numbers = range(*args)
+        if len(numbers) > MAX_RANGE:
+            raise MappingError("template", f"range() is limited to {MAX_RANGE} numbers")
+        for number in numbers:
+            self.deadline.check()
+            yield number
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "**":
+            if isinstance(right, (int, float)) and abs(right) > 64:
+                raise MappingError("template", "exponent too large")
+            return operator.pow(left, right)
+        if isinstance(left, (str, list, tuple)) or isinstance(right, (str, list, tuple)):
+            size = len(left if not isinstance(left, int) else right) * (right if isinstance(right, int) else left)
+            if size > MAX_OUTPUT_CHARS:
+                raise MappingError("template", "repetition result too large")
+        return operator.mul(left, right)
+
+
+_ENV = _Environment()
+
+
+@dataclass(frozen=True)
+class TemplateProblem:
+    field: str
+    message: str
+
+
+def _expression(template: str) -> str | None:
+    match = _SINGLE_EXPRESSION.match(template)
+    if match and "{{" not in match["expr"] and "}}" not in match["expr"]:
+        return match["expr"].strip()
+    return None
+
+
+def check_template(field: str, template: str, known_names: Iterable[str]) -> list[TemplateProblem]:
+    """Syntax and names: what the designer shows as you type and on the canvas markers."""
+    try:
+        parsed = _ENV.parse(template)
+    except TemplateError as exc:
+        line = f"line {exc.lineno}: " if getattr(exc, "lineno", None) else ""
+        return [TemplateProblem(field, f"{line}{exc.message or exc}")]
+    unknown = sorted(meta.find_undeclared_variables(parsed) - set(known_names) - set(_ENV.globals))
+    return [TemplateProblem(field, f"uses {name!r}, which the source does not have") for name in unknown]
+
+
+def check_condition(condition: str, known_names: Iterable[str]) -> list[TemplateProblem]:
+    expression = _expression(condition) or condition
+    return check_template("condition", "{{ " + expression + " }}", known_names) if condition.strip() else []
+
+
+def _render_text(field: str, template: str, context: Mapping[str, Any], env: _Environment) -> str:
+    compiled = env.from_string(template)
+    pieces, size = [], 0
+    for chunk in compiled.generate(context):
+        size += len(chunk)
+        if size > MAX_OUTPUT_CHARS:
+            raise MappingError(field, f"output longer than {MAX_OUTPUT_CHARS} characters")
+        env.deadline.check()
+        pieces.append(chunk)
+    return "".join(pieces)
+
+
+def _fresh_env() -> _Environment:
+    env = _ENV.overlay()
+    env.deadline = _Deadline(MAX_SECONDS)
+    env.globals = dict(_ENV.globals, range=env._range)
+    return env
+
+
+def render_value(field: str, template: Any, context: Mapping[str, Any]) -> Any:
+    """Render one field. Non-string mapping values (numbers, lists) are taken literally."""
+    if not isinstance(template, str):
+        return template
+    env = _fresh_env()
+    try:
+        expression = _expression(template)
+        if expression is not None:
+            value = env.compile_expression(expression, undefined_to_none=False)(**context)
+            if isinstance(value, Undefined):
+                value._fail_with_undefined_error()
+            if isinstance(value, str) and len(value) > MAX_OUTPUT_CHARS:
+                raise MappingError(field, f"output longer than {MAX_OUTPUT_CHARS} characters")
+            return value
+        return _render_text(field, template, context, env)
+    except MappingError as exc:
+        raise MappingError(field, exc.message) from None
+    except (TemplateError, RecursionError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
+        raise MappingError(field, f"{type(exc).__name__}: {exc}") from None
+
+
+def render_mapping(mapping: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+    """Every target field of the mapping, rendered; the first failing field raises MappingError."""
+    return {field: render_value(field, template, context) for field, template in mapping.items()}
+
+
+def condition_holds(condition: str, context: Mapping[str, Any]) -> bool:
+    if not condition.strip():
+        return True
+    expression = _expression(condition) or condition
+    return bool(render_value("condition", "{{ " + expression + " }}", context))
+
+
+def context_for(record: Mapping[str, Any], variables: Mapping[str, Any]) -> dict[str, Any]:
+    """What a template sees: the source record's fields, plus ``vars`` (the project variables)."""
+    return {**record, "vars": dict(variables)}
+
+
+def referenced_names(template: str) -> set[str]:
+    try:
+        return meta.find_undeclared_variables(_ENV.parse(template))
+    except TemplateError:
+        return set()
+
+
+__all__ = [
+    "MappingError",
+    "TemplateProblem",
+    "check_condition",
+    "check_template",
+    "condition_holds",
+    "context_for",
+    "referenced_names",
+    "render_mapping",
+    "render_value",
+]

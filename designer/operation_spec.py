@@ -1,0 +1,143 @@
+"""An operation's definition as plain data (the project file's shape) <-> the model's fields.
+
+Validation collects every problem with its path, like the connection settings do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from designer.mapping import check_condition, check_template
+from designer.models import Operation
+from designer.models.operations import MAX_DEBUG_AHEAD
+from designer.schedules import validate_cron, validate_timezone
+
+# Keys an operation entry may have besides these options.
+REFERENCE_KEYS = ("name", "source", "target", "on_success", "on_failure", "workflow", "notify")
+OPTION_KEYS = ("mapping", "condition", "schedule", "enabled", "timeout_minutes", "retries",
+               "retry_backoff_seconds", "log_level", "debug_until")
+
+
+def _int(errors: list[str], path: str, value: Any, low: int, high: int) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        errors.append(f"{path}: must be a whole number between {low} and {high}")
+        return None
+    return value
+
+
+def parse_schedule(errors: list[str], path: str, value: Any) -> dict[str, Any]:
+    none = {"schedule": Operation.Schedule.NONE, "interval_minutes": None, "cron": "", "timezone": "UTC"}
+    if value is None:
+        return none
+    if not isinstance(value, Mapping):
+        errors.append(f'{path}: must be null, {{"every_minutes": N}} or {{"cron": "...", "timezone": "..."}}')
+        return none
+    if "every_minutes" in value:
+        minutes = _int(errors, f"{path}.every_minutes", value["every_minutes"], 1, 10080)
+        return {**none, "schedule": Operation.Schedule.INTERVAL, "interval_minutes": minutes}
+    if "cron" in value:
+        cron = value["cron"]
+        zone = value.get("timezone", "UTC")
+        if not isinstance(cron, str):
+            errors.append(f"{path}.cron: must be a string")
+            return none
+        errors.extend(f"{path}.cron: {p}" for p in validate_cron(cron))
+        if not isinstance(zone, str):
+            errors.append(f"{path}.timezone: must be a string")
+            zone = "UTC"
+        errors.extend(f"{path}.timezone: {p}" for p in validate_timezone(zone))
+        return {**none, "schedule": Operation.Schedule.CRON, "cron": " ".join(cron.split()), "timezone": zone}
+    errors.append(f"{path}: give every_minutes or cron")
+    return none
+
+
+def parse_debug_until(errors: list[str], path: str, value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        errors.append(f"{path}: must be an ISO date-time, e.g. 2026-12-01T18:00:00+00:00")
+        return None
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, timezone.get_default_timezone())
+    if moment > timezone.now() + MAX_DEBUG_AHEAD:
+        errors.append(f"{path}: debug mode may be on for at most {MAX_DEBUG_AHEAD.days} days ahead")
+        return None
+    return moment
+
+
+def parse_options(errors: list[str], path: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The model fields an operation entry sets (references by name are resolved by the caller)."""
+    for key in sorted(set(entry) - set(REFERENCE_KEYS) - set(OPTION_KEYS)):
+        errors.append(f"{path}.{key}: is not a known setting")
+    fields: dict[str, Any] = {}
+    mapping = entry.get("mapping") or {}
+    if not isinstance(mapping, Mapping) or not all(isinstance(k, str) for k in mapping):
+        errors.append(f"{path}.mapping: must be an object of target field -> template")
+        mapping = {}
+    for field, template in mapping.items():
+        if isinstance(template, str):
+            errors.extend(f"{path}.mapping.{field}: {p.message}" for p in check_template(field, template, ())
+                          if "does not have" not in p.message)
+    fields["mapping"] = dict(mapping)
+    condition = entry.get("condition") or ""
+    if not isinstance(condition, str):
+        errors.append(f"{path}.condition: must be a string or null")
+        condition = ""
+    errors.extend(f"{path}.condition: {p.message}" for p in check_condition(condition, ())
+                  if "does not have" not in p.message)
+    fields["condition"] = condition
+    fields.update(parse_schedule(errors, f"{path}.schedule", entry.get("schedule")))
+    enabled = entry.get("enabled", True)
+    if not isinstance(enabled, bool):
+        errors.append(f"{path}.enabled: must be true or false")
+    fields["enabled"] = enabled is not False
+    minutes = _int(errors, f"{path}.timeout_minutes", entry.get("timeout_minutes", 120), 1, 24 * 60)
+    fields["timeout"] = timedelta(minutes=minutes or 120)
+    fields["retries"] = _int(errors, f"{path}.retries", entry.get("retries", 2), 0, 10) or 0
+    fields["retry_backoff_seconds"] = _int(
+        errors, f"{path}.retry_backoff_seconds", entry.get("retry_backoff_seconds", 2), 0, 600) or 0
+    log_level = entry.get("log_level", Operation.LogLevel.EVERYTHING)
+    if log_level not in Operation.LogLevel.values:
+        errors.append(f"{path}.log_level: must be one of {', '.join(Operation.LogLevel.values)}")
+        log_level = Operation.LogLevel.EVERYTHING
+    fields["log_level"] = log_level
+    fields["debug_until"] = parse_debug_until(errors, f"{path}.debug_until", entry.get("debug_until"))
+    return fields
+
+
+def export_schedule(operation: Operation) -> dict[str, Any] | None:
+    if operation.schedule == Operation.Schedule.INTERVAL:
+        return {"every_minutes": operation.interval_minutes}
+    if operation.schedule == Operation.Schedule.CRON:
+        return {"cron": operation.cron, "timezone": operation.timezone}
+    return None
+
+
+def export(operation: Operation) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": operation.name,
+        "source": operation.source.name if operation.source else None,
+        "target": operation.target.name if operation.target else None,
+        "mapping": operation.mapping,
+        "condition": operation.condition or None,
+        "schedule": export_schedule(operation),
+        "on_success": operation.on_success.name if operation.on_success else None,
+        "on_failure": operation.on_failure.name if operation.on_failure else None,
+        "enabled": operation.enabled,
+        "timeout_minutes": int(operation.timeout.total_seconds() // 60),
+        "retries": operation.retries,
+        "retry_backoff_seconds": operation.retry_backoff_seconds,
+        "log_level": operation.log_level,
+    }
+    if operation.workflow:
+        entry["workflow"] = operation.workflow.name
+    if operation.notify != Operation.Notify.NEVER and operation.notify_activity:
+        entry["notify"] = {"when": operation.notify, "activity": operation.notify_activity.name,
+                           "to": operation.notify_to}
+    return entry

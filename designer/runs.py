@@ -1,0 +1,112 @@
+"""Starting runs (through Celery, ids only), replaying a message, notifications and retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from connectors.base import ConfigError, ConnectorError
+from designer import audit, leases
+from designer.models import Operation, Run, RunLog, RunRecord
+
+# How long past its timeout a run may stay "running" before the reaper calls its worker lost.
+STALE_GRACE = timedelta(minutes=10)
+
+
+class ReplayRefused(Exception):
+    pass
+
+
+def start(operation: Operation, trigger: str, *, parent: Run | None = None, user: Any = None,
+          replay_of: RunRecord | None = None) -> Run:
+    """Create the run and enqueue it once the row is committed."""
+    from designer.tasks import execute_run
+
+    with transaction.atomic():
+        run = Run.objects.create(operation=operation, trigger=trigger, parent=parent, replay_of=replay_of)
+        seconds = int(operation.timeout.total_seconds())
+        transaction.on_commit(lambda: execute_run.apply_async(
+            (run.pk,), soft_time_limit=seconds + 30, time_limit=seconds + 90,
+        ))
+    if user is not None:
+        audit.record(user, operation.project.team, "ran", operation, {"run": run.pk, "trigger": trigger})
+    return run
+
+
+def replay(record: RunRecord, user: Any = None) -> Run:
+    """Send one failed or skipped message again, on purpose, once."""
+    if record.status not in (RunRecord.Status.FAILED, RunRecord.Status.SKIPPED, RunRecord.Status.RETRY):
+        raise ReplayRefused("only a failed or skipped message can be replayed")
+    if record.ledger_id is None:
+        raise ReplayRefused("this message has no ledger entry to replay")
+    # The conditional update makes "once" hold even when two people press Replay together.
+    if not RunRecord.objects.filter(pk=record.pk, replayed=False).update(replayed=True):
+        raise ReplayRefused("this message was replayed already")
+    return start(record.run.operation, Run.Trigger.REPLAY, parent=record.run, user=user, replay_of=record)
+
+
+def cancel(run: Run) -> None:
+    Run.objects.filter(pk=run.pk).update(cancel_requested=True)
+    # A queued run that no worker has started yet ends at once.
+    Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+        status=Run.Status.CANCELLED, finished_at=timezone.now(), message="cancelled before it started"
+    )
+
+
+def notify(run: Run) -> None:
+    """Send the operation's run notification through its Send Email activity."""
+    operation = run.operation
+    activity = operation.notify_activity
+    if activity is None or not operation.notify_to:
+        return
+    connection = activity.connection
+    connector = connection.connector_type
+    record = {
+        "to": operation.notify_to,
+        "subject": f"[Mailwright] {operation.name}: run {run.pk} {run.status}",
+        "text": (f"Operation {operation.name} (project {operation.project.name}) ended {run.status}.\n"
+                 f"{run.message}\n"),
+    }
+    try:
+        settings_ = connector.parse_activity_settings(activity.type, activity.settings)
+        with connector.open_target(connector.parse_config(connection.config), connection.get_secrets(),
+                                   settings_) as target:
+            target.write(target.prepare(record))
+    except (ConnectorError, ConfigError, ValueError) as exc:
+        RunLog.objects.create(run=run, level="error", text=f"notification not sent: {exc}")
+    else:
+        RunLog.objects.create(run=run, level="info", text=f"notification sent to {operation.notify_to}")
+
+
+def purge(days: int | None = None, batch: int = 5000) -> int:
+    """Delete runs older than the retention period, in batches to keep transactions short."""
+    days = settings.MAILWRIGHT_RUN_RETENTION_DAYS if days is None else days
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted = 0
+    while True:
+        ids = list(Run.objects.filter(queued_at__lt=cutoff).values_list("pk", flat=True)[:batch])
+        if not ids:
+            return deleted
+        Run.objects.filter(pk__in=ids).delete()
+        deleted += len(ids)
+
+
+def reap_stale() -> int:
+    """Runs left "running" by a worker that died for good (no redelivery) end as failed."""
+    reaped = 0
+    now = timezone.now()
+    for run in Run.objects.filter(status=Run.Status.RUNNING).select_related("operation"):
+        started = run.started_at or run.queued_at
+        if now - started < run.operation.timeout + STALE_GRACE:
+            continue
+        if leases.holder_of(f"operation:{run.operation_id}") == f"run-{run.pk}":
+            continue
+        Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
+            status=Run.Status.FAILED, finished_at=now, message="the worker running this was lost"
+        )
+        reaped += 1
+    return reaped

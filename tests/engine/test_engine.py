@@ -1,0 +1,265 @@
+"""The delivery guarantee, proven on the in-memory connector; the real servers have their own suite."""
+
+import pytest
+
+from designer import leases, runs
+from designer.models import Activity, LedgerEntry, Run, RunRecord
+
+
+def _subjects(world):
+    return [m["subject"] for m in world.sent]
+
+
+def test_it_delivers_each_message_once_and_marks_it(world, run_once):
+    for n in range(3):
+        world.add(f"hello {n}")
+    run = run_once()
+    assert run.status == "succeeded", run.message
+    assert (run.read_count, run.sent_count, run.skipped_count, run.failed_count) == (3, 3, 0, 0)
+    assert _subjects(world) == ["Fwd: hello 0", "Fwd: hello 1", "Fwd: hello 2"]
+    assert world.seen == {1, 2, 3}
+    assert set(LedgerEntry.objects.values_list("state", flat=True)) == {"acknowledged"}
+    assert run.records.filter(status="sent").count() == 3
+
+
+def test_it_sends_nothing_on_a_second_run(world, run_once):
+    world.add("once")
+    run_once()
+    second = run_once()
+    assert second.status == "succeeded"
+    assert second.read_count == 0
+    assert len(world.sent) == 1
+
+
+def test_it_acknowledges_without_resending_what_was_sent_but_not_marked(world, run_once):
+    world.add("crash window")
+    world.ack_fails = True
+    first = run_once()
+    assert first.status == "partial"
+    assert "not yet marked" in first.message
+    assert LedgerEntry.objects.get().state == "sent"
+    world.ack_fails = False
+    second = run_once()
+    assert second.status == "succeeded"
+    assert len(world.sent) == 1
+    assert world.seen == {1}
+    assert second.records.get().status == "acknowledged"
+
+
+def test_it_resends_a_message_left_sending_under_the_same_message_id(world, run_once, operation):
+    world.add("unknown outcome")
+    LedgerEntry.objects.create(connection=operation.source.connection, scope="INBOX", epoch=1, position=1,
+                               identity="<m1@fake>", state="sending", out_message_id="<kept@mailwright>")
+    run_once()
+    assert [m["message_id"] for m in world.sent] == ["<kept@mailwright>"]
+
+
+def test_it_retries_a_transient_failure_within_the_run(world, run_once):
+    world.add("flaky")
+    world.faults = [("transient", "451 try later")]
+    run = run_once()
+    assert run.status == "succeeded"
+    assert len(world.sent) == 1
+
+
+def test_it_leaves_a_persistent_transient_failure_for_the_next_run(world, run_once, operation):
+    world.add("later")
+    world.faults = [("transient", "451 try later")] * 3  # retries=2: three attempts
+    run = run_once()
+    assert run.status == "failed"
+    assert world.seen == set()
+    assert LedgerEntry.objects.get().state == "retry"
+    assert "451" in run.records.get().error
+    again = run_once()
+    assert again.status == "succeeded"
+    assert len(world.sent) == 1
+    assert world.seen == {1}
+
+
+def test_it_records_a_permanent_failure_and_never_retries_it(world, run_once):
+    world.add("rejected")
+    world.add("fine")
+    world.faults = [("permanent", "550 5.7.1 no thanks")]
+    run = run_once()
+    assert run.status == "partial"
+    assert (run.sent_count, run.failed_count) == (1, 1)
+    assert world.seen == {2}  # the rejected message is not flagged
+    failed = run.records.get(status="failed")
+    assert "550 5.7.1 no thanks" in failed.error
+    again = run_once()
+    assert again.read_count == 0
+    assert len(world.sent) == 1
+
+
+def test_it_stops_early_when_the_target_keeps_failing(world, run_once):
+    for n in range(10):
+        world.add(f"m{n}")
+    world.faults = [("transient", "421 down")] * 100
+    run = run_once()
+    assert run.failed_count == 3
+    assert run.read_count == 3
+
+
+def test_it_skips_by_condition_and_records_why(world, run_once, operation):
+    operation.condition = "'urgent' in subject"
+    operation.save()
+    world.add("urgent: help")
+    world.add("newsletter")
+    run = run_once()
+    assert run.status == "succeeded"
+    assert (run.sent_count, run.skipped_count) == (1, 1)
+    assert run.records.get(status="skipped").error == "the condition is false"
+    assert world.seen == {1}  # on_skip defaults to leave
+    assert run_once().read_count == 0
+
+
+def test_it_fails_one_message_on_a_template_error_and_goes_on(world, run_once, operation):
+    operation.mapping = {"to": "x@example.com", "subject": "{{ subject.upper() }}{{ 1 / size }}", "text": "t"}
+    operation.save()
+    world.add("a", size=0)
+    world.add("b", size=1)
+    run = run_once()
+    assert run.status == "partial"
+    failed = run.records.get(status="retry")
+    assert failed.error.startswith("mapping of subject: ZeroDivisionError")
+    assert _subjects(world) == ["B1.0"]
+
+
+def test_it_skips_an_unreadable_message_without_flagging_it(world, run_once):
+    world.add("broken", unreadable=True)
+    run = run_once()
+    assert run.skipped_count == 1
+    assert run.records.get().error == "unreadable"
+    assert world.seen == set()
+
+
+def test_it_recognises_delivered_messages_after_the_folder_is_recreated(world, run_once):
+    world.add("before", message_id="<same@x>")
+    run_once()
+    world.seen.clear()  # the recreated folder shows it unread again
+    world.recreate()
+    run = run_once()
+    assert len(world.sent) == 1
+    assert run.records.get().status == "acknowledged"
+    assert world.seen == set(world.messages)
+
+
+def test_it_takes_at_most_max_messages_oldest_first(world, run_once, operation):
+    Activity.objects.filter(pk=operation.source_id).update(settings={"max_messages": 2})
+    for n in range(5):
+        world.add(f"m{n}")
+    run = run_once()
+    assert _subjects(world) == ["Fwd: m0", "Fwd: m1"]
+    assert run.read_count == 2
+
+
+def test_it_refuses_a_second_concurrent_run(world, run_once, operation):
+    world.add("m")
+    assert leases.acquire([f"operation:{operation.pk}"], "run-999") is None
+    run = run_once()
+    assert run.status == "cancelled"
+    assert "held by run-999" in run.message
+    assert world.sent == []
+
+
+def test_it_takes_back_its_own_lease_after_a_worker_loss(world, run_once, operation):
+    world.add("m")
+    queued = Run.objects.create(operation=operation, status=Run.Status.RUNNING)
+    leases.acquire([f"operation:{operation.pk}"], f"run-{queued.pk}")
+    from designer import engine
+
+    run = engine.execute(queued.pk)
+    assert run.status == "succeeded"
+    assert len(world.sent) == 1
+
+
+def test_it_replays_a_failed_message_once(world, run_once, django_capture_on_commit_callbacks):
+    world.add("rejected")
+    world.faults = [("permanent", "550 no")]
+    run = run_once()
+    record = run.records.get(status="failed")
+    with django_capture_on_commit_callbacks(execute=True):
+        replay = runs.replay(record)
+    replay.refresh_from_db()
+    assert replay.status == "succeeded", replay.message
+    assert replay.parent_id == run.pk
+    assert len(world.sent) == 1
+    with pytest.raises(runs.ReplayRefused, match="already"):
+        runs.replay(RunRecord.objects.get(pk=record.pk))
+
+
+def test_it_refuses_to_replay_a_sent_message(world, run_once):
+    world.add("fine")
+    record = run_once().records.get()
+    with pytest.raises(runs.ReplayRefused):
+        runs.replay(record)
+
+
+def test_it_fails_clearly_without_a_target(world, run_once, operation):
+    operation.target = None
+    operation.save()
+    world.add("m")
+    run = run_once()
+    assert run.status == "failed"
+    assert run.message.startswith("the operation has no target")
+
+
+def test_it_records_source_health(world, run_once, operation):
+    world.add("a")
+    world.add("b")
+    Activity.objects.filter(pk=operation.source_id).update(settings={"max_messages": 1})
+    run_once()
+    source = Activity.objects.get(pk=operation.source_id)
+    assert source.last_success_at is not None
+    assert source.backlog == 1
+    assert source.last_error == ""
+
+
+def test_it_keeps_rendered_messages_only_in_debug_mode(world, run_once, operation):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    world.add("plain")
+    assert run_once().records.get().rendered is None
+    operation.debug_until = timezone.now() + timedelta(days=1)
+    operation.save()
+    world.add("debug")
+    record = run_once().records.get()
+    assert record.rendered["subject"] == "Fwd: debug"
+
+
+def test_it_runs_the_on_failure_operation_as_a_chained_child(world, run_once, operation, project,
+                                                             django_capture_on_commit_callbacks):
+    from designer.models import Operation
+
+    follow = Operation.objects.create(project=project, name="Cleanup", source=operation.source,
+                                      target=operation.target, mapping=operation.mapping)
+    operation.on_failure = follow
+    operation.save()
+    world.add("x")
+    world.faults = [("permanent", "550 no")]
+    with django_capture_on_commit_callbacks(execute=True):
+        run = run_once()
+    child = Run.objects.get(parent=run)
+    assert child.operation == follow
+    assert child.trigger == "chained"
+
+
+def test_it_cancels_a_run_on_request(world, run_once, operation):
+    queued = Run.objects.create(operation=operation)
+    runs.cancel(queued)
+    queued.refresh_from_db()
+    assert queued.status == "cancelled"
+
+
+def test_it_purges_old_runs(world, operation):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    old = Run.objects.create(operation=operation)
+    Run.objects.filter(pk=old.pk).update(queued_at=timezone.now() - timedelta(days=40))
+    recent = Run.objects.create(operation=operation)
+    assert runs.purge(30) == 1
+    assert list(Run.objects.values_list("pk", flat=True)) == [recent.pk]
