@@ -29,6 +29,14 @@ class ConnectorError(Exception):
         return self.message
 
 
+class ConnectionFailed(ConnectorError):
+    """The endpoint could not be reached or refused the login: no record was even offered to it.
+
+    Unlike a refusal of one record, this says nothing about the record, so the engine stops
+    the run and leaves every record for the next one instead of failing them.
+    """
+
+
 class ConfigError(Exception):
     """A connection's settings are invalid: ``errors`` maps a dotted path to its messages."""
 

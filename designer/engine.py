@@ -31,7 +31,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from connectors.base import ConfigError, ConnectorError, SourceItem, SourceKey
+from connectors.base import ConfigError, ConnectionFailed, ConnectorError, SourceItem, SourceKey
 from designer import leases
 from designer.crypto import SecretsUnreadable
 from designer.mapping import MappingError, condition_holds, context_for, render_mapping
@@ -170,7 +170,8 @@ def _summary(item: SourceItem) -> dict[str, str]:
 
 def _debug_copy(message: dict[str, Any]) -> dict[str, Any]:
     """What debug mode stores of a rendered message: attachments by name and size only."""
-    copy = {k: v for k, v in message.items() if k != "attachments"}
+    # Keys starting with "_" are the target's own working data (e.g. the built MIME message).
+    copy = {k: v for k, v in message.items() if k != "attachments" and not k.startswith("_")}
     attachments = message.get("attachments") or []
     if isinstance(attachments, list):
         copy["attachments"] = [
@@ -336,6 +337,9 @@ class _Delivery:
         for attempt in range(attempts):
             try:
                 delivery = self.target.write(prepared)
+            except ConnectionFailed as exc:
+                self._fail(item, row, summary, f"not sent: {exc}", transient=True)
+                raise RunAborted(f"the target is unavailable: {exc}") from None
             except ConnectorError as exc:
                 if exc.permanent or attempt == attempts - 1:
                     self.transient_streak = 0 if exc.permanent else self.transient_streak + 1

@@ -19,6 +19,8 @@ team_patterns = [
     path("connections/<int:connection>/delete/", connections.connection_delete, name="connection_delete"),
     path("connections/<int:connection>/test/", connections.connection_test, name="connection_test"),
     path("checks/<int:check>/", connections.check_status, name="check_status"),
+    path("", include("designer.urls_canvas")),
+    path("", include("designer.urls_runs")),
 ]
 
 urlpatterns = [

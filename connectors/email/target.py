@@ -1,0 +1,161 @@
+"""The Send Email target: one SMTP connection per run, and the server's words for every outcome.
+
+The connection opens on the first ``write`` and serves every message of the run; it is closed
+with QUIT when the session ends. A dropped connection fails that one message (transient) and
+the next ``write`` connects again.
+
+Replies decide what a failure means: 4xx is transient (the engine may retry), 5xx permanent
+(the message failed, the reply is the reason). A message that some recipients accepted counts
+as delivered: sending it again would duplicate it for those who got it, so the refused
+recipients are listed in the delivery's reply instead.
+
+smtplib's ``send_message`` drops the final reply to DATA ("250 2.0.0 Ok: queued as 4F2A1"), the
+one receipt an operator can look up in the server's logs, so MAIL / RCPT / DATA are sent here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import smtplib
+from collections.abc import Mapping
+from typing import Any
+
+from connectors.base import ConnectionFailed, ConnectorError, Delivery, TargetSession
+from connectors.email.activities import SendSettings
+from connectors.email.config import EmailConfig
+from connectors.email.mime import InvalidMessage, OutgoingMessage, build_message
+from connectors.email.smtp import SMTPSession, open_smtp
+
+_MESSAGE_ID = re.compile(r"<[!-;=?-~]+>")  # printable ASCII without "<", ">" or spaces
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+    """What the server answered to one message: DATA's reply, or the refusal that stopped it."""
+
+    code: int
+    reply: str
+    refused: dict[str, str] = dataclasses.field(default_factory=dict)  # recipient -> reply, when others took it
+
+
+class EmailTarget(TargetSession):
+    """A Send Email activity, open for one run. Use as a context manager."""
+
+    def __init__(self, config: EmailConfig, secrets: Mapping[str, str], settings: SendSettings) -> None:
+        self.config = config
+        self.secrets = secrets
+        self.settings = settings
+        self._smtp: SMTPSession | None = None
+        self._session: contextlib.ExitStack | None = None
+
+    def __enter__(self) -> EmailTarget:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._disconnect()
+
+    def prepare(self, record: Mapping[str, Any], message_id: str | None = None) -> dict[str, Any]:
+        """The record with its ``message_id`` (new, or the given one); ``InvalidMessage`` when it can never be sent.
+
+        The built message travels along under ``_outgoing`` so ``write`` does not build it twice.
+        """
+        outgoing = self._build(record)
+        if message_id:
+            outgoing = _with_message_id(outgoing, message_id)
+        return {**record, "message_id": outgoing.message_id, "_outgoing": outgoing}
+
+    def write(self, record: Mapping[str, Any]) -> Delivery:
+        """Send a prepared record (or build one, keeping a ``message_id`` it already has)."""
+        outgoing = record.get("_outgoing")
+        if not isinstance(outgoing, OutgoingMessage):
+            outgoing = self._build(record)
+            if record.get("message_id"):
+                outgoing = _with_message_id(outgoing, record["message_id"])
+        try:
+            smtp = self._smtp or self._connect()
+        except ConnectorError as exc:
+            raise ConnectionFailed(exc.message, permanent=exc.permanent) from None
+        try:
+            with smtp.translating("sending the message", self.secrets):
+                outcome = _submit(smtp, outgoing)
+        except ConnectorError:
+            self._disconnect()  # the connection is gone or in an unknown state: the next write reconnects
+            raise
+        if outcome.code != 250:
+            if outcome.code == 421:  # the server is closing the session
+                self._disconnect()
+            raise ConnectorError(outcome.reply, permanent=outcome.code >= 500)
+        reply = outcome.reply
+        if outcome.refused:
+            reply += "; not accepted for " + ", ".join(f"{rcpt} ({text})" for rcpt, text in outcome.refused.items())
+        return Delivery(reply=reply, message_id=outgoing.message_id)
+
+    def _build(self, record: Mapping[str, Any]) -> OutgoingMessage:
+        defaults = self.settings.defaults
+        sender = record.get("from")
+        if not (isinstance(sender, str) and sender.strip()):  # build_message falls back the same way
+            sender = defaults.get("from")
+        domain = self.settings.message_id_domain_for(sender if isinstance(sender, str) else "")
+        return build_message(record, defaults=defaults, message_id_domain=domain)
+
+    def _connect(self) -> SMTPSession:
+        session = contextlib.ExitStack()
+        self._smtp = session.enter_context(open_smtp(self.config, self.secrets))
+        self._session = session
+        return self._smtp
+
+    def _disconnect(self) -> None:
+        session, self._session, self._smtp = self._session, None, None
+        if session is not None:
+            session.close()  # QUIT, then close the socket whatever happens
+
+
+def _with_message_id(outgoing: OutgoingMessage, message_id: Any) -> OutgoingMessage:
+    """The message carrying the id assigned by ``prepare`` (the one the engine's ledger holds)."""
+    if not isinstance(message_id, str) or not _MESSAGE_ID.fullmatch(message_id):
+        raise InvalidMessage("message_id", f"{message_id!r} is not a message id like <id@example.com>")
+    outgoing.message.replace_header("Message-ID", message_id)
+    return dataclasses.replace(outgoing, message_id=message_id)
+
+
+def _submit(smtp: SMTPSession, outgoing: OutgoingMessage) -> _Outcome:
+    """MAIL, RCPT per recipient, DATA. A refusal resets the transaction so the session can go on.
+
+    Network failures raise (smtplib's exceptions); replies never do.
+    """
+    payload = outgoing.message.as_bytes()  # CRLF and 7-bit clean (mime.build_message's policy)
+    options = [f"SIZE={len(payload)}"] if smtp.has_extn("size") else []
+    code, text = smtp.mail(outgoing.sender, options)
+    if code != 250:
+        _reset(smtp)
+        return _Outcome(code, f"the server refused the sender {outgoing.sender}: {_reply(code, text)}")
+    refused: dict[str, tuple[int, str]] = {}
+    for recipient in outgoing.recipients:
+        code, text = smtp.rcpt(recipient)
+        if code not in (250, 251):
+            refused[recipient] = (code, _reply(code, text))
+    if len(refused) == len(outgoing.recipients):
+        _reset(smtp)
+        listed = ", ".join(f"{rcpt} ({text})" for rcpt, (_code, text) in refused.items())
+        # Transient while any refusal is: a retry may still reach that recipient.
+        return _Outcome(min(code for code, _text in refused.values()), f"the server refused every recipient: {listed}")
+    try:
+        code, text = smtp.data(payload)
+    except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
+        code, text = exc.smtp_code, exc.smtp_error
+    if code != 250:
+        _reset(smtp)
+        return _Outcome(code, f"the server refused the message: {_reply(code, text)}")
+    return _Outcome(code, _reply(code, text), {rcpt: text for rcpt, (_code, text) in refused.items()})
+
+
+def _reset(smtp: SMTPSession) -> None:
+    with contextlib.suppress(smtplib.SMTPException, OSError):
+        smtp.rset()
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    words = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return " ".join(f"{code} {words}".split())

@@ -1,0 +1,8 @@
+import pytest
+
+from tests.delivery.helpers import smtp_with_auth
+
+
+@pytest.fixture
+def smtp(smtp_factory):
+    return smtp_with_auth(smtp_factory)
