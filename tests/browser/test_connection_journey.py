@@ -1,0 +1,45 @@
+"""Log in, create a connection in the browser, press Test and read Connection Success."""
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import screenshot
+from tests.servers.fixtures import IMAP_PASSWORD
+
+
+def test_it_creates_a_connection_and_tests_it(login, live_server, alice, team, project, dovecot, mailbox,
+                                              smtp_factory, settings):
+    settings.MAILWRIGHT_CHECK_PICKUP_SECONDS = 30
+    smtp = smtp_factory("starttls", {"alice": IMAP_PASSWORD})
+    page = login("alice")
+    screenshot(page, "team")
+    page.get_by_role("link", name="Support desk").click()
+    page.get_by_role("link", name="New Email connection").click()
+    page.get_by_label("Name", exact=True).fill("Support mailbox")
+    page.get_by_label("IMAP host").fill("localhost")
+    page.get_by_label("IMAP port").fill(str(dovecot.tls_port))
+    page.get_by_label("SMTP host").fill("localhost")
+    page.get_by_label("SMTP port").fill(str(smtp.port))
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(IMAP_PASSWORD)
+    page.get_by_label("Custom CA certificate (PEM)").fill(dovecot.ca_pem)
+    screenshot(page, "connection-form")
+    page.get_by_role("button", name="Create connection").click()
+    expect(page.get_by_role("heading", name="Support mailbox")).to_be_visible()
+    page.get_by_role("button", name="Test").click()
+    expect(page.get_by_text("Connection Success")).to_be_visible()
+    expect(page.get_by_text("IMAP login")).to_be_visible()
+    screenshot(page, "connection-tested")
+    assert IMAP_PASSWORD not in page.content()
+
+
+def test_it_shows_field_errors_inline_without_losing_input(login, live_server, alice, team, project):
+    page = login("alice")
+    page.goto(f"{live_server.url}/t/{team.slug}/projects/{project.pk}/connections/new/")
+    page.get_by_label("Name", exact=True).fill("Bad/name")
+    page.get_by_label("IMAP host").fill("imap.example.com")
+    page.get_by_label("IMAP port").fill("70000")
+    page.get_by_role("button", name="Create connection").click()
+    expect(page.get_by_text("A name may not contain")).to_be_visible()
+    expect(page.get_by_text("Must be between 1 and 65535.")).to_be_visible()
+    expect(page.get_by_label("IMAP host")).to_have_value("imap.example.com")
+    screenshot(page, "connection-form-errors")
