@@ -5,7 +5,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from designer import projectfile
-from designer.models import AuditEntry, Connection, Project, Team
+from designer.models import AuditEntry, Connection, Operation, Project, Team
+from designer.validation import operation_problems
 
 SPEC_FILE = {
     "format": "mailwright.project/1",
@@ -17,8 +18,18 @@ SPEC_FILE = {
          "auth": {"method": "password", "username": "support@example.com",
                   "password": {"env": "SUPPORT_PASSWORD"}}}
     ],
-    "activities": [],
-    "operations": [],
+    "activities": [
+        {"name": "Read support inbox", "type": "read_email", "connection": "Support mailbox",
+         "folder": "INBOX", "max_messages": 100, "after_read": "mark_read"},
+        {"name": "Send to helpdesk", "type": "send_email", "connection": "Support mailbox",
+         "defaults": {"from": "support@example.com"}}
+    ],
+    "operations": [
+        {"name": "Forward to helpdesk", "source": "Read support inbox", "target": "Send to helpdesk",
+         "mapping": {"to": "helpdesk@example.com", "subject": "Fwd: {{ subject }}", "text": "{{ text }}",
+                     "attachments": "{{ attachments }}"},
+         "condition": None, "schedule": None, "on_success": None, "on_failure": None}
+    ],
 }
 
 
@@ -36,6 +47,15 @@ def test_it_imports_the_spec_example_and_creates_the_team(db, spec_file, capsys)
     assert "created team Acme" in out
     assert "created project Support desk" in out
     assert "created connection Support mailbox" in out
+    assert "created activity Read support inbox" in out
+    assert "created activity Send to helpdesk" in out
+    assert "created operation Forward to helpdesk" in out
+    assert "warning" not in out
+    operation = Operation.objects.get(name="Forward to helpdesk")
+    assert operation.source.name == "Read support inbox"
+    assert operation.target.name == "Send to helpdesk"
+    assert operation.mapping["subject"] == "Fwd: {{ subject }}"
+    assert operation_problems(operation) == []
     connection = Connection.objects.get(name="Support mailbox")
     assert connection.team.name == "Acme"
     assert connection.get_secrets() == {"password": "env-secret-1"}
@@ -49,6 +69,8 @@ def test_it_is_idempotent_by_names(db, spec_file, capsys):
     out = capsys.readouterr().out
     assert "unchanged project Support desk" in out
     assert "unchanged connection Support mailbox" in out
+    assert "unchanged activity Read support inbox" in out
+    assert "unchanged operation Forward to helpdesk" in out
     assert Connection.objects.count() == 1
     assert Project.objects.count() == 1
 
@@ -83,7 +105,7 @@ def test_it_requires_a_password_for_a_new_connection(db):
     del data["connections"][0]["auth"]["password"]
     with pytest.raises(projectfile.ProjectFileError) as exc:
         projectfile.apply(projectfile.plan(data), Team(name="Acme"))
-    assert exc.value.errors == ["connections[0].auth.password: is required for a new connection"]
+    assert exc.value.errors[0] == "connections[0].auth.password: is required for a new connection"
     assert not Team.objects.exists()
 
 
@@ -141,3 +163,44 @@ def test_it_refuses_duplicate_connection_names_in_one_file(db):
     with pytest.raises(projectfile.ProjectFileError) as exc:
         projectfile.plan(data, environ={"SUPPORT_PASSWORD": "x"})
     assert "connections[1].name: 'Support mailbox' appears twice in this file" in exc.value.errors
+
+
+def test_it_exports_activities_and_operations_in_the_spec_shape(db, spec_file, tmp_path):
+    call_command("import_project", str(spec_file), "--team", "Acme")
+    out_path = tmp_path / "out.json"
+    call_command("export_project", "Support desk", "--team", "Acme", "-o", str(out_path))
+    document = json.loads(out_path.read_text())
+    read, send = sorted(document["activities"], key=lambda a: a["name"])
+    assert (read["type"], read["connection"], read["folder"], read["max_messages"], read["after_read"]) == (
+        "read_email", "Support mailbox", "INBOX", 100, "mark_read")
+    assert send["defaults"]["from"] == "support@example.com"
+    operation = document["operations"][0]
+    assert {k: operation[k] for k in ("name", "source", "target", "mapping", "condition", "schedule",
+                                      "on_success", "on_failure")} == SPEC_FILE["operations"][0]
+
+
+def test_it_reports_operation_errors_with_their_paths(db):
+    data = json.loads(json.dumps(SPEC_FILE))
+    data["operations"][0]["source"] = "Nope"
+    data["operations"][0]["schedule"] = {"cron": "61 * * * *", "timezone": "Mars/Olympus"}
+    data["operations"][0]["mapping"]["subject"] = "{{ subject"
+    data["activities"][0]["after_read"] = "shred"
+    with pytest.raises(projectfile.ProjectFileError) as exc:
+        projectfile.plan(data, environ={"SUPPORT_PASSWORD": "x"})
+    text = "\n".join(exc.value.errors)
+    assert "operations[0].source: no activity 'Nope' in this file" in text
+    assert "operations[0].schedule.cron:" in text
+    assert "operations[0].schedule.timezone: 'Mars/Olympus' is not a known time zone" in text
+    assert "operations[0].mapping.subject:" in text
+    assert "activities[0].after_read:" in text
+
+
+def test_it_syncs_a_schedule_to_beat(db, spec_file):
+    from django_celery_beat.models import PeriodicTask
+
+    data = json.loads(json.dumps(SPEC_FILE))
+    data["operations"][0]["schedule"] = {"every_minutes": 5}
+    projectfile.apply(projectfile.plan(data, environ={"SUPPORT_PASSWORD": "x"}), Team(name="Acme"))
+    task = PeriodicTask.objects.get()
+    assert task.task == "designer.tasks.run_scheduled"
+    assert task.interval.every == 5
