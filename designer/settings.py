@@ -29,11 +29,21 @@ def _local_file(name: str, make: Callable[[], str]) -> str:
     return path.read_text().strip()
 
 
+# A local installation (`make run`) keeps its signing key and encryption key in the data
+# directory, so the management commands work there without exporting anything; production
+# sets both in the environment.
+SECRET_KEY_FILE = DATA_DIR / "secret_key"
 SECRET_KEY = envstr("SECRET_KEY")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (any long random string).")
-    SECRET_KEY = _local_file("secret_key", lambda: secrets.token_urlsafe(50))
+    if DEBUG:
+        SECRET_KEY = _local_file(SECRET_KEY_FILE.name, lambda: secrets.token_urlsafe(50))
+    elif SECRET_KEY_FILE.exists():
+        SECRET_KEY = SECRET_KEY_FILE.read_text().strip()
+    else:
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off (any long random string), "
+            "or run `make run` once to create a local installation in the data directory."
+        )
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
@@ -41,13 +51,13 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 # Fernet keys, newest first: the first encrypts, all of them decrypt (rotation).
 ENCRYPTION_KEY_FILE = DATA_DIR / "encryption.key"
 MAILWRIGHT_ENCRYPTION_KEYS = envlist("MAILWRIGHT_ENCRYPTION_KEYS", [])
-if not MAILWRIGHT_ENCRYPTION_KEYS and DEBUG and ENCRYPTION_KEY_FILE.exists():
+if not MAILWRIGHT_ENCRYPTION_KEYS and ENCRYPTION_KEY_FILE.exists():
     MAILWRIGHT_ENCRYPTION_KEYS = [ENCRYPTION_KEY_FILE.read_text().strip()]
 if not MAILWRIGHT_ENCRYPTION_KEYS and not DEBUG:
     raise ImproperlyConfigured(
         "MAILWRIGHT_ENCRYPTION_KEYS is not set: Mailwright refuses to start without a key to encrypt "
         "connection secrets. Make one with: python -c 'from cryptography.fernet import Fernet; "
-        "print(Fernet.generate_key().decode())'"
+        "print(Fernet.generate_key().decode())' (or run `make run` once for a local installation)"
     )
 for _position, _key in enumerate(MAILWRIGHT_ENCRYPTION_KEYS, start=1):
     try:

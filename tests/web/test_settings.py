@@ -42,3 +42,10 @@ def test_it_rejects_a_non_boolean_debug(tmp_path):
     result = _manage(tmp_path, "check", DEBUG="maybe")
     assert result.returncode != 0
     assert "DEBUG must be true or false" in result.stderr
+
+
+def test_it_uses_a_local_installations_keys_without_debug(tmp_path):
+    (tmp_path / "secret_key").write_text("local-" + "q" * 50)
+    (tmp_path / "encryption.key").write_text(Fernet.generate_key().decode())
+    result = _manage(tmp_path, "check", DEBUG="0")
+    assert result.returncode == 0, result.stderr
