@@ -5,11 +5,12 @@ SPEC §3. Real mail is hostile: wrong or unknown charsets, 8-bit headers, broken
 multiparts without boundaries, truncation. The contract is that *any* bytes give a record, and
 whatever had to be repaired is listed in the record's ``defects`` for the engine to log.
 
-To keep that contract the structure is parsed with the ``compat32`` parser, which never raises on
-bad input (it records defects instead), and every header and body is decoded here rather than by
-``email.policy.default``: the default policy decodes headers lazily through a parser that has a
-history of raising on hostile values, so its exceptions would surface at every access. Decoding
-here is lenient by rule: an unknown charset gives replacement characters, never an exception.
+To keep that contract the structure is parsed with the ``compat32`` parser, which records
+defects rather than raising (the two ways it can still raise, deep nesting and RFC 2231 trouble in
+a boundary, are handled here), and every header and body is decoded here rather than by
+``email.policy.default``: the default policy decodes headers lazily through a parser that raises
+on some hostile values (IndexError, AttributeError...), so its exceptions would surface at every
+access. Decoding here is lenient by rule: an unknown charset gives replacement characters.
 
 Building (``build_message``) turns the target record of SPEC §4 into an ``EmailMessage`` ready
 for SMTP. It is strict by rule: every address, header name and header value is checked, and the
@@ -30,7 +31,8 @@ Record types, reading side (values are JSON-friendly apart from attachment conte
   none; ``html``: the first inline text/html body or ``""``. Line ends are ``\\n``.
 - ``attachments``: every other leaf part (attached files, inline images, further text parts,
   attached messages as ``message/rfc822``), each ``{filename, content_type, size, content}`` with
-  ``content`` as ``bytes``. ``content`` is ``None`` when ``include_attachments`` is false, and
+  ``content`` as ``bytes`` (an attached message byte for byte as it was attached). ``content`` is
+  ``None`` when ``include_attachments`` is false (metadata only), and
   also when the part is larger than ``max_attachment_bytes``, which adds
   ``skipped: "larger than N bytes"``. A part without a file name is named ``part-N.ext``.
 - ``size``: ``len(raw)``; ``flags``: a list of str; ``defects``: a list of str.
@@ -48,7 +50,6 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
@@ -715,11 +716,12 @@ def html_to_text(html: str) -> str:
 
 
 class InvalidMessage(ValueError):
-    """A Send Email record that cannot be sent; ``field`` names the culprit."""
+    """A Send Email record that cannot be sent: ``field`` names the culprit, ``reason`` says why."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
         self.field = field
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -750,6 +752,7 @@ class _Mailbox:
 # 7-bit so that no server without 8BITMIME can refuse or mangle the message.
 _SEND_POLICY = SMTP.clone(cte_type="7bit")
 _LINE_BREAK = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _HEADER_NAME = re.compile(r"[!-9;-~]{1,76}")
 _HEADER_FIELDS = {
     "from": "from",
@@ -762,6 +765,8 @@ _HEADER_FIELDS = {
     "references": "references",
 }
 _OWN_HEADERS = {"message-id", "date", "mime-version"}
+_ADDRESS_HEADERS = {"sender", "resent-sender", "resent-from", "resent-to", "resent-cc", "resent-bcc"}
+_DATE_HEADERS = {"resent-date", "orig-date"}
 _COMPRESSED = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz"}
 
 
@@ -813,16 +818,8 @@ def build_message(
     for name, value in custom:
         try:
             message[name] = value
-        except ValueError as exc:  # e.g. a second Sender: the registry allows one
-            raise InvalidMessage("headers", f"{name}: {exc}") from None
-        except (IndexError, HeaderParseError):  # the stdlib's header parser on some malformed values
-            raise InvalidMessage("headers", f"{name}: {value!r} is not valid") from None
-        # Headers the registry knows (Sender, Resent-Date...) are parsed; a bad value would go
-        # out empty or mangled, so it is refused instead.
-        problems = message.get_all(name, [])[-1].defects
-        if problems:
-            detail = str(problems[0]) or _defect_text(problems[0])
-            raise InvalidMessage("headers", f"{name}: {value!r} is not valid ({detail})")
+        except ValueError:  # a second Sender: the registry allows one
+            raise InvalidMessage("headers", f"only one {name} header is allowed") from None
 
     if html and text:
         message.set_content(text)
@@ -858,19 +855,18 @@ def _header_text(field: str, value: Any) -> str:
         return ""
     if not isinstance(value, str):
         raise InvalidMessage(field, f"must be text, not {type(value).__name__}")
-    problem = _unsafe(value)
-    if problem:
-        raise InvalidMessage(field, problem)
-    return value
-
-
-def _unsafe(value: str) -> str:
-    """Why ``value`` cannot go into a header, or ``""``."""
     if _LINE_BREAK.search(value):
-        return "contains a line break (header injection)"
+        raise InvalidMessage(field, "contains a line break (header injection)")
     if "\x00" in value:
-        return "contains a NUL character"
-    return ""
+        raise InvalidMessage(field, "contains a NUL character")
+    return _encodable(field, value)
+
+
+def _encodable(field: str, value: str) -> str:
+    # Lone surrogates (from JSON "\\ud800", or bytes decoded with surrogateescape) cannot be encoded.
+    if _SURROGATE.search(value):
+        raise InvalidMessage(field, "contains characters that are not valid Unicode (lone surrogates)")
+    return value
 
 
 def _mailboxes(field: str, value: Any) -> list[_Mailbox]:
@@ -883,19 +879,41 @@ def _mailboxes(field: str, value: Any) -> list[_Mailbox]:
     for item in items:
         if not isinstance(item, str):
             raise InvalidMessage(field, f"{item!r} is not an address")
-        item = _header_text(field, item)
-        pairs = [(name, addr) for name, addr in getaddresses([item]) if name or addr]
-        if not pairs and item.strip(" ,"):
-            raise InvalidMessage(field, f"{item.strip()!r} is not a valid address")
-        for name, addr in pairs:
-            mailbox = _mailbox(name, addr)
-            # getaddresses glues stray words together ("Jane Doe jane@x.org"); insist on what was typed.
-            if mailbox is None or addr not in item:
-                # Quote what was typed; only a list needs narrowing down to the culprit.
-                culprit = addr if "," in item and addr else item
-                raise InvalidMessage(field, f"{culprit.strip()!r} is not a valid address")
+        for piece in _split_addresses(_header_text(field, item)):
+            # One address per piece, so getaddresses cannot silently drop one ("a@x.org, b@").
+            pairs = [(name, addr) for name, addr in getaddresses([piece]) if name or addr]
+            mailbox = _mailbox(*pairs[0]) if len(pairs) == 1 else None
+            # getaddresses also glues stray words together ("Jane Doe jane@x.org"): insist on what was typed.
+            if mailbox is None or pairs[0][1] not in piece:
+                raise InvalidMessage(field, f"{piece!r} is not a valid address")
             found.append(mailbox)
     return found
+
+
+def _split_addresses(text: str) -> list[str]:
+    """The comma-separated pieces of an address list, commas in quotes and brackets kept."""
+    pieces: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    depth = 0
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif not quoted and char in "<(":
+            depth += 1
+        elif not quoted and char in ">)":
+            depth = max(depth - 1, 0)
+        elif char == "," and not quoted and depth == 0:
+            pieces.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    pieces.append("".join(current))
+    return [piece.strip() for piece in pieces if piece.strip()]
 
 
 _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
@@ -952,13 +970,18 @@ def _outgoing_ids(field: str, value: Any) -> list[str]:
     return ids
 
 
-def _custom_headers(value: Any) -> list[tuple[str, str]]:
+def _custom_headers(value: Any) -> list[tuple[str, str | list[Address] | datetime]]:
+    """The custom headers, checked, each value ready to assign.
+
+    Headers that the stdlib's registry parses (Sender, Resent-*, Orig-Date) get a parsed value
+    here: given as text, its parser would mangle or drop a bad value, or raise on a hostile one.
+    """
     if value is None:
         return []
     pairs = list(value.items()) if isinstance(value, Mapping) else value
     if not isinstance(pairs, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
         raise InvalidMessage("headers", "must be a mapping or a list of [name, value] pairs")
-    headers = []
+    headers: list[tuple[str, str | list[Address] | datetime]] = []
     for name, text in pairs:
         if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
             raise InvalidMessage("headers", f"{name!r} is not a valid header name")
@@ -967,13 +990,23 @@ def _custom_headers(value: Any) -> list[tuple[str, str]]:
             raise InvalidMessage("headers", f"{name} is set with the {_HEADER_FIELDS[lower]} field")
         if lower in _OWN_HEADERS or lower.startswith("content-"):
             raise InvalidMessage("headers", f"{name} is set by Mailwright and cannot be overridden")
-        if not isinstance(text, str):
-            raise InvalidMessage("headers", f"the value of {name} must be text")
-        problem = _unsafe(text)
-        if problem:
-            raise InvalidMessage("headers", f"the value of {name} {problem}")
-        headers.append((name, text))
+        try:
+            headers.append((name, _custom_value(lower, text)))
+        except InvalidMessage as exc:
+            raise InvalidMessage("headers", f"the value of {name} {exc.reason}") from None
     return headers
+
+
+def _custom_value(lower_name: str, value: Any) -> str | list[Address] | datetime:
+    text = _header_text("value", value)
+    if lower_name in _ADDRESS_HEADERS:
+        return [_address(m) for m in _mailboxes("value", text)]
+    if lower_name in _DATE_HEADERS:
+        try:
+            return parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            raise InvalidMessage("value", f"{text!r} is not a date") from None
+    return text
 
 
 def _body(field: str, value: Any) -> str:
@@ -981,7 +1014,7 @@ def _body(field: str, value: Any) -> str:
         return ""
     if not isinstance(value, str):
         raise InvalidMessage(field, f"must be text, not {type(value).__name__}")
-    return value
+    return _encodable(field, value)
 
 
 _MIME_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")

@@ -502,6 +502,7 @@ def test_it_accepts_idn_domains_and_quoted_names() -> None:
         ({"from": "a@example.com, c@example.com", "to": "b@example.com"}, "from: only one address allowed"),
         ({"from": "a@example.com"}, "to: at least one recipient is required (in to, cc or bcc)"),
         ({"from": "a@example.com", "to": "bob@"}, "to: 'bob@' is not a valid address"),
+        ({"from": "a@example.com", "to": "ok@example.com, bob@"}, "to: 'bob@' is not a valid address"),
         ({"from": "a@example.com", "to": "bob"}, "to: 'bob' is not a valid address"),
         ({"from": "a@example.com", "to": "a@b@example.com"}, "to: 'a@b@example.com' is not a valid address"),
         (
@@ -547,10 +548,20 @@ def test_it_rejects_line_breaks_in_any_header_field(field: str, value: object) -
     assert str(raised.value) == f"{field}: contains a line break (header injection)"
 
 
+@pytest.mark.parametrize("field", ["subject", "text", "html"])
+def test_it_rejects_text_that_cannot_be_encoded(field: str) -> None:
+    with pytest.raises(InvalidMessage) as raised:
+        build({"from": "a@example.com", "to": "b@example.com", field: "lone \ud800 surrogate"})
+
+    assert str(raised.value) == f"{field}: contains characters that are not valid Unicode (lone surrogates)"
+
+
 def test_it_rejects_line_breaks_in_custom_headers_and_file_names() -> None:
     base = {"from": "a@example.com", "to": "b@example.com"}
 
-    with pytest.raises(InvalidMessage, match=r"headers: the value of X-Ticket contains a line break"):
+    with pytest.raises(
+        InvalidMessage, match=r"^headers: the value of X-Ticket contains a line break \(header injection\)$"
+    ):
         build({**base, "headers": {"X-Ticket": "1\r\nBcc: v@example.com"}})
     with pytest.raises(InvalidMessage, match=r"attachments\[0\]\.filename: contains a line break"):
         build({**base, "attachments": [{"filename": "a\r\n.txt", "content": b"x"}]})
@@ -565,8 +576,13 @@ def test_it_rejects_line_breaks_in_custom_headers_and_file_names() -> None:
         ([["Content-Type", "text/html"]], "headers: Content-Type is set by Mailwright and cannot be overridden"),
         ({"Bad Name": "x"}, "headers: 'Bad Name' is not a valid header name"),
         ({"X-Colon:": "x"}, "headers: 'X-Colon:' is not a valid header name"),
-        ({"X-Number": 5}, "headers: the value of X-Number must be text"),
+        ({"X-Number": 5}, "headers: the value of X-Number must be text, not int"),
         ("X-Foo: bar", "headers: must be a mapping or a list of [name, value] pairs"),
+        # Headers the stdlib parses are checked like our own fields, not handed to its parser.
+        ({"Resent-To": "a@example.com, b@"}, "headers: the value of Resent-To 'b@' is not a valid address"),
+        ({"Sender": "<<<>>>"}, "headers: the value of Sender '<<<>>>' is not a valid address"),
+        ({"Resent-Date": "yesterday"}, "headers: the value of Resent-Date 'yesterday' is not a date"),
+        ([["Sender", "a@example.com"], ["Sender", "b@example.com"]], "headers: only one Sender header is allowed"),
     ],
 )
 def test_it_rejects_custom_headers_that_are_invalid_or_override_ours(headers: object, error: str) -> None:
@@ -582,6 +598,9 @@ def test_it_adds_custom_headers_from_a_mapping_or_pairs() -> None:
     assert build({**base, "headers": {"X-Ticket": "42"}}).message["X-Ticket"] == "42"
     pairs = build({**base, "headers": [["Received", "one"], ["Received", "two"]]}).message
     assert pairs.get_all("Received") == ["one", "two"]
+    parsed = build({**base, "headers": {"Sender": "Desk <desk@example.com>", "Resent-Date": "4 Mar 2024 10:00 +0100"}})
+    assert parsed.message["Sender"] == "Desk <desk@example.com>"
+    assert parsed.message["Resent-Date"] == "Mon, 04 Mar 2024 10:00:00 +0100"
 
 
 def test_it_types_attachments_given_guessed_or_generic() -> None:
