@@ -449,7 +449,13 @@ def execute(run_id: int) -> Run:
         run.started_at = run.started_at or timezone.now()
         run.worker = f"{socket.gethostname()}:{os.getpid()}"
         run.save(update_fields=["status", "started_at", "worker"])
-        _execute(ctx)
+        try:
+            _execute(ctx)
+        except Exception as exc:
+            # Celery's soft time limit, a database hiccup, a bug: the run must still end, never stay
+            # "running"; the ledger keeps every message's state, so the next run carries on.
+            log.exception("run %s stopped by an unexpected error", run.pk)
+            _finish(run, Run.Status.FAILED, f"stopped by an unexpected error: {type(exc).__name__}: {exc}"[:2000])
     finally:
         leases.release(ctx.lease_keys, ctx.holder)
     run.refresh_from_db()

@@ -263,3 +263,16 @@ def test_it_purges_old_runs(world, operation):
     recent = Run.objects.create(operation=operation)
     assert runs.purge(30) == 1
     assert list(Run.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
+def test_it_ends_the_run_when_something_unexpected_breaks(world, run_once, monkeypatch):
+    from tests import fakes
+
+    def explode(self, keys):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(fakes.FakeSource, "fetch", explode)
+    world.add("m")
+    run = run_once()
+    assert run.status == "failed"
+    assert "RuntimeError: disk on fire" in run.message
