@@ -276,3 +276,17 @@ def test_it_ends_the_run_when_something_unexpected_breaks(world, run_once, monke
     run = run_once()
     assert run.status == "failed"
     assert "RuntimeError: disk on fire" in run.message
+
+
+def test_it_sends_a_failure_notification_through_a_send_activity(world, run_once, operation):
+    operation.notify = "failure"
+    operation.notify_activity = operation.target
+    operation.notify_to = "oncall@example.com"
+    operation.save()
+    world.add("x")
+    world.faults = [("permanent", "550 no")]
+    run = run_once()
+    assert run.status == "failed"
+    assert world.sent[-1]["to"] == "oncall@example.com"
+    assert world.sent[-1]["subject"] == f"[Mailwright] Forward: run {run.pk} failed"
+    assert run.logs.filter(text="notification sent to oncall@example.com").exists()
