@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
-from designer.models import Connection, ConnectionCheck, Membership, Project, Role
+from designer.models import Activity, Connection, ConnectionCheck, Membership, Operation, Project, Role, Workflow
 
 _ROLE_WORDS = {Role.VIEWER: "a viewer", Role.EDITOR: "an editor", Role.ADMIN: "an admin"}
 
@@ -61,3 +61,20 @@ def require_connection_change(membership: Membership, connection: Connection) ->
 
 def can_change_connection(membership: Membership, connection: Connection) -> bool:
     return membership.has_role(connection_manager_role(connection))
+
+
+def get_workflow(membership: Membership, workflow_id: int) -> Workflow:
+    return get_object_or_404(Workflow.objects.select_related("project"), project__team=membership.team,
+                             pk=workflow_id)
+
+
+def get_operation(membership: Membership, operation_id: int) -> Operation:
+    return get_object_or_404(
+        Operation.objects.select_related("workflow", "project", "source__connection", "target__connection"),
+        project__team=membership.team, pk=operation_id,
+    )
+
+
+def get_activity(membership: Membership, activity_id: int) -> Activity:
+    return get_object_or_404(Activity.objects.select_related("project", "connection"),
+                             project__team=membership.team, pk=activity_id)

@@ -69,7 +69,7 @@ class _Endpoint:
     settings: Any
 
 
-def _endpoint(activity: Activity | None, role: str) -> _Endpoint:
+def endpoint(activity: Activity | None, role: str) -> _Endpoint:
     if activity is None:
         raise RunAborted(f"the operation has no {role}")
     connection = activity.connection
@@ -468,8 +468,8 @@ def _execute(ctx: _RunContext) -> None:
     source = None
     error = ""
     try:
-        source_ep = _endpoint(operation.source, "source")
-        target_ep = _endpoint(operation.target, "target")
+        source_ep = endpoint(operation.source, "source")
+        target_ep = endpoint(operation.target, "target")
         ctx.log(f"run started ({run.get_trigger_display()}): {source_ep.activity.name} → {target_ep.activity.name}")
         with ExitStack() as stack:
             source_connector = source_ep.activity.connection.connector_type

@@ -2,14 +2,14 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from designer.views import connections, projectfile, teams
+from designer.views import canvas, connections, projectfile, teams
 
 team_patterns = [
     path("", teams.team_home, name="team"),
     path("members/", teams.members, name="members"),
     path("members/<int:member>/remove/", teams.member_remove, name="member_remove"),
     path("projects/new/", teams.project_create, name="project_create"),
-    path("projects/<int:project>/", teams.project_detail, name="project"),
+    path("projects/<int:project>/", canvas.designer, name="project"),
     path("projects/<int:project>/export/", projectfile.export, name="project_export"),
     path("projects/<int:project>/connections/new/", connections.connection_create, name="project_connection_create"),
     path("connections/", connections.team_connections, name="team_connections"),

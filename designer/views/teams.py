@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from designer import audit
-from designer.access import get_membership, get_project, require_role
+from designer.access import get_membership, require_role
 from designer.models import Membership, Project, Role, Team
 
 
@@ -88,17 +88,6 @@ def project_create(request: HttpRequest, team: str) -> HttpResponse:
         "projects": membership.team.projects.all(),
         "project_form": form,
     }, status=400)
-
-
-def project_detail(request: HttpRequest, team: str, project: int) -> HttpResponse:
-    membership = get_membership(request, team)
-    project_obj = get_project(membership, project)
-    return render(request, "designer/project.html", {
-        "membership": membership,
-        "project": project_obj,
-        "connections": project_obj.connections.all(),
-        "team_connections": membership.team.connections.filter(project__isnull=True),
-    })
 
 
 class MemberForm(forms.Form):

@@ -1,0 +1,158 @@
+"""Preview of an operation: one source record through the mapping into the target's message, nothing sent.
+
+The source is opened the way a run opens it and only read (for Email: SEARCH and
+``BODY.PEEK``), so previewing marks nothing. The target only ``prepare``s the message, which
+builds and checks it without connecting. HTML is sanitised with nh3 for a sandboxed iframe whose
+document carries a CSP that forbids scripts, remote images and every other fetch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import nh3
+
+from connectors.base import ConnectorError, SourceKey
+from designer.crypto import SecretsUnreadable
+from designer.engine import RunAborted, endpoint
+from designer.forms_canvas import activity_ui
+from designer.mapping import MappingError, condition_holds, context_for, render_mapping
+from designer.models import Activity, Operation
+
+SAMPLE = "sample"
+LATEST = 10
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+# Mail HTML leans on inline styles; the CSP above keeps them from fetching anything.
+_HTML_ATTRIBUTES = {**{tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()}, "*": {"style"}}
+_SHOWN_CHARS = 500
+
+
+class PreviewError(Exception):
+    """Why there is no preview, in words for the page."""
+
+
+@dataclass
+class Preview:
+    source_label: str
+    # None when the condition could not be evaluated (see ``error``).
+    condition_holds: bool | None = None
+    # The rendered mapping, for display: (field, value as text).
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    # What the target would send (see ActivityUI.describe), with ``srcdoc`` for the HTML body.
+    message: dict[str, Any] | None = None
+    srcdoc: str = ""
+    error: str = ""
+
+
+@contextmanager
+def _open(activity: Activity, role: str) -> Iterator[Any]:
+    """The activity's source or target session, any failure told as a PreviewError."""
+    try:
+        resolved = endpoint(activity, role)
+        connector = activity.connection.connector_type
+        opener = connector.open_source if role == "source" else connector.open_target
+        with opener(resolved.config, resolved.secrets, resolved.settings) as session:
+            yield session
+    except RunAborted as exc:
+        raise PreviewError(str(exc)) from None
+    except SecretsUnreadable as exc:
+        raise PreviewError(f"{activity.connection.name}: {exc}") from None
+    except ConnectorError as exc:
+        raise PreviewError(f"{activity.name}: {exc.message}") from None
+
+
+def _key_value(key: SourceKey) -> str:
+    return json.dumps([key.scope, key.epoch, key.position])
+
+
+def _key(value: str) -> SourceKey:
+    try:
+        scope, epoch, position = json.loads(value)
+        return SourceKey(str(scope), int(epoch), int(position))
+    except (ValueError, TypeError):
+        raise PreviewError("That message choice is not valid; load the latest messages again.") from None
+
+
+def latest_messages(source: Activity) -> list[tuple[str, str]]:
+    """(choice, label) of the newest records the source would offer now, newest first."""
+    with _open(source, "source") as session:
+        keys = session.candidates()[-LATEST:]
+        items = list(session.fetch(keys))
+    choices = []
+    for item in reversed(items):
+        summary = item.summary or {}
+        date = (item.record or {}).get("date", "")
+        label = " — ".join(part for part in (str(date)[:16].replace("T", " "), summary.get("from", ""),
+                                               summary.get("subject") or "(no subject)") if part)
+        choices.append((_key_value(item.key), label))
+    return choices
+
+
+def source_record(source: Activity | None, choice: str) -> tuple[dict[str, Any], str]:
+    """The record to preview with, and how to name it: the sample, or one message of the source."""
+    if source is None:
+        raise PreviewError("Place a source in this operation to preview it.")
+    if choice == SAMPLE:
+        sample = activity_ui(source.type).sample
+        if sample is None:
+            raise PreviewError(f"{source.name} has no sample record; pick one of its messages.")
+        return sample(), "the sample message"
+    key = _key(choice)
+    with _open(source, "source") as session:
+        item = next(iter(session.fetch([key])), None)
+    if item is None:
+        raise PreviewError("That message is no longer in the source; load the latest messages again.")
+    if item.record is None:
+        raise PreviewError(f"The source would skip that message: {item.skip_reason}")
+    return item.record, f"message {key.position} of {key.scope}"
+
+
+def build(operation: Operation, mapping: Mapping[str, Any], condition: str, record: Mapping[str, Any],
+          label: str) -> Preview:
+    """Render ``mapping`` for ``record`` and let the operation's target prepare the message."""
+    preview = Preview(source_label=label)
+    context = context_for(record, operation.project.variables)
+    try:
+        preview.condition_holds = condition_holds(condition, context)
+        rendered = render_mapping(mapping, context)
+    except MappingError as exc:
+        preview.error = f"{exc.field}: {exc.message}"
+        return preview
+    preview.fields = [(name, _shown(value)) for name, value in rendered.items()]
+    target = operation.target
+    if target is None:
+        return preview
+    describe = activity_ui(target.type).describe
+    try:
+        with _open(target, "target") as session:
+            prepared = session.prepare(rendered)
+    except PreviewError as exc:
+        preview.error = str(exc)
+        return preview
+    except ValueError as exc:
+        preview.error = f"{target.name} would refuse this message: {exc}"
+        return preview
+    if describe is not None:
+        preview.message = describe(prepared)
+        preview.srcdoc = sandboxed_document(preview.message.get("html", ""))
+    return preview
+
+
+def sandboxed_document(html: str) -> str:
+    """The document for ``<iframe sandbox srcdoc>``: sanitised HTML under a CSP that allows no fetch."""
+    if not html:
+        return ""
+    cleaned = nh3.clean(html, attributes=_HTML_ATTRIBUTES)
+    return f'<!doctype html><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{CSP}">{cleaned}'
+
+
+def _shown(value: Any) -> str:
+    """A rendered value as text for the page: attachments by name and size, long text cut."""
+    if isinstance(value, list) and all(isinstance(item, Mapping) for item in value):
+        return ", ".join(f"{item.get('filename', '?')} ({item.get('size', '?')} bytes)" for item in value) or "[]"
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}… ({len(text)} characters)"

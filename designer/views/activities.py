@@ -1,0 +1,159 @@
+"""Activities: one wizard for every type (Read Email: name and folder, filters, output; Send Email:
+one step of defaults), the folder list of a connection, and deletion refused while in use.
+
+The wizard keeps its state in the form itself: fields of the other steps travel as hidden
+inputs, so nothing is stored before the last step and each step is validated by the same
+parser that checks the saved settings.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_http_methods
+
+from connectors.base import connector_for_activity
+from designer import audit, design
+from designer.access import get_activity, get_connection, get_membership, get_project, require_role
+from designer.forms_canvas import ActivityMetaForm, ActivitySettingsForm, activity_ui
+from designer.models import Activity, Membership, Role
+from designer.views.canvas import designer_url, editor, redirect_to
+
+TEMPLATE = "designer/canvas/activity_form.html"
+
+
+@require_http_methods(["GET", "POST"])
+def activity_create(request: HttpRequest, team: str, project: int, kind: str) -> HttpResponse:
+    membership = get_membership(request, team)
+    project_obj = get_project(membership, project)
+    require_role(membership, Role.EDITOR, "create an activity")
+    try:
+        activity_ui(kind)
+        connector_for_activity(kind)
+    except LookupError:
+        raise Http404("No such activity type.") from None
+    return _wizard(request, membership, Activity(project=project_obj, type=kind))
+
+
+@require_http_methods(["GET", "POST"])
+def activity_edit(request: HttpRequest, team: str, activity: int) -> HttpResponse:
+    membership = get_membership(request, team)
+    activity_obj = get_activity(membership, activity)
+    if request.method == "POST":
+        require_role(membership, Role.EDITOR, "change an activity")
+    return _wizard(request, membership, activity_obj)
+
+
+def _first_invalid_step(meta: ActivityMetaForm, form: ActivitySettingsForm, last: int) -> int | None:
+    """The first step up to ``last`` with an error (name and connection are on the first)."""
+    if form.non_field_errors():
+        return last
+    for index, (_title, names) in enumerate(form.steps[: last + 1]):
+        if (index == 0 and meta.errors) or any(name in form.errors for name in names):
+            return index
+    return None
+
+
+def _wizard(request: HttpRequest, membership: Membership, activity: Activity) -> HttpResponse:
+    ui = activity_ui(activity.type)
+    creating = activity.pk is None
+    last = len(ui.form.steps) - 1
+    status, step, folders, folder_error = 200, 0, None, ""
+    if request.method == "POST":
+        meta = ActivityMetaForm(request.POST, instance=activity)
+        form = ui.form(request.POST, base=activity.settings)
+        step = min(max(int(request.POST.get("step", "0") or 0), 0), last)
+        action = request.POST.get("action", "next")
+        valid = meta.is_valid() & form.is_valid()  # both, so every error is known
+        if action == "back":
+            step = max(step - 1, 0)
+        elif action == "folders" and meta.cleaned_data.get("connection"):
+            folders, folder_error = design.list_folders(meta.cleaned_data["connection"])
+        elif action in ("next", "save"):
+            bad = _first_invalid_step(meta, form, step if action == "next" else last)
+            if bad is not None:
+                step, status = bad, 400
+            elif action == "next":
+                step = min(step + 1, last)
+            elif valid:
+                return _save(request, membership, meta, form, creating)
+    else:
+        meta = ActivityMetaForm(instance=activity, initial={"connection": request.GET.get("connection")})
+        form = ui.form(initial=ui.form.initial_from_settings(activity.settings), base=activity.settings)
+    template = f"{TEMPLATE}#wizard" if request.htmx else TEMPLATE
+    kind = connector_for_activity(activity.type).activity_type(activity.type)
+    return render(request, template, {
+        "membership": membership,
+        "project": activity.project,
+        "activity": activity,
+        "kind": kind,
+        "creating": creating,
+        "read_only": not membership.has_role(Role.EDITOR),
+        "meta": meta,
+        "form": form,
+        "step": step,
+        "step_title": form.steps[step][0],
+        "step_fields": [form[name] for name in form.steps[step][1]],
+        # A wizard's first step holds the name and connection; a one-step form shows them apart.
+        "meta_in_step": step == 0 and last > 0,
+        "hidden_fields": [form[name] for index, (_t, names) in enumerate(form.steps) if index != step
+                          for name in names],
+        "last_step": last,
+        "outputs": [(name, form.field_descriptions.get(name, "")) for name in kind.fields]
+        if kind.role == "source" else [],
+        "folders": folders,
+        "folder_error": folder_error,
+    }, status=status)
+
+
+def _save(request: HttpRequest, membership: Membership, meta: ActivityMetaForm, form: ActivitySettingsForm,
+          creating: bool) -> HttpResponse:
+    activity = meta.instance
+    before = {} if creating else Activity.objects.values("name", "connection_id", "settings").get(pk=activity.pk)
+    with transaction.atomic():
+        activity = meta.save(commit=False)
+        activity.settings = form.settings
+        activity.save()
+        if creating:
+            audit.record(request.user, membership.team, "created", activity)
+        else:
+            changed = [name for name in ("name", "connection_id") if before[name] != getattr(activity, name)]
+            changed += [f"settings.{key}" for key in design.changed_keys(before["settings"], activity.settings)]
+            audit.record(request.user, membership.team, "changed", activity, {"fields": changed})
+    messages.success(request, f"Activity {activity.name} {'created' if creating else 'saved'}.")
+    return redirect_to(request, designer_url(activity.project))
+
+
+def activity_folders(request: HttpRequest, team: str, project: int) -> HttpResponse:
+    """The folder picker of the Read Email wizard: the chosen connection's folders, or why not."""
+    membership = editor(request, team)
+    project_obj = get_project(membership, project)
+    chosen = request.GET.get("connection", "")
+    folders, error = None, "Choose a connection to see its folders."
+    if chosen.isdigit():
+        connection = get_connection(membership, int(chosen))
+        if connection.project_id not in (None, project_obj.pk):
+            raise Http404("No such connection in this project.")
+        folders, error = design.list_folders(connection)
+    return render(request, f"{TEMPLATE}#folders", {
+        "membership": membership, "project": project_obj, "folders": folders, "folder_error": error,
+        "loaded": True,
+    })
+
+
+@require_http_methods(["GET", "POST"])
+def activity_delete(request: HttpRequest, team: str, activity: int) -> HttpResponse:
+    membership = editor(request, team)
+    activity_obj = get_activity(membership, activity)
+    users = design.users_of(activity_obj)
+    if request.method == "POST" and not users:
+        with transaction.atomic():
+            audit.record(request.user, membership.team, "deleted", activity_obj)
+            activity_obj.delete()
+        messages.success(request, f"Activity {activity_obj.name} deleted.")
+        return redirect_to(request, designer_url(activity_obj.project))
+    return render(request, "designer/canvas/activity_delete.html", {
+        "membership": membership, "project": activity_obj.project, "activity": activity_obj, "users": users,
+    }, status=409 if request.method == "POST" else 200)
