@@ -10,7 +10,30 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
+
+
+class TokenStore(Protocol):
+    """Where a connector keeps what it derives from a connection's secrets (OAuth tokens) between uses.
+
+    The value is opaque text; the designer stores it encrypted, per connection.
+    """
+
+    def load(self) -> str: ...
+
+    def save(self, value: str) -> None: ...
+
+
+class Secrets(dict[str, str]):
+    """A connection's decrypted secrets, plus its ``token_store`` (None: nothing is kept between uses).
+
+    The store rides along with the secrets because every path that logs in already receives
+    them (Test, runs, the folder picker); a plain ``dict`` still works, without a token cache.
+    """
+
+    def __init__(self, values: Mapping[str, str] | None = None, *, token_store: TokenStore | None = None) -> None:
+        super().__init__(values or {})
+        self.token_store = token_store
 
 
 class ConnectorError(Exception):

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from designer.views import canvas, connections, projectfile, teams
+from designer.views import canvas, connections, oauth, projectfile, teams
 
 team_patterns = [
     path("", teams.team_home, name="team"),
@@ -18,6 +18,7 @@ team_patterns = [
     path("connections/<int:connection>/edit/", connections.connection_edit, name="connection_edit"),
     path("connections/<int:connection>/delete/", connections.connection_delete, name="connection_delete"),
     path("connections/<int:connection>/test/", connections.connection_test, name="connection_test"),
+    path("connections/<int:connection>/microsoft-sign-in/", oauth.sign_in, name="connection_microsoft_sign_in"),
     path("checks/<int:check>/", connections.check_status, name="check_status"),
     path("", include("designer.urls_canvas")),
     path("", include("designer.urls_runs")),
@@ -29,6 +30,8 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("teams/new/", teams.team_create, name="team_create"),
+    # One fixed callback for every connection: the app registration lists exactly this URI.
+    path("oauth/microsoft/callback", oauth.callback, name="oauth_microsoft_callback"),
     path("t/<slug:team>/", include(team_patterns)),
     path("admin/", admin.site.urls),
 ]

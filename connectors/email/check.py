@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from connectors import net
 from connectors.base import CheckStep, ConnectorError
+from connectors.email.auth import AUTH_METHODS, AuthMethod
 from connectors.email.config import EmailConfig, ServerSettings
 from connectors.email.errors import translated
 from connectors.email.imap import (
@@ -42,11 +43,22 @@ _MAX_GREETING = 200
 
 
 def check_email_connection(config: EmailConfig, secrets: Mapping[str, str]) -> Iterator[CheckStep]:
-    """Yield one ``CheckStep`` per step, IMAP first, then SMTP; servers not configured are skipped."""
+    """Yield one ``CheckStep`` per step, IMAP first, then SMTP; servers not configured are skipped.
+
+    An auth method with a ``credential_step`` (OAuth: get a token) runs it first; if it fails the
+    servers are still reached, but their login steps are not tried.
+    """
+    no_login = ""
+    method = AUTH_METHODS[config.auth_method]
+    if method.credential_step:
+        try:
+            yield from _credential(method, config, secrets)
+        except _Stop:
+            no_login = f"not tried: the {method.credential_step} step failed"
     if config.imap is not None:
-        yield from _check_imap(config, secrets)
+        yield from _check_imap(config, secrets, no_login)
     if config.smtp is not None:
-        yield from _check_smtp(config, secrets)
+        yield from _check_smtp(config, secrets, no_login)
 
 
 def server_budget(config: EmailConfig) -> float:
@@ -59,11 +71,15 @@ class _Stop(Exception):
 
 
 def _step(
-    name: str, deadline: net.Deadline, action: Callable[..., tuple[T, str]], *args: Any
+    name: str, deadline: net.Deadline, action: Callable[..., tuple[T, str]], *args: Any, budget_of: str = ""
 ) -> Generator[CheckStep, None, T]:
-    """Run ``action(*args)`` → (value, detail); yield the step's line; raise ``_Stop`` if it failed."""
+    """Run ``action(*args)`` → (value, detail); yield the step's line; raise ``_Stop`` if it failed.
+
+    ``budget_of`` names whose time the deadline is, for its messages ("this server's checks").
+    """
+    budget_of = budget_of or "this server's checks"
     if deadline.expired:
-        yield CheckStep(name, False, f"not tried: this server's checks used up their {deadline.seconds:g} s")
+        yield CheckStep(name, False, f"not tried: {budget_of} used up their {deadline.seconds:g} s")
         raise _Stop
     try:
         value, detail = action(*args)
@@ -71,7 +87,7 @@ def _step(
         message = exc.message
         if deadline.expired:
             # The deadline shut the socket: whatever the library said next is an echo of that.
-            message = f"gave up: this server's checks took longer than {deadline.seconds:g} s"
+            message = f"gave up: {budget_of} took longer than {deadline.seconds:g} s"
         yield CheckStep(name, False, message)
         raise _Stop from None
     except Exception as exc:  # noqa: BLE001 - a bug must show as a failed line, not a broken page
@@ -89,10 +105,26 @@ def _resolve(server: ServerSettings, config: EmailConfig, deadline: net.Deadline
     return addresses, f"{server.host} resolves to {', '.join(a.ip for a in addresses)}"
 
 
+def _credential(method: AuthMethod, config: EmailConfig, secrets: Mapping[str, str]) -> Iterator[CheckStep]:
+    """The auth method's own step (an OAuth token), bounded like a server's checks; ``_Stop`` when it fails."""
+    with net.Deadline(server_budget(config)) as deadline:
+        yield from _step(method.credential_step, deadline, _obtain, method, config, secrets, deadline,
+                         budget_of=f"the {method.credential_step} step")
+
+
+def _obtain(method: AuthMethod, config: EmailConfig, secrets: Mapping[str, str],
+            deadline: net.Deadline) -> tuple[None, str]:
+    return None, method.obtain_credential(config, secrets, deadline)
+
+
+def _not_tried(reason: str) -> tuple[None, str]:
+    raise ConnectorError(reason)
+
+
 # IMAP -------------------------------------------------------------------------------------------
 
 
-def _check_imap(config: EmailConfig, secrets: Mapping[str, str]) -> Iterator[CheckStep]:
+def _check_imap(config: EmailConfig, secrets: Mapping[str, str], no_login: str = "") -> Iterator[CheckStep]:
     server = config.imap
     assert server is not None
     client: GuardedIMAPClient | None = None
@@ -102,6 +134,8 @@ def _check_imap(config: EmailConfig, secrets: Mapping[str, str]) -> Iterator[Che
             client = yield from _step("IMAP connect", deadline, _imap_connect, config, addresses, deadline)
             if server.security == "starttls":
                 yield from _step("IMAP STARTTLS", deadline, _imap_starttls, client)
+            if no_login:
+                yield from _step("IMAP login", deadline, _not_tried, no_login)
             yield from _step("IMAP login", deadline, _imap_login, client, secrets)
             yield from _step("IMAP select INBOX", deadline, _imap_inbox, client)
         except _Stop:
@@ -146,7 +180,7 @@ def _imap_inbox(client: GuardedIMAPClient) -> tuple[None, str]:
 # SMTP -------------------------------------------------------------------------------------------
 
 
-def _check_smtp(config: EmailConfig, secrets: Mapping[str, str]) -> Iterator[CheckStep]:
+def _check_smtp(config: EmailConfig, secrets: Mapping[str, str], no_login: str = "") -> Iterator[CheckStep]:
     server = config.smtp
     assert server is not None
     smtp: SMTPSession | None = None
@@ -157,6 +191,8 @@ def _check_smtp(config: EmailConfig, secrets: Mapping[str, str]) -> Iterator[Che
             yield from _step("SMTP EHLO", deadline, _smtp_ehlo, smtp)
             if server.security == "starttls":
                 yield from _step("SMTP STARTTLS", deadline, _smtp_starttls, smtp)
+            if no_login:
+                yield from _step("SMTP login", deadline, _not_tried, no_login)
             yield from _step("SMTP login", deadline, _smtp_login, smtp, secrets)
         except _Stop:
             pass

@@ -180,16 +180,29 @@ def parse_email_config(data: Mapping[str, Any]) -> EmailConfig:
             allowed = {"method"} | {f.name for f in method.fields}
             for key in sorted(set(auth) - allowed):
                 errors.add(f"auth.{key}", f"is not a setting of the {method.key} method")
-            for f in method.setting_fields:
+            # Fields that depend on another (``when``) come last, once what they depend on is known.
+            for f in sorted(method.setting_fields, key=lambda f: f.when is not None):
+                if not f.applies(auth_settings):
+                    continue  # another grant's field: not used, so not kept
                 value = auth.get(f.name)
                 if value in (None, ""):
-                    if f.required:
+                    if f.default:
+                        auth_settings[f.name] = f.default
+                    elif f.required:
                         errors.add(f"auth.{f.name}", "is required")
                     continue
                 if not isinstance(value, str) or "\r" in value or "\n" in value:
                     errors.add(f"auth.{f.name}", "must be a single line of text")
                     continue
-                auth_settings[f.name] = value.strip()
+                value = value.strip()
+                if f.choices and value not in dict(f.choices):
+                    errors.add(f"auth.{f.name}", f"must be one of {', '.join(v for v, _ in f.choices)}")
+                    continue
+                problem = f.check(value) if f.check else None
+                if problem:
+                    errors.add(f"auth.{f.name}", problem)
+                    continue
+                auth_settings[f.name] = value
             if imap is not None and not method.supports_imap:
                 errors.add("auth.method", "an IMAP server needs a login; choose another method or remove IMAP")
 
@@ -238,10 +251,12 @@ def split_email_secrets(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[s
     secrets: dict[str, tuple[str, Any]] = {}
     for f in method.secret_fields if method else ():
         if f.name in auth:
-            secrets[f.name] = (f"auth.{f.name}", auth.pop(f.name))
+            value = auth.pop(f.name)
+            if f.applies(auth):  # another grant's password is dropped, never stored
+                secrets[f.name] = (f"auth.{f.name}", value)
     config["auth"] = auth
     return config, secrets
 
 
 def required_secret_names(config: EmailConfig) -> list[str]:
-    return [f.name for f in AUTH_METHODS[config.auth_method].secret_fields if f.required]
+    return [f.name for f in AUTH_METHODS[config.auth_method].secrets_needed(config.auth) if f.required]

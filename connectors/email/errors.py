@@ -90,7 +90,8 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 def check_secrets(config: EmailConfig, secrets: Mapping[str, str]) -> None:
     """Fail early, in words, when a secret the auth method needs was never stored."""
     method = AUTH_METHODS[config.auth_method]
-    missing = [f.label.lower() for f in method.secret_fields if f.required and not secrets.get(f.name)]
+    needed = method.secrets_needed(config.auth)
+    missing = [f.label.lower() for f in needed if f.required and not secrets.get(f.name)]
     if missing:
         raise ConnectorError(
             f"no {' or '.join(missing)} is stored for this connection: enter it in the connection's settings",

@@ -113,9 +113,15 @@ class EmailConnectionForm(forms.Form):
                     ),
                     help_text="Stored encrypted; leave empty to keep it unchanged." if stored else spec.help_text,
                 )
+            elif spec.choices:
+                self.fields[key] = forms.ChoiceField(
+                    label=spec.label, required=False, choices=spec.choices, initial=spec.default,
+                    help_text=spec.help_text,
+                )
             else:
                 self.fields[key] = forms.CharField(
-                    label=spec.label, required=False, max_length=320, help_text=spec.help_text
+                    label=spec.label, required=False, max_length=320, help_text=spec.help_text,
+                    initial=spec.default or None,
                 )
 
     @classmethod
@@ -135,6 +141,31 @@ class EmailConnectionForm(forms.Form):
         initial["ca_pem"] = config.get("ca_pem", "")
         initial["ehlo_name"] = config.get("ehlo_name", "")
         return initial
+
+    def conditional_rules(self) -> list[tuple[str, str, str, str]]:
+        """(method, field, controlling field, value) for each value of a choice that hides a field.
+
+        E.g. the OAuth method's password field is hidden unless its grant is "password"; the
+        template turns each rule into a CSS :has() selector, so no script is needed.
+        """
+        rules = []
+        for method in AUTH_METHODS.values():
+            specs = {f.name: f for f in method.fields}
+            for spec in method.fields:
+                if spec.when is None:
+                    continue
+                control, shown = spec.when
+                for value, _label in specs[control].choices:
+                    if value not in shown:
+                        rules.append((method.key, f"auth_{spec.name}", f"auth_{control}", value))
+        return rules
+
+    def show_redirect_uri(self, uri: str) -> None:
+        """Tell whoever registers the app which redirect URI the browser sign-in comes back to."""
+        if "auth_grant" in self.fields:
+            self.fields["auth_grant"].help_text = (
+                f"For sign-in in the browser, add this redirect URI (platform Web) to the app registration: {uri}"
+            )
 
     def fieldsets(self) -> list[tuple[str, str, list[forms.BoundField]]]:
         auth = ["auth_method", *self.auth_field_methods]
@@ -186,7 +217,8 @@ class EmailConnectionForm(forms.Form):
         """Collect typed secrets; a required one must be typed unless one is stored already."""
         self.new_secrets: dict[str, str] = {}
         method = AUTH_METHODS.get(cleaned.get("auth_method", ""))
-        for spec in method.secret_fields if method else ():
+        settings = {f.name: cleaned.get(f"auth_{f.name}") or f.default for f in method.setting_fields} if method else {}
+        for spec in method.secrets_needed(settings) if method else ():
             typed = cleaned.get(f"auth_{spec.name}", "")
             if typed:
                 self.new_secrets[spec.name] = typed
@@ -196,7 +228,7 @@ class EmailConnectionForm(forms.Form):
     def merged_secrets(self, stored: Mapping[str, str]) -> dict[str, str]:
         """The secrets to store: the typed ones, else the stored ones the chosen method still uses."""
         method = AUTH_METHODS[self.config.auth_method]
-        wanted = {f.name for f in method.secret_fields}
+        wanted = {f.name for f in method.secrets_needed(self.config.auth)}
         merged = {k: v for k, v in stored.items() if k in wanted}
         merged.update(self.new_secrets)
         return merged

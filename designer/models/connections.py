@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from connectors.base import Connector, get_connector
-from designer.crypto import decrypt_secrets, encrypt_secrets
+from connectors.base import Connector, Secrets, get_connector
+from designer.crypto import SecretsUnreadable, decrypt_secrets, encrypt_secrets
 from designer.models.teams import Project, Team, validate_object_name
+
+logger = logging.getLogger(__name__)
 
 
 class Connection(models.Model):
@@ -16,6 +19,9 @@ class Connection(models.Model):
 
     ``config`` holds the connector's settings (never a secret); ``secrets_token`` holds the
     secrets as one encrypted token, decrypted only when the connection is used.
+    ``token_cache_token`` holds, encrypted the same way, what the connector keeps between uses
+    (OAuth access and refresh tokens); a column of its own, so that a token refreshed by a run
+    never overwrites secrets an admin saves at the same moment.
     """
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="connections")
@@ -27,6 +33,7 @@ class Connection(models.Model):
     description = models.TextField(blank=True)
     config = models.JSONField(default=dict)
     secrets_token = models.TextField(blank=True, editable=False)
+    token_cache_token = models.TextField(blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -56,8 +63,10 @@ class Connection(models.Model):
     def parsed_config(self) -> Any:
         return self.connector_type.parse_config(self.config)
 
-    def get_secrets(self) -> dict[str, str]:
-        return decrypt_secrets(self.secrets_token)
+    def get_secrets(self) -> Secrets:
+        """The decrypted secrets, with this connection's encrypted token store (once it is saved)."""
+        store = ConnectionTokenStore(self.pk) if self.pk else None
+        return Secrets(decrypt_secrets(self.secrets_token), token_store=store)
 
     def set_secrets(self, values: dict[str, str]) -> None:
         self.secrets_token = encrypt_secrets({k: v for k, v in values.items() if v})
@@ -65,6 +74,32 @@ class Connection(models.Model):
     def dependents(self) -> list[str]:
         """Names of what uses this connection; a connection in use cannot be deleted."""
         return [f"{a.project.name} / {a.name}" for a in self.activities.select_related("project")]
+
+
+class ConnectionTokenStore:
+    """A connection's ``TokenStore``: its ``token_cache_token`` column, read fresh on every load.
+
+    Fresh because another worker may have refreshed the tokens since this object was loaded;
+    written with ``update()`` so nothing else of the row (nor ``updated_at``) is touched.
+    """
+
+    def __init__(self, connection_id: int) -> None:
+        self.connection_id = connection_id
+
+    def load(self) -> str:
+        token = Connection.objects.filter(pk=self.connection_id).values_list("token_cache_token", flat=True).first()
+        if not token:
+            return ""
+        try:
+            return decrypt_secrets(token).get("cache", "")
+        except SecretsUnreadable:
+            # Tokens can be obtained again (a browser sign-in by signing in again): start afresh.
+            logger.warning("token cache of connection %s is unreadable; ignored", self.connection_id)
+            return ""
+
+    def save(self, value: str) -> None:
+        token = encrypt_secrets({"cache": value}) if value else ""
+        Connection.objects.filter(pk=self.connection_id).update(token_cache_token=token)
 
 
 class ConnectionCheck(models.Model):

@@ -24,6 +24,7 @@ from designer.access import (
 )
 from designer.models import Connection, ConnectionCheck, Membership, Project, Role
 from designer.tasks import check_connection
+from designer.views import oauth as oauth_views
 
 
 class ConnectionMetaForm(forms.ModelForm):
@@ -87,6 +88,7 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
         initial = EmailConnectionForm.initial_from_config(connection.config) if not creating else None
         settings_form = EmailConnectionForm(initial=initial, stored_secrets=stored)
         status = 200
+    settings_form.show_redirect_uri(oauth_views.redirect_uri(request))
     template = "designer/connection_form.html#form" if request.htmx else "designer/connection_form.html"
     return render(request, template, {
         "membership": membership,
@@ -130,6 +132,7 @@ def connection_detail(request: HttpRequest, team: str, connection: int) -> HttpR
         "last_check": connection_obj.checks.first(),
         "history": audit.history(connection_obj),
         "dependents": connection_obj.dependents(),
+        **oauth_views.sign_in_context(request, connection_obj),
     })
 
 

@@ -169,8 +169,11 @@ class Dovecot:
         *,
         certs: TestCerts | None = None,
         disable_move: bool = False,
+        oauth2_introspection_url: str | None = None,
         startup_timeout: float = 10.0,
     ) -> None:
+        """``oauth2_introspection_url``: also accept SASL XOAUTH2 / OAUTHBEARER logins whose token that
+        URL (an RFC 7662 introspection endpoint, tests.servers.idp) calls active for the user."""
         if directory is None:
             _remove_stale_dirs()
             self._owned_dir: str | None = tempfile.mkdtemp(prefix=_TEMP_PREFIX)
@@ -181,6 +184,7 @@ class Dovecot:
         self.root = Path(directory)
         self.certs = certs or generate_test_certs(self.root / "certs")
         self.disable_move = disable_move
+        self.oauth2_introspection_url = oauth2_introspection_url
         self.startup_timeout = startup_timeout
         # Chosen once so a stop()/start() cycle comes back on the same ports, like a restarted
         # production server would.
@@ -255,6 +259,35 @@ class Dovecot:
         tmp.chmod(0o644)
         os.replace(tmp, path)
 
+    @property
+    def oauth2_config_path(self) -> Path:
+        return self.root / "dovecot-oauth2.conf.ext"
+
+    def _oauth2_passdb(self) -> str:
+        """The oauth2 passdb (Dovecot 2.3's built-in driver) and its settings file; "" when not asked for."""
+        if not self.oauth2_introspection_url:
+            return ""
+        # The auth process runs unprivileged and cannot read pytest's 0700 temp dirs: its own copy.
+        ca_copy = self.root / "oauth2-ca.crt"
+        ca_copy.write_text(self.certs.ca_pem)
+        ca_copy.chmod(0o644)
+        self.oauth2_config_path.write_text(
+            f"introspection_mode = post\n"
+            f"introspection_url = {self.oauth2_introspection_url}\n"
+            f"tls_ca_cert_file = {ca_copy}\n"
+            "username_attribute = username\n"
+            "active_attribute = active\n"
+            "active_value = true\n"
+        )
+        self.oauth2_config_path.chmod(0o644)
+        return f"""
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {self.oauth2_config_path}
+}}
+"""
+
     def _config(self) -> str:
         internal_user, internal_group, login_user = _service_users()
         unprivileged = os.geteuid() != 0
@@ -279,7 +312,7 @@ ssl_cert = <{self.certs.cert_path}
 ssl_key = <{self.certs.key_path}
 {dh_line}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.oauth2_introspection_url else ""}
 # Fast failures: the default 2 s delay after a wrong password would slow every negative test.
 auth_failure_delay = 0
 # Failed logins are logged with the reason, for debugging a test from dovecot.log.
@@ -315,8 +348,9 @@ namespace inbox {{
 passdb {{
   driver = passwd-file
   args = username_format=%u {self.users_dir}/%u
+  {"mechanisms = plain login" if self.oauth2_introspection_url else ""}
 }}
-userdb {{
+{self._oauth2_passdb()}userdb {{
   driver = static
   args = uid={self._mail_uid} gid={self._mail_gid} home={self.mail_root}/%u
 }}

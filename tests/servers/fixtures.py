@@ -14,6 +14,10 @@ Fixtures:
 * ``smtp_server`` (function) — a started plain SMTP server without AUTH.
 * ``smtp_factory`` (function) — build any :class:`SMTPServer` variant, started, stopped at
   teardown; ``certs`` defaults to ``tls_certs``.
+* ``idp`` (function) — the session's :class:`IdentityProvider` with its switches reset, trusted
+  by this test through ``SSL_CERT_FILE`` (monkeypatched); users: ``OAUTH_USER``.
+* ``oauth_dovecot`` (session) — a second Dovecot whose oauth2 passdb asks ``idp`` about tokens
+  (XOAUTH2), with the user ``OAUTH_USER`` (also a password user, for the mailbox helpers).
 
 A missing Dovecot is an error, never a skip: a skipped integration suite looks green.
 """
@@ -28,12 +32,15 @@ import pytest
 
 from .certs import TestCerts, generate_test_certs
 from .dovecot import MISSING_DOVECOT_MESSAGE, Dovecot, Mailbox, dovecot_available
+from .idp import IdentityProvider
 from .smtp import Mode, SMTPServer
 
 IMAP_USER = "alice"
 IMAP_PASSWORD = "alice-imap-secret"
 OTHER_IMAP_USER = "bob"
 OTHER_IMAP_PASSWORD = "bob-imap-secret"
+OAUTH_USER = "alice@contoso.test"
+OAUTH_PASSWORD = "alice-entra-password"
 
 DovecotFactory = Callable[..., Dovecot]
 SMTPFactory = Callable[..., SMTPServer]
@@ -42,12 +49,17 @@ __all__ = [
     "DovecotFactory",
     "IMAP_PASSWORD",
     "IMAP_USER",
+    "OAUTH_PASSWORD",
+    "OAUTH_USER",
     "OTHER_IMAP_PASSWORD",
     "OTHER_IMAP_USER",
     "SMTPFactory",
     "dovecot",
     "dovecot_factory",
+    "idp",
+    "idp_server",
     "mailbox",
+    "oauth_dovecot",
     "smtp_factory",
     "smtp_server",
     "tls_certs",
@@ -127,6 +139,36 @@ def smtp_factory(tls_certs: TestCerts) -> Iterator[SMTPFactory]:
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def idp_server(tls_certs: TestCerts) -> Iterator[IdentityProvider]:
+    server = IdentityProvider(tls_certs, users={OAUTH_USER: OAUTH_PASSWORD}, app_mailbox=OAUTH_USER).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def idp(idp_server: IdentityProvider, tls_certs: TestCerts, monkeypatch: pytest.MonkeyPatch) -> IdentityProvider:
+    # The product checks the identity provider against the system trust store, which OpenSSL
+    # lets SSL_CERT_FILE replace; only for this test.
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_certs.ca_path))
+    idp_server.reset()
+    return idp_server
+
+
+@pytest.fixture(scope="session")
+def oauth_dovecot(tls_certs: TestCerts, idp_server: IdentityProvider) -> Iterator[Dovecot]:
+    _require_dovecot()
+    server = Dovecot(certs=tls_certs, oauth2_introspection_url=idp_server.introspection_url)
+    server.add_user(OAUTH_USER, OAUTH_PASSWORD)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 def dovecot_log(server: Dovecot) -> str:

@@ -8,6 +8,9 @@
 
 With ``auth={"user": "password"}`` it offers AUTH PLAIN and LOGIN and, like a real submission
 server, refuses MAIL before a successful AUTH. Without ``auth`` it does not advertise AUTH.
+With ``xoauth2=check`` it offers AUTH XOAUTH2 too, accepting a login when ``check(user, token)``
+is true (tests.servers.idp's ``active_user``); a refused token gets Microsoft's answer: a JSON
+error challenge, then 535.
 
 Faults are decided **at the end of DATA** (after the client has sent the whole message), which
 is where real servers report most transient errors (greylisting, queue full, content filters):
@@ -20,6 +23,8 @@ these wins: ``drop_next``, ``fail_next``, ``fail_when``, ``fail_always``.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import email
 import email.policy
 import logging
@@ -31,7 +36,7 @@ from email.message import EmailMessage
 from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from .certs import TestCerts
 from .dovecot import free_port
@@ -39,6 +44,7 @@ from .dovecot import free_port
 Mode = Literal["plain", "starttls", "ssl"]
 MODES: tuple[Mode, ...] = ("plain", "starttls", "ssl")
 FaultReply = tuple[int, str]
+TokenCheck = Callable[[str, str], bool]
 
 
 class _DropLoginDataNoise(logging.Filter):
@@ -88,6 +94,13 @@ class _Faults:
     rejected_rcpts: dict[str, FaultReply] = field(default_factory=dict)
 
 
+def token_of_xoauth2(blob: bytes) -> tuple[str, str]:
+    """(user, token) from a decoded SASL XOAUTH2 client response; ("", "") when malformed."""
+    fields = dict(part.split("=", 1) for part in blob.decode("utf-8", "replace").split("\x01") if "=" in part)
+    auth = fields.get("auth", "")
+    return fields.get("user", ""), auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+
+
 def _reply_line(code: int, text: str) -> str:
     if not 400 <= code <= 599:
         raise ValueError(f"a fault needs a 4xx or 5xx code, got {code}")
@@ -106,7 +119,7 @@ class _Handler:
         # With a handle_EHLO hook aiosmtpd leaves this to us; without it MAIL gets "503 HELO first".
         session.host_name = hostname
         self.owner._record_helo(hostname)
-        if self.owner.auth is None:
+        if self.owner.auth is None and self.owner.xoauth2 is None:
             # aiosmtpd always advertises AUTH; a relay without auth should not.
             responses = [r for r in responses if not r[4:].startswith("AUTH")]
         return responses
@@ -169,6 +182,28 @@ class _Handler:
             await asyncio.sleep(3600)
         return decision
 
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802 - aiosmtpd's hook name
+        """SASL XOAUTH2: the client's response (initial or after an empty 334) holds user and bearer token."""
+        if len(args) > 1:
+            try:
+                blob: bytes = base64.b64decode(args[1], validate=True)
+            except binascii.Error:
+                return AuthResult(success=False, handled=False, message="501 5.5.2 Can't decode base64")
+        else:
+            answer = await server.challenge_auth("")
+            if answer is MISSING:
+                return AuthResult(success=False, handled=True)
+            blob = answer  # type: ignore[assignment]
+        user, token = token_of_xoauth2(blob)
+        check = self.owner.xoauth2
+        if check is not None and check(user, token):
+            return AuthResult(success=True, auth_data=user)
+        # As Microsoft and Google do: the reason as a JSON challenge, the client answers with an empty line.
+        reason = '{"status":"401","schemes":"bearer","scope":"https://outlook.office365.com/.default"}'
+        if await server.challenge_auth(reason) is MISSING:
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False, message="535 5.7.3 Authentication unsuccessful")
+
     def authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
     ) -> AuthResult:
@@ -199,6 +234,7 @@ class SMTPServer:
         server_name: str = "smtp.mailwright.test",
         data_size_limit: int | None = 33554432,
         port: int | None = None,
+        xoauth2: TokenCheck | None = None,
     ) -> None:
         """
         :param certs: TLS material (needed for ``starttls`` and ``ssl``; see tests.servers.certs).
@@ -210,6 +246,7 @@ class SMTPServer:
         :param auth_required: refuse MAIL before AUTH; defaults to "when ``auth`` is given".
         :param server_name: the name in the greeting and EHLO reply (a fixed one: the default,
             socket.getfqdn(), can stall on DNS in a sandbox).
+        :param xoauth2: offer AUTH XOAUTH2, accepting a (user, token) this returns True for.
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -224,7 +261,8 @@ class SMTPServer:
         self.require_starttls = require_starttls
         # aiosmtpd only counts STARTTLS as TLS; implicit TLS would otherwise never offer AUTH.
         self.auth_require_tls = auth_require_tls and mode == "starttls"
-        self.auth_required = (auth is not None) if auth_required is None else auth_required
+        self.xoauth2 = xoauth2
+        self.auth_required = (auth is not None or xoauth2 is not None) if auth_required is None else auth_required
         self.server_name = server_name
         self.data_size_limit = data_size_limit
         self.port = port or free_port(self.host)  # kept across stop()/start()
@@ -267,11 +305,18 @@ class SMTPServer:
             auth_require_tls=self.auth_require_tls,
             auth_required=False,  # enforced in _Handler.handle_MAIL
             data_size_limit=self.data_size_limit,
+            auth_exclude_mechanism=self._excluded_mechanisms(),
             **kwargs,
         )
         controller.start()
         self._controller = controller
         return self
+
+    def _excluded_mechanisms(self) -> list[str]:
+        excluded = [] if self.xoauth2 is not None else ["XOAUTH2"]
+        if self.auth is None and self.xoauth2 is not None:
+            excluded += ["PLAIN", "LOGIN"]  # an OAuth-only server, like Microsoft 365 with basic auth off
+        return excluded
 
     def stop(self) -> None:
         controller, self._controller = self._controller, None

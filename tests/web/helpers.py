@@ -68,3 +68,17 @@ def real_server_config(dovecot: Any, smtp: Any, *, username: str = "alice", read
     )
     config.update(overrides)
     return config
+
+
+def oauth_server_config(dovecot: Any, smtp: Any, idp: Any, grant: str = "client_credentials", *,
+                        read_timeout: int = 5, **auth: Any) -> dict[str, Any]:
+    """A Microsoft 365 OAuth connection to the suite's OAuth Dovecot and SMTP server, tokens from ``idp``."""
+    from tests.servers.fixtures import OAUTH_USER
+    from tests.servers.idp import CLIENT_ID
+
+    settings = {"method": "oauth2_microsoft365", "grant": grant, "tenant_id": idp.tenant, "client_id": CLIENT_ID,
+                "mailbox": OAUTH_USER, "authority": idp.authority}
+    if grant == "password":
+        settings["username"] = OAUTH_USER
+    settings.update(auth)
+    return real_server_config(dovecot, smtp, auth=settings, read_timeout=read_timeout)

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.db.models import Q
 
 from designer.crypto import SecretsUnreadable, rotate_token
 from designer.models import Connection
@@ -14,13 +15,16 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, **options) -> None:
         rotated = 0
-        for connection in Connection.objects.exclude(secrets_token="").select_for_update():
+        # The secrets and the OAuth token cache (refresh and access tokens) are encrypted alike.
+        encrypted = Q(secrets_token="") & Q(token_cache_token="")
+        for connection in Connection.objects.exclude(encrypted).select_for_update():
             try:
                 connection.secrets_token = rotate_token(connection.secrets_token)
+                connection.token_cache_token = rotate_token(connection.token_cache_token)
             except SecretsUnreadable as exc:
                 raise CommandError(
                     f"connection {connection.name!r} (id {connection.pk}): {exc}; nothing changed"
                 ) from None
-            connection.save(update_fields=["secrets_token"])
+            connection.save(update_fields=["secrets_token", "token_cache_token"])
             rotated += 1
         self.stdout.write(f"re-encrypted {rotated} secret record(s) with the newest key")
