@@ -27,7 +27,7 @@ from connectors.email.activities import (
     parse_read_settings,
     parse_send_settings,
 )
-from connectors.email.forms import _error_field, _sentence
+from connectors.email.forms import add_config_errors
 
 # The settings that are objects; their keys become fields named "<group>_<key>".
 _GROUPS = ("filters", "defaults")
@@ -119,10 +119,7 @@ class ActivitySettingsForm(forms.Form):
         try:
             self.settings: dict[str, Any] = type(self).parse(self.settings_dict()).to_dict()
         except ConfigError as exc:
-            for path, messages in exc.errors.items():
-                field = _error_field(path)
-                for message in messages:
-                    self.add_error(field if field in self.fields else None, _sentence(message))
+            add_config_errors(self, exc)
         return cleaned
 
     def summary(self) -> list[tuple[str, Any]]:

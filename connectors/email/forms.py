@@ -55,6 +55,14 @@ def _sentence(message: str) -> str:
     return f"{message[0].upper()}{message[1:]}."
 
 
+def add_config_errors(form: forms.Form, error: ConfigError) -> None:
+    """Show a ConfigError's messages on the fields their paths name (others on the form itself)."""
+    for path, messages in error.errors.items():
+        field = _error_field(path)
+        for message in messages:
+            form.add_error(field if field in form.fields else None, _sentence(message))
+
+
 class EmailConnectionForm(forms.Form):
     imap_enabled = forms.BooleanField(label="Read mail over IMAP", required=False, initial=True)
     imap_host = forms.CharField(label="IMAP host", required=False, max_length=253)
@@ -207,10 +215,7 @@ class EmailConnectionForm(forms.Form):
         try:
             self.config: EmailConfig = parse_email_config(self._config_dict())
         except ConfigError as exc:
-            for path, messages in exc.errors.items():
-                field = _error_field(path)
-                for message in messages:
-                    self.add_error(field if field in self.fields else None, _sentence(message))
+            add_config_errors(self, exc)
         return cleaned
 
     def _check_secrets(self, cleaned: Mapping[str, Any]) -> None:
