@@ -6,13 +6,15 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from designer import demo
 from designer.models import Membership, Role, Team
 
 LOGIN_FILE = "login.txt"
 
 
 class Command(BaseCommand):
-    help = "Prepare a local installation (used by `make run`): key, database, a first admin user and team."
+    help = ("Prepare a local installation (used by `make run`): key, database, a first admin user and team, "
+            "and the demo project on the sandbox mailbox (unless MAILWRIGHT_DEMO=0).")
 
     def handle(self, **options) -> None:
         if not settings.DEBUG:
@@ -36,6 +38,10 @@ class Command(BaseCommand):
             User.objects.create_superuser("admin", "admin@localhost", password)
             login_file.write_text(f"username: admin\npassword: {password}\n")
             login_file.chmod(0o600)
+        admin = User.objects.get(username="admin")
         team, _ = Team.objects.get_or_create(name="Demo")
-        Membership.objects.get_or_create(team=team, user=User.objects.get(username="admin"),
-                                         defaults={"role": Role.ADMIN})
+        Membership.objects.get_or_create(team=team, user=admin, defaults={"role": Role.ADMIN})
+        if demo.enabled():
+            demo.install(team, demo.prepare(data), admin)
+            self.stdout.write(f"Demo project “{demo.PROJECT}” is ready in team {team.name} "
+                              "(MAILWRIGHT_DEMO=0 leaves it out).")
