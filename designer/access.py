@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
-from designer.models import Activity, Connection, ConnectionCheck, Membership, Operation, Project, Role, Workflow
+from designer.models import Activity, Connection, ConnectionCheck, Membership, Operation, Project, Role, Run, Workflow
 
 _ROLE_WORDS = {Role.VIEWER: "a viewer", Role.EDITOR: "an editor", Role.ADMIN: "an admin"}
 
@@ -78,3 +78,10 @@ def get_operation(membership: Membership, operation_id: int) -> Operation:
 def get_activity(membership: Membership, activity_id: int) -> Activity:
     return get_object_or_404(Activity.objects.select_related("project", "connection"),
                              project__team=membership.team, pk=activity_id)
+
+
+def get_run(membership: Membership, run_id: int) -> Run:
+    return get_object_or_404(
+        Run.objects.select_related("operation__project", "parent__operation", "replay_of"),
+        operation__project__team=membership.team, pk=run_id,
+    )

@@ -16,7 +16,7 @@ from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
 from connectors.base import ActivityType, ConfigError, ConnectorError, all_connectors
-from designer import audit, schedules
+from designer import audit, history, schedules
 from designer.crypto import SecretsUnreadable
 from designer.models import Activity, Connection, Operation, Project, Workflow
 from designer.validation import operation_problems
@@ -193,7 +193,8 @@ class Card:
 
 
 def project_activities(project: Project) -> list[Activity]:
-    return list(project.activities.select_related("connection"))
+    """The project's activities, each with its source health (SPEC §10) for the palette's badges."""
+    return history.attach_health(project.activities.select_related("connection"))
 
 
 def usable_connections(project: Project) -> QuerySet[Connection]:

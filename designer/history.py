@@ -32,7 +32,6 @@ STALL_INTERVALS = 3
 # ...or, when nothing schedules it but it has been polled before, after this long without success.
 UNSCHEDULED_STALL = timedelta(days=1)
 # Statuses a message of a run may be replayed from (the rule itself lives in runs.replay).
-REPLAYABLE = (RunRecord.Status.FAILED, RunRecord.Status.SKIPPED, RunRecord.Status.RETRY)
 
 
 # -- filters and pages ----------------------------------------------------------------------------

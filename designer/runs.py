@@ -13,6 +13,8 @@ from connectors.base import ConfigError, ConnectorError
 from designer import audit, leases
 from designer.models import Operation, Run, RunLog, RunRecord
 
+# Records a person may send again on purpose.
+REPLAYABLE = (RunRecord.Status.FAILED, RunRecord.Status.SKIPPED, RunRecord.Status.RETRY)
 # How long past its timeout a run may stay "running" before the reaper calls its worker lost.
 STALE_GRACE = timedelta(minutes=10)
 
@@ -39,7 +41,7 @@ def start(operation: Operation, trigger: str, *, parent: Run | None = None, user
 
 def replay(record: RunRecord, user: Any = None) -> Run:
     """Send one failed or skipped message again, on purpose, once."""
-    if record.status not in (RunRecord.Status.FAILED, RunRecord.Status.SKIPPED, RunRecord.Status.RETRY):
+    if record.status not in REPLAYABLE:
         raise ReplayRefused("only a failed or skipped message can be replayed")
     if record.ledger_id is None:
         raise ReplayRefused("this message has no ledger entry to replay")

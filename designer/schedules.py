@@ -16,8 +16,9 @@ def validate_cron(expression: str) -> list[str]:
     fields = expression.split()
     if len(fields) != 5:
         return ["must have five fields: minute hour day-of-month month day-of-week"]
+    minute, hour, day_of_month, month, day_of_week = fields
     try:
-        crontab(*fields)
+        crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month, day_of_week=day_of_week)
     except (ValueError, TypeError) as exc:
         return [f"is not a valid cron expression: {exc}"]
     return []

@@ -20,22 +20,11 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from designer import audit, charts, history, projectfile, runs
-from designer.access import get_membership, get_project, require_role
-from designer.models import Membership, Operation, Project, Role, Run, RunRecord
+from designer.access import get_membership, get_operation, get_project, get_run, require_role
+from designer.models import Membership, Project, Role, Run, RunRecord
 
 # A project file is a few kilobytes; this only stops a mistaken upload of something else.
 MAX_IMPORT_BYTES = 2 * 1024 * 1024
-
-
-def _operation(membership: Membership, pk: int) -> Operation:
-    return get_object_or_404(Operation.objects.select_related("project"), project__team=membership.team, pk=pk)
-
-
-def _run(membership: Membership, pk: int) -> Run:
-    return get_object_or_404(
-        Run.objects.select_related("operation__project", "parent__operation", "replay_of"),
-        operation__project__team=membership.team, pk=pk,
-    )
 
 
 def _go(request: HttpRequest, url: str) -> HttpResponse:
@@ -58,7 +47,7 @@ def _run_url(membership: Membership, run: Run) -> str:
 def operation_run(request: HttpRequest, team: str, operation: int) -> HttpResponse:
     membership = get_membership(request, team)
     require_role(membership, Role.EDITOR, "run an operation")
-    run = runs.start(_operation(membership, operation), Run.Trigger.MANUAL, user=request.user)
+    run = runs.start(get_operation(membership, operation), Run.Trigger.MANUAL, user=request.user)
     return _go(request, _run_url(membership, run))
 
 
@@ -70,7 +59,7 @@ def _run_context(membership: Membership, run: Run) -> dict:
         "run": run,
         "detail": history.run_detail(run),
         "can_run": membership.has_role(Role.EDITOR),
-        "replayable": history.REPLAYABLE,
+        "replayable": runs.REPLAYABLE,
         # The Test button's patience, reused: a run nobody picks up means no worker is running.
         "no_worker": run.status == Run.Status.QUEUED and waited > settings.MAILWRIGHT_CHECK_PICKUP_SECONDS,
     }
@@ -78,13 +67,13 @@ def _run_context(membership: Membership, run: Run) -> dict:
 
 def run_page(request: HttpRequest, team: str, run: int) -> HttpResponse:
     membership = get_membership(request, team)
-    return render(request, "designer/runs/run.html", _run_context(membership, _run(membership, run)))
+    return render(request, "designer/runs/run.html", _run_context(membership, get_run(membership, run)))
 
 
 def run_progress(request: HttpRequest, team: str, run: int) -> HttpResponse:
     """The live part of a run page; polled while the run goes on, 286 (stop polling) once it ended."""
     membership = get_membership(request, team)
-    run_obj = _run(membership, run)
+    run_obj = get_run(membership, run)
     response = render(request, "designer/runs/run.html#progress", _run_context(membership, run_obj))
     if run_obj.finished:
         return HttpResponseStopPolling(response.content)
@@ -108,7 +97,7 @@ def _rendered_fields(rendered: dict) -> list[tuple[str, str]]:
 def record_page(request: HttpRequest, team: str, run: int, record: int) -> HttpResponse:
     """One message of a run, with the message as rendered when the operation's debug mode was on."""
     membership = get_membership(request, team)
-    run_obj = _run(membership, run)
+    run_obj = get_run(membership, run)
     record_obj = get_object_or_404(RunRecord, run=run_obj, pk=record)
     rendered = record_obj.rendered or {}
     return render(request, "designer/runs/record.html", {
@@ -120,7 +109,7 @@ def record_page(request: HttpRequest, team: str, run: int, record: int) -> HttpR
         # Shown as text in a <pre>: the page never renders a message's HTML.
         "rendered_json": json.dumps(rendered, indent=2, ensure_ascii=False, default=str) if rendered else "",
         "can_run": membership.has_role(Role.EDITOR),
-        "replayable": history.REPLAYABLE,
+        "replayable": runs.REPLAYABLE,
     })
 
 
@@ -128,7 +117,7 @@ def record_page(request: HttpRequest, team: str, run: int, record: int) -> HttpR
 def run_cancel(request: HttpRequest, team: str, run: int) -> HttpResponse:
     """GET asks for confirmation (the page without JavaScript); POST cancels."""
     membership = get_membership(request, team)
-    run_obj = _run(membership, run)
+    run_obj = get_run(membership, run)
     require_role(membership, Role.EDITOR, "cancel a run")
     if request.method == "POST":
         if run_obj.finished:
@@ -147,7 +136,7 @@ def run_cancel(request: HttpRequest, team: str, run: int) -> HttpResponse:
 def record_replay(request: HttpRequest, team: str, run: int, record: int) -> HttpResponse:
     """GET asks for confirmation; POST sends the one message again, once (runs.replay guards "once")."""
     membership = get_membership(request, team)
-    run_obj = _run(membership, run)
+    run_obj = get_run(membership, run)
     record_obj = get_object_or_404(RunRecord.objects.select_related("run__operation"), run=run_obj, pk=record)
     require_role(membership, Role.EDITOR, "replay a message")
     if request.method == "POST":
