@@ -219,5 +219,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"imapclient": {"level": "WARNING"}},
+    # kombu warns on every connection that the filesystem broker URL names no host: it needs none.
+    "loggers": {"imapclient": {"level": "WARNING"}, "kombu.connection": {"level": "ERROR"}},
 }

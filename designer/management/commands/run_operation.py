@@ -42,7 +42,7 @@ class Command(BaseCommand):
 
     def _wait(self, run: Run, seconds: float, pickup: float) -> Run:
         started = time.monotonic()
-        status = None
+        status = run.status
         while time.monotonic() - started < seconds:
             run.refresh_from_db()
             if run.status != status:
