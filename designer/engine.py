@@ -17,6 +17,7 @@ mail systems that honour Message-ID. Everything else is exactly once.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -24,7 +25,7 @@ import socket
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.db import transaction
@@ -127,7 +128,8 @@ class _RunContext:
                 raise RunAborted("lost the run's lease (the worker stalled longer than the lease); stopping")
 
 
-def _ledger_rows(connection_id: int, keys: Sequence[SourceKey]) -> dict[tuple[str, int, int], LedgerEntry]:
+def _ledger_rows(operation_id: int, connection_id: int,
+                 keys: Sequence[SourceKey]) -> dict[tuple[str, int, int], LedgerEntry]:
     rows: dict[tuple[str, int, int], LedgerEntry] = {}
     by_scope: dict[tuple[str, int], list[int]] = {}
     for key in keys:
@@ -136,18 +138,19 @@ def _ledger_rows(connection_id: int, keys: Sequence[SourceKey]) -> dict[tuple[st
         for start in range(0, len(positions), LOOKUP_CHUNK):
             chunk = positions[start : start + LOOKUP_CHUNK]
             for row in LedgerEntry.objects.filter(
-                connection_id=connection_id, scope=scope, epoch=epoch, position__in=chunk
+                operation_id=operation_id, connection_id=connection_id, scope=scope, epoch=epoch, position__in=chunk
             ):
                 rows[(row.scope, row.epoch, row.position)] = row
     return rows
 
 
-def _delivered_elsewhere(connection_id: int, key: SourceKey) -> LedgerEntry | None:
+def _delivered_elsewhere(operation_id: int, connection_id: int, key: SourceKey) -> LedgerEntry | None:
     """The same message (by Message-ID) already delivered under an older UIDVALIDITY."""
     if not key.identity:
         return None
     return (
         LedgerEntry.objects.filter(
+            operation_id=operation_id,
             connection_id=connection_id,
             scope=key.scope,
             identity=key.identity,
@@ -156,6 +159,12 @@ def _delivered_elsewhere(connection_id: int, key: SourceKey) -> LedgerEntry | No
         .exclude(epoch=key.epoch)
         .first()
     )
+
+
+def _fallback_identity(record: dict[str, Any]) -> str:
+    """An identity for a message without a Message-ID, so a recreated folder still cannot resend it."""
+    facts = "\n".join(str(record.get(k, "")) for k in ("date", "from", "subject", "size"))
+    return "digest:" + hashlib.sha256(facts.encode("utf-8", "replace")).hexdigest()
 
 
 def _summary(item: SourceItem) -> dict[str, str]:
@@ -203,7 +212,7 @@ class _Delivery:
 
     def run(self) -> None:
         keys = self.source.candidates()
-        rows = _ledger_rows(self.connection_id, keys)
+        rows = _ledger_rows(self.ctx.operation.pk, self.connection_id, keys)
         acknowledge_only: list[tuple[SourceKey, LedgerEntry]] = []
         deliver: list[SourceKey] = []
         for key in keys:
@@ -247,8 +256,10 @@ class _Delivery:
         ctx = self.ctx
         ctx.bump(read_count=1)
         summary = _summary(item)
+        if item.record is not None and not item.key.identity:
+            item.key = replace(item.key, identity=_fallback_identity(item.record))
         if row is None:
-            earlier = _delivered_elsewhere(self.connection_id, item.key)
+            earlier = _delivered_elsewhere(self.ctx.operation.pk, self.connection_id, item.key)
             if earlier is not None:
                 row = self._new_row(item.key, LedgerEntry.State.SENT, out_message_id=earlier.out_message_id,
                                     reply=f"delivered before the folder was recreated: {earlier.reply}")
@@ -270,8 +281,10 @@ class _Delivery:
                 return
         try:
             rendered = render_mapping(ctx.operation.mapping, context)
-            # A message left in "sending" may have been delivered: resend it under the same Message-ID.
-            reuse = row.out_message_id if row is not None and row.state == LedgerEntry.State.SENDING else None
+            # A message left in "sending", or failed with an unknown outcome (connection lost at the end of
+            # DATA), may have been delivered: send it again under the same Message-ID.
+            reuse = row.out_message_id if row is not None and row.state in (
+                LedgerEntry.State.SENDING, LedgerEntry.State.RETRY) else None
             prepared = self.target.prepare(rendered, message_id=reuse or None)
         except MappingError as exc:
             self._fail(item, row, summary, f"mapping of {exc.field}: {exc.message}", transient=True)
@@ -371,10 +384,14 @@ class _Delivery:
             row.state = LedgerEntry.State.ACKNOWLEDGED
             row.save(update_fields=["state", "updated_at"])
             if earlier:
+                # Without the message in hand (acknowledge-only), its first run's row tells what it was.
+                first = row.records.order_by("id").first()
+                facts = summary or ({"subject": first.subject, "from": first.sender, "to": first.recipients}
+                                    if first else {})
                 RunRecord.objects.create(
-                    run=self.ctx.run, ledger=row, position=key.position, identity=key.identity[:998],
-                    subject=(summary or {}).get("subject", "")[:2000], sender=(summary or {}).get("from", "")[:2000],
-                    recipients=(summary or {}).get("to", "")[:5000], status=RunRecord.Status.ACKNOWLEDGED,
+                    run=self.ctx.run, ledger=row, position=key.position, identity=(key.identity or row.identity)[:998],
+                    subject=facts.get("subject", "")[:2000], sender=facts.get("from", "")[:2000],
+                    recipients=facts.get("to", "")[:5000], status=RunRecord.Status.ACKNOWLEDGED,
                 )
 
     def _apply_after_read(self, key: SourceKey, action: str) -> bool:
@@ -490,7 +507,7 @@ def _execute(ctx: _RunContext) -> None:
         message = f"{error} ({_summary_line(run)})"
     except ConnectorError as exc:
         error, status = str(exc), Run.Status.FAILED
-        message = error
+        message = f"{error} ({_summary_line(run)})"
     if error:
         ctx.log(error, "error")
         if operation.source is not None:

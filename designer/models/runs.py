@@ -68,7 +68,7 @@ class Run(models.Model):
 class LedgerEntry(models.Model):
     """The delivery ledger: one row per source record per connection, written before each side effect.
 
-    Keyed by (connection, scope, epoch, position) — for Email (folder, UIDVALIDITY, UID) — with
+    Keyed by (operation, connection, scope, epoch, position) — for Email (folder, UIDVALIDITY, UID) — with
     ``identity`` (the Message-ID) to recognise a record renumbered by a UIDVALIDITY change.
     """
 
@@ -95,10 +95,12 @@ class LedgerEntry(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        # Per operation: two operations reading one folder (after-read "leave") each deliver its messages.
         constraints = [
-            models.UniqueConstraint(fields=["connection", "scope", "epoch", "position"], name="ledger_source_key"),
+            models.UniqueConstraint(fields=["operation", "connection", "scope", "epoch", "position"],
+                                    name="ledger_source_key"),
         ]
-        indexes = [models.Index(fields=["connection", "scope", "identity"], name="ledger_by_identity")]
+        indexes = [models.Index(fields=["operation", "connection", "scope", "identity"], name="ledger_by_identity")]
         verbose_name_plural = "ledger entries"
 
     def __str__(self) -> str:

@@ -48,7 +48,8 @@ def test_it_acknowledges_without_resending_what_was_sent_but_not_marked(world, r
 
 def test_it_resends_a_message_left_sending_under_the_same_message_id(world, run_once, operation):
     world.add("unknown outcome")
-    LedgerEntry.objects.create(connection=operation.source.connection, scope="INBOX", epoch=1, position=1,
+    LedgerEntry.objects.create(operation=operation, connection=operation.source.connection, scope="INBOX",
+                               epoch=1, position=1,
                                identity="<m1@fake>", state="sending", out_message_id="<kept@mailwright>")
     run_once()
     assert [m["message_id"] for m in world.sent] == ["<kept@mailwright>"]
