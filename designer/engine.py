@@ -163,7 +163,7 @@ def _delivered_elsewhere(operation_id: int, connection_id: int, key: SourceKey) 
 
 def _fallback_identity(record: dict[str, Any]) -> str:
     """An identity for a message without a Message-ID, so a recreated folder still cannot resend it."""
-    facts = "\n".join(str(record.get(k, "")) for k in ("date", "from", "subject", "size"))
+    facts = "\n".join(str(record.get(k, "")) for k in ("date", "from", "subject", "size", "text", "html"))
     return "digest:" + hashlib.sha256(facts.encode("utf-8", "replace")).hexdigest()
 
 

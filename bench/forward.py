@@ -1,0 +1,532 @@
+"""How fast Mailwright forwards mail, and how much memory it takes, against the raw protocol limit.
+
+Run it with ``.venv/bin/python bench/forward.py`` (``--help`` for the options). It starts the test
+rig's Dovecot and an aiosmtpd sink on 127.0.0.1, seeds one mailbox (1000 messages of ~5 KB and
+200 with a 1 MB attachment, interleaved), then forwards all of it three times:
+
+(a) raw: imapclient (``BODY.PEEK[]`` in batches) + one smtplib connection + ``STORE +FLAGS \\Seen``
+    per message; no database, no mapping: the limit the servers and the wire allow;
+(b) engine: ``designer.engine.execute`` in this machine's Python, as ``run_operation --inline``;
+(c) worker: the same run through a real ``celery worker --pool solo`` on Redis (db 15).
+
+Each phase runs in a process of its own, so its peak RSS is its own (the SMTP sink lives in this
+orchestrating process). Between phases the \\Seen flags are removed and the ledger emptied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import os
+import pstats
+import re
+import shutil
+import smtplib
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # runnable as a plain script from any directory
+
+USER = "alice"
+PASSWORD = "bench-imap-secret"  # noqa: S105 (the throwaway Dovecot's user, on 127.0.0.1 only)
+SENDER = "support@example.com"
+RECIPIENT = "helpdesk@example.com"
+REDIS_URL = "redis://127.0.0.1:6379/15"
+SOURCE_HEADER = "X-Mailwright-Source"
+# Same batching as connectors.email.source, so (a) and (b) hold the same bodies at once.
+PROBE_BATCH = 50
+BODY_BATCH_BYTES = 8 * 1024 * 1024
+MB = 1024 * 1024
+
+
+# Environment -------------------------------------------------------------------------------------
+
+
+def configure_environment(workdir: Path) -> None:
+    """Settings for this process and every child: the test settings, a SQLite file unless given."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    os.environ.setdefault("DATABASE_URL", f"sqlite:///{workdir / 'bench.sqlite3'}")
+    os.environ.setdefault("MAILWRIGHT_DATA_DIR", str(workdir / "data"))
+    os.environ["CELERY_BROKER_URL"] = REDIS_URL
+    # tests.settings defaults to eager tasks; phase (c) must really go through Redis.
+    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0"
+    os.environ["BENCH_PASSWORD"] = PASSWORD
+    # aiosmtpd logs every command at INFO: in the sink's thread that is a cost, and noise.
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    Path(os.environ["MAILWRIGHT_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+
+
+def memory_kb(pid: int | str = "self") -> dict[str, int]:
+    """VmRSS (now) and VmHWM (peak so far) of a process, in KiB (Linux /proc)."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            found[name] = int(value.split()[0])
+    return found
+
+
+# The SMTP sink ---------------------------------------------------------------------------------
+
+
+def start_sink() -> Any:
+    """The rig's SMTPServer (AUTH like a provider), minus its per-message parsing.
+
+    The rig parses every message into an EmailMessage and keeps it: right for tests, but for
+    1200 messages that is the bottleneck and a few hundred MB. The sink keeps one line per
+    message instead: whose copy it is (``X-Mailwright-Source``, else the Message-ID).
+    """
+    from tests.servers import smtp as rig
+
+    class CountingHandler(rig._Handler):
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            raw = envelope.original_content or b""
+            self.owner.record(raw)
+            return "250 2.0.0 OK queued"
+
+    class Sink(rig.SMTPServer):
+        def __init__(self) -> None:
+            super().__init__("plain", {USER: PASSWORD}, auth_require_tls=False, data_size_limit=64 * MB)
+            self.received: Counter[str] = Counter()
+            self.received_bytes = 0
+
+        def record(self, raw: bytes) -> None:
+            head = raw.split(b"\r\n\r\n", 1)[0]
+            match = re.search(rb"^" + SOURCE_HEADER.encode() + rb":\s*(\S+)", head, re.M | re.I) or re.search(
+                rb"^Message-ID:\s*(\S+)", head, re.M | re.I)
+            with self._lock:
+                self.received[match.group(1).decode() if match else "?"] += 1
+                self.received_bytes += len(raw)
+
+        def reset(self) -> None:
+            with self._lock:
+                self.received = Counter()
+                self.received_bytes = 0
+
+    sink = Sink()
+    # SMTPServer.start() builds the module's _Handler; swap it in for this one start only.
+    original, rig._Handler = rig._Handler, CountingHandler
+    try:
+        return sink.start()
+    finally:
+        rig._Handler = original
+
+
+# Seeding -----------------------------------------------------------------------------------------
+
+
+def messages(small: int, large: int, large_bytes: int) -> Iterator[bytes]:
+    """``small`` messages of ~5 KB and ``large`` with an attachment, the large ones spread evenly.
+
+    Each kind is built once and renumbered in its header (Message-ID, subject, sender): the
+    email package takes longer to build a 1 MB message than Dovecot takes to store it.
+    """
+    from tests.delivery.helpers import message
+
+    paragraph = "The printer on the third floor is jammed again; please send someone.\n" * 70  # ~5 KB
+    templates = {
+        False: message(0, body=paragraph),
+        True: message(0, body="See the attached log.", attachment=os.urandom(large_bytes)),
+    }
+    total = small + large
+    every = total / large if large else 0
+    big_positions = {int(i * every + every - 1) for i in range(large)} if large else set()
+    for n in range(total):
+        head, _, body = templates[n in big_positions].partition(b"\n\n")
+        head = (head.replace(b"<q0@example.org>", b"<q%d@example.org>" % n)
+                .replace(b"Question 0", b"Question %d" % n)
+                .replace(b"Customer 0 <customer0@", b"Customer %d <customer%d@" % (n, n)))
+        yield head + b"\n\n" + body
+
+
+def seed(dovecot: Any, small: int, large: int, large_bytes: int) -> tuple[int, int]:
+    """APPEND everything over one connection; return (count, largest size as the server reports it)."""
+    with dovecot.client(USER) as imap:
+        for raw in messages(small, large, large_bytes):
+            imap.append("INBOX", raw)
+        imap.select_folder("INBOX", readonly=True)
+        uids = imap.search("ALL")
+        sizes = imap.fetch(uids, ["RFC822.SIZE"])
+    return len(uids), max(int(v[b"RFC822.SIZE"]) for v in sizes.values())
+
+
+def mark_all_unread(dovecot: Any) -> None:
+    with dovecot.client(USER) as imap:
+        imap.select_folder("INBOX")
+        uids = imap.search("ALL")
+        imap.remove_flags(uids, [b"\\Seen"], silent=True)
+        if not imap.folder_exists("Empty"):
+            imap.create_folder("Empty")  # the warm-up run's folder
+
+
+def count_seen(dovecot: Any) -> int:
+    with dovecot.client(USER) as imap:
+        imap.select_folder("INBOX", readonly=True)
+        return len(imap.search("SEEN"))
+
+
+# The project -----------------------------------------------------------------------------------
+
+
+def import_project(dovecot: Any, sink: Any, workdir: Path) -> tuple[int, int]:
+    """The operation to measure and a warm-up twin reading an empty folder; returns their ids."""
+    from django.core.management import call_command
+
+    from designer.models import Operation
+
+    def activity(name: str, folder: str) -> dict[str, Any]:
+        return {"name": name, "type": "read_email", "connection": "Bench mailbox", "folder": folder,
+                "max_messages": 10000, "after_read": "mark_read"}
+
+    def operation(name: str, source: str) -> dict[str, Any]:
+        return {"name": name, "source": source, "target": "Send to helpdesk",
+                "mapping": {"to": RECIPIENT, "subject": "Fwd: {{ subject }}", "text": "{{ text }}",
+                            "attachments": "{{ attachments }}",
+                            "headers": "{{ [['" + SOURCE_HEADER + "', message_id]] }}"},
+                "condition": None, "schedule": None, "on_success": None, "on_failure": None,
+                "retries": 0, "retry_backoff_seconds": 0, "timeout_minutes": 60}
+
+    document = {
+        "format": "mailwright.project/1",
+        "name": "Bench",
+        "connections": [
+            {"name": "Bench mailbox", "connector": "email",
+             "imap": {"host": "localhost", "port": dovecot.tls_port, "security": "ssl", "verify_tls": True},
+             "smtp": {"host": "127.0.0.1", "port": sink.port, "security": "none", "verify_tls": True},
+             "auth": {"method": "password", "username": USER, "password": {"env": "BENCH_PASSWORD"}},
+             "ca_pem": dovecot.ca_pem, "timeouts": {"connect": 5, "read": 30}},
+        ],
+        "activities": [
+            activity("Read inbox", "INBOX"),
+            activity("Read empty", "Empty"),
+            {"name": "Send to helpdesk", "type": "send_email", "connection": "Bench mailbox",
+             "defaults": {"from": SENDER}},
+        ],
+        "operations": [operation("Forward", "Read inbox"), operation("Warm up", "Read empty")],
+    }
+    path = workdir / "project.json"
+    path.write_text(json.dumps(document))
+    call_command("import_project", str(path), "--team", "Bench", stdout=io.StringIO())
+    return Operation.objects.get(name="Forward").pk, Operation.objects.get(name="Warm up").pk
+
+
+# Phases, each in a child process ------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    messages: int
+    seconds: float
+    baseline_kb: int
+    peak_kb: int
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+
+def run_child(phase: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run ``phase`` in a fresh interpreter and return what it printed as its last JSON line."""
+    done = subprocess.run([sys.executable, __file__, "--child", phase, "--spec", json.dumps(spec)],  # noqa: S603
+                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise SystemExit(f"phase {phase} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    if done.stderr.strip() and spec.get("profile"):
+        print(done.stderr)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child_raw(spec: dict[str, Any]) -> dict[str, Any]:
+    """(a) The limit: fetch, send as is, flag; what any forwarder has to do at the least."""
+    from imapclient import IMAPClient
+
+    context = ssl.create_default_context(cadata=spec["ca_pem"])
+    imap = IMAPClient("localhost", spec["imap_port"], ssl=True, ssl_context=context, timeout=30)
+    imap.login(USER, PASSWORD)
+    imap.select_folder("INBOX")
+    smtp = smtplib.SMTP("127.0.0.1", spec["smtp_port"], timeout=30)
+    smtp.login(USER, PASSWORD)
+    baseline = memory_kb()["VmRSS"]
+    started = time.perf_counter()
+    sent = 0
+    uids = sorted(imap.search([b"UNSEEN", b"UNDELETED"]))
+    for start in range(0, len(uids), PROBE_BATCH):
+        chunk = uids[start : start + PROBE_BATCH]
+        sizes = imap.fetch(chunk, ["RFC822.SIZE"])
+        batches: list[list[int]] = [[]]
+        size_of_batch = 0
+        for uid in chunk:
+            size = int(sizes[uid][b"RFC822.SIZE"])
+            if batches[-1] and size_of_batch + size > BODY_BATCH_BYTES:
+                batches.append([])
+                size_of_batch = 0
+            batches[-1].append(uid)
+            size_of_batch += size
+        for batch in batches:
+            bodies = imap.fetch(batch, ["BODY.PEEK[]"])
+            for uid in batch:
+                raw = bodies.pop(uid)[b"BODY[]"]
+                smtp.sendmail(SENDER, [RECIPIENT], raw)
+                del raw
+                imap.add_flags([uid], [b"\\Seen"], silent=True)
+                sent += 1
+    seconds = time.perf_counter() - started
+    smtp.quit()
+    imap.logout()
+    return {"messages": sent, "seconds": seconds, "baseline_kb": baseline, "peak_kb": memory_kb()["VmHWM"]}
+
+
+def child_engine(spec: dict[str, Any]) -> dict[str, Any]:
+    """(b) The engine in this process: a warm-up run (imports, first connections), then the real one."""
+    import django
+
+    django.setup()
+    from designer import engine
+    from designer.models import Run
+
+    warm = Run.objects.create(operation_id=spec["warm_up_id"], trigger=Run.Trigger.COMMAND)
+    engine.execute(warm.pk)
+    run = Run.objects.create(operation_id=spec["operation_id"], trigger=Run.Trigger.COMMAND)
+    baseline = memory_kb()["VmRSS"]
+    profiler = cProfile.Profile() if spec.get("profile") else None
+    started = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    run = engine.execute(run.pk)
+    if profiler:
+        profiler.disable()
+    seconds = time.perf_counter() - started
+    if profiler:
+        profiler.dump_stats(spec["profile_out"])
+        report_profile(profiler)
+    return {"messages": run.sent_count, "seconds": seconds, "baseline_kb": baseline,
+            "peak_kb": memory_kb()["VmHWM"], "status": run.status, "message": run.message}
+
+
+def report_profile(profiler: cProfile.Profile) -> None:
+    """The top costs, by own time and by cumulative time, to stderr (the parent prints it)."""
+    for order in ("tottime", "cumulative"):
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order).print_stats(25)
+        print(f"--- profile of (b), top 25 by {order} ---\n{out.getvalue()}", file=sys.stderr)
+
+
+# Phase (c): a real worker ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def celery_worker(workdir: Path, queue: str) -> Iterator[subprocess.Popen[bytes]]:
+    log = workdir / "worker.log"
+    with log.open("wb") as output:
+        worker = subprocess.Popen(  # noqa: S603 (our interpreter, fixed arguments)
+            [sys.executable, "-m", "celery", "-A", "designer", "worker", "--pool", "solo", "--loglevel", "INFO",
+             "--without-heartbeat", "--without-mingle", "--without-gossip", "--queues", queue,
+             "--hostname", f"bench-{queue}@%h"],
+            cwd=ROOT, env=dict(os.environ), stdout=output, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while " ready." not in log.read_text(errors="replace"):
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"the celery worker did not start:\n{log.read_text(errors='replace')[-3000:]}")
+                time.sleep(0.1)
+            yield worker
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(5)
+
+
+def through_worker(workdir: Path, operation_id: int, warm_up_id: int) -> dict[str, Any]:
+    """(c) Enqueue a warm-up run and the real one on Redis; time from enqueueing to the finished row."""
+    import redis
+
+    from designer.models import Operation, Run
+    from designer.tasks import execute_run
+
+    queue = f"mailwright-bench-{uuid.uuid4().hex[:8]}"
+    broker = redis.Redis.from_url(REDIS_URL)
+
+    def run_and_wait(operation: Operation) -> tuple[Run, float]:
+        run = Run.objects.create(operation=operation, trigger=Run.Trigger.MANUAL)
+        started = time.perf_counter()
+        execute_run.apply_async((run.pk,), queue=queue)
+        while True:
+            run.refresh_from_db()
+            if run.finished:
+                return run, time.perf_counter() - started
+            time.sleep(0.02)
+
+    try:
+        with celery_worker(workdir, queue) as worker:
+            run_and_wait(Operation.objects.get(pk=warm_up_id))
+            baseline = memory_kb(worker.pid)["VmRSS"]
+            run, seconds = run_and_wait(Operation.objects.get(pk=operation_id))
+            peak = memory_kb(worker.pid)["VmHWM"]
+    finally:
+        # The queue and the bindings kombu keeps for it (a new queue per run: they would pile up).
+        broker.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+    busy = (run.finished_at - run.started_at).total_seconds() if run.started_at and run.finished_at else seconds
+    return {"messages": run.sent_count, "seconds": seconds, "baseline_kb": baseline, "peak_kb": peak,
+            "status": run.status, "message": run.message, "busy_seconds": busy}
+
+
+# Orchestration -----------------------------------------------------------------------------------
+
+
+def reset_between_phases(dovecot: Any, sink: Any, operation_id: int) -> None:
+    from designer.models import LedgerEntry, Operation
+
+    mark_all_unread(dovecot)
+    # Else the ledger (rightly) skips what was delivered. Only this bench's connection: DATABASE_URL
+    # may name a database that holds other data.
+    connection_id = Operation.objects.get(pk=operation_id).source.connection_id
+    LedgerEntry.objects.filter(connection_id=connection_id).delete()
+    sink.reset()
+
+
+def check_delivery(name: str, sink: Any, dovecot: Any, expected: int) -> str:
+    """Every message delivered exactly once and marked read: a fast run that loses mail is no result."""
+    duplicates = sum(1 for count in sink.received.values() if count > 1)
+    seen = count_seen(dovecot)
+    problems = []
+    if len(sink.received) != expected:
+        problems.append(f"{len(sink.received)} of {expected} distinct messages received")
+    if duplicates:
+        problems.append(f"{duplicates} received more than once")
+    if seen != expected:
+        problems.append(f"{seen} of {expected} marked read")
+    if problems:
+        print(f"!! {name}: " + "; ".join(problems))
+    return "exactly once" if not problems else "; ".join(problems)
+
+
+def table(results: list[Result], largest: int) -> str:
+    raw = results[0]
+    lines = [
+        f"{'phase':<30} {'msgs':>5} {'seconds':>8} {'msgs/s':>8} {'vs (a)':>7} {'baseline MB':>11} "
+        f"{'peak MB':>8} {'peak-base':>9} {'RSS target':>10}  delivery",
+    ]
+    limit_kb = 3 * largest / 1024
+    for r in results:
+        ratio = r.rate / raw.rate if raw.rate else 0
+        growth = r.peak_kb - r.baseline_kb
+        verdict = "ok" if growth <= limit_kb else "OVER"
+        lines.append(
+            f"{r.name:<30} {r.messages:>5} {r.seconds:>8.1f} {r.rate:>8.1f} {ratio:>6.2f}x "
+            f"{r.baseline_kb / 1024:>11.1f} {r.peak_kb / 1024:>8.1f} {growth / 1024:>8.1f}M {verdict:>10}  {r.note}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", type=int, default=1000, help="messages of ~5 KB (default 1000)")
+    parser.add_argument("--large", type=int, default=200, help="messages with an attachment (default 200)")
+    parser.add_argument("--large-kb", type=int, default=1024, help="attachment size in KiB (default 1024)")
+    parser.add_argument("--skip-worker", action="store_true", help="leave out phase (c) (no Redis here)")
+    parser.add_argument("--profile", action="store_true", help="profile phase (b) with cProfile (slows it)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (database, logs)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        spec = json.loads(args.spec)
+        result = {"raw": child_raw, "engine": child_engine}[args.child](spec)
+        print(json.dumps(result))
+        return
+
+    workdir = Path(tempfile.mkdtemp(prefix="mailwright-bench-"))
+    configure_environment(workdir)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from tests.servers.certs import generate_test_certs
+    from tests.servers.dovecot import Dovecot
+
+    began = time.monotonic()
+    call_command("migrate", verbosity=0)
+    dovecot = Dovecot(certs=generate_test_certs(workdir / "certs"))
+    dovecot.add_user(USER, PASSWORD)
+    dovecot.start()
+    sink = start_sink()
+    try:
+        print(f"seeding {args.small} messages of ~5 KB and {args.large} with {args.large_kb} KiB attachments ...")
+        t = time.monotonic()
+        total, largest = seed(dovecot, args.small, args.large, args.large_kb * 1024)
+        print(f"seeded {total} messages in {time.monotonic() - t:.1f} s; the largest is {largest / MB:.2f} MB")
+        mark_all_unread(dovecot)  # also creates the warm-up's empty folder
+        operation_id, warm_up_id = import_project(dovecot, sink, workdir)
+        spec = {"imap_port": dovecot.tls_port, "smtp_port": sink.port, "ca_pem": dovecot.ca_pem,
+                "operation_id": operation_id, "warm_up_id": warm_up_id, "profile": args.profile,
+                "profile_out": str(workdir / "engine.prof")}
+        results: list[Result] = []
+
+        print("(a) raw imapclient + smtplib ...")
+        raw = run_child("raw", spec)
+        results.append(Result("(a) raw imapclient+smtplib", raw["messages"], raw["seconds"], raw["baseline_kb"],
+                              raw["peak_kb"], check_delivery("(a)", sink, dovecot, total)))
+
+        reset_between_phases(dovecot, sink, operation_id)
+        print("(b) engine.execute in a process of its own ...")
+        inline = run_child("engine", spec)
+        results.append(Result("(b) engine inline", inline["messages"], inline["seconds"], inline["baseline_kb"],
+                              inline["peak_kb"], check_delivery("(b)", sink, dovecot, total)))
+        if inline["status"] != "succeeded":
+            print(f"!! (b) ended {inline['status']}: {inline['message']}")
+
+        if not args.skip_worker:
+            reset_between_phases(dovecot, sink, operation_id)
+            print("(c) celery worker --pool solo on Redis db 15 ...")
+            worker = through_worker(workdir, operation_id, warm_up_id)
+            note = check_delivery("(c)", sink, dovecot, total)
+            results.append(Result("(c) celery worker (solo)", worker["messages"], worker["seconds"],
+                                  worker["baseline_kb"], worker["peak_kb"],
+                                  f"{note}; {worker['busy_seconds']:.1f} s of it in the run"))
+            if worker["status"] != "succeeded":
+                print(f"!! (c) ended {worker['status']}: {worker['message']}")
+    finally:
+        sink.stop()
+        dovecot.close()
+
+    print()
+    print(table(results, largest))
+    print()
+    print(f"largest message {largest / MB:.2f} MB: RSS target = baseline + 3 x largest = baseline + "
+          f"{3 * largest / MB:.1f} MB")
+    for r in results[1:]:
+        ratio = r.rate / results[0].rate
+        print(f"{r.name}: {ratio:.2f} x (a)  -> target >= 0.80: {'met' if ratio >= 0.8 else 'NOT met'}")
+    if args.profile:
+        print(f"profile of (b): {workdir / 'engine.prof'} (python -m pstats)")
+    if args.keep or args.profile:
+        print(f"work files in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"total time {time.monotonic() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
