@@ -104,6 +104,8 @@ class _RunContext:
         self.last_cancel_check = time.monotonic()
         self.debug = bool(self.operation.debug_until and self.operation.debug_until > timezone.now())
         self.unacknowledged = 0
+        self.pending: dict[str, int] = {}
+        self.last_flush = time.monotonic()
 
     def log(self, text: str, level: str = "info") -> None:
         if level == "info" and self.operation.log_level == Operation.LogLevel.ERRORS:
@@ -111,7 +113,18 @@ class _RunContext:
         RunLog.objects.create(run=self.run, level=level, text=text[:10000])
 
     def bump(self, **counts: int) -> None:
-        Run.objects.filter(pk=self.run.pk).update(**{k: F(k) + v for k, v in counts.items()})
+        """Count in memory and write at most once a second: live progress without a write per message."""
+        for name, value in counts.items():
+            self.pending[name] = self.pending.get(name, 0) + value
+        if time.monotonic() - self.last_flush > 1:
+            self.flush_counts()
+
+    def flush_counts(self) -> None:
+        if self.pending:
+            Run.objects.filter(pk=self.run.pk).update(**{k: F(k) + v for k, v in self.pending.items()})
+            self.pending.clear()
+        self.last_flush = time.monotonic()
+        self.run.refresh_from_db(fields=["read_count", "sent_count", "skipped_count", "failed_count"])
 
     def checkpoint(self) -> None:
         """Between messages: honour cancel and timeout, keep our leases alive."""
@@ -410,8 +423,9 @@ class _Delivery:
         return True
 
 
-def _final_status(run: Run) -> str:
-    run.refresh_from_db(fields=["read_count", "sent_count", "skipped_count", "failed_count"])
+def _final_status(ctx: _RunContext) -> str:
+    ctx.flush_counts()
+    run = ctx.run
     if run.failed_count == 0:
         return Run.Status.SUCCEEDED
     if run.sent_count > 0 or run.skipped_count > 0:
@@ -472,6 +486,7 @@ def execute(run_id: int) -> Run:
             # Celery's soft time limit, a database hiccup, a bug: the run must still end, never stay
             # "running"; the ledger keeps every message's state, so the next run carries on.
             log.exception("run %s stopped by an unexpected error", run.pk)
+            ctx.flush_counts()
             _finish(run, Run.Status.FAILED, f"stopped by an unexpected error: {type(exc).__name__}: {exc}"[:2000])
     finally:
         leases.release(ctx.lease_keys, ctx.holder)
@@ -497,17 +512,17 @@ def _execute(ctx: _RunContext) -> None:
                 target_connector.open_target(target_ep.config, target_ep.secrets, target_ep.settings))
             _Delivery(ctx, source_ep, source, target_ep, target, run.replay_of).run()
             _update_health(source_ep.activity, source, "")
-        status = _final_status(run)
-        message = _summary_line(run)
+        status = _final_status(ctx)
+        message = _summary_line(ctx)
         if ctx.unacknowledged:
             status = Run.Status.PARTIAL if status == Run.Status.SUCCEEDED else status
             message += f"; {ctx.unacknowledged} delivered but not yet marked in the source (the next run will)"
     except RunAborted as exc:
         error, status = str(exc), exc.status
-        message = f"{error} ({_summary_line(run)})"
+        message = f"{error} ({_summary_line(ctx)})"
     except ConnectorError as exc:
         error, status = str(exc), Run.Status.FAILED
-        message = f"{error} ({_summary_line(run)})"
+        message = f"{error} ({_summary_line(ctx)})"
     if error:
         ctx.log(error, "error")
         if operation.source is not None:
@@ -518,8 +533,9 @@ def _execute(ctx: _RunContext) -> None:
     _finish(run, status, message)
 
 
-def _summary_line(run: Run) -> str:
-    run.refresh_from_db(fields=["read_count", "sent_count", "skipped_count", "failed_count"])
+def _summary_line(ctx: _RunContext) -> str:
+    ctx.flush_counts()
+    run = ctx.run
     return (f"{run.read_count} read, {run.sent_count} sent, {run.skipped_count} skipped, "
             f"{run.failed_count} failed")
 

@@ -8,14 +8,16 @@ a template gets a deadline, so a hostile or careless template fails its message,
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, Undefined, meta
+from jinja2 import StrictUndefined, Template, TemplateError, Undefined, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 MAX_OUTPUT_CHARS = 10_000_000
@@ -51,8 +53,16 @@ class _Environment(SandboxedEnvironment):
         super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
         for name in _UNSAFE_FILTERS:
             self.filters.pop(name, None)
-        self.deadline = _Deadline(MAX_SECONDS)
+        # One environment compiles each template once; the deadline is per render and per thread.
+        self._local = threading.local()
         self.globals["range"] = self._range
+
+    @property
+    def deadline(self) -> _Deadline:
+        return self._local.deadline
+
+    def start_render(self) -> None:
+        self._local.deadline = _Deadline(MAX_SECONDS)
 
     def _range(self, *args: int) -> Iterator[int]:
         numbers = range(*args)
@@ -106,40 +116,43 @@ def check_condition(condition: str, known_names: Iterable[str]) -> list[Template
     return check_template("condition", "{{ " + expression + " }}", known_names) if condition.strip() else []
 
 
-def _render_text(field: str, template: str, context: Mapping[str, Any], env: _Environment) -> str:
-    compiled = env.from_string(template)
+# Compiled once per process: a run renders the same few templates for every message.
+@functools.lru_cache(maxsize=1024)
+def _compiled_template(template: str) -> Template:
+    return _ENV.from_string(template)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled_expression(expression: str) -> Any:
+    return _ENV.compile_expression(expression, undefined_to_none=False)
+
+
+def _render_text(field: str, template: str, context: Mapping[str, Any]) -> str:
     pieces, size = [], 0
-    for chunk in compiled.generate(context):
+    for chunk in _compiled_template(template).generate(context):
         size += len(chunk)
         if size > MAX_OUTPUT_CHARS:
             raise MappingError(field, f"output longer than {MAX_OUTPUT_CHARS} characters")
-        env.deadline.check()
+        _ENV.deadline.check()
         pieces.append(chunk)
     return "".join(pieces)
-
-
-def _fresh_env() -> _Environment:
-    env = _ENV.overlay()
-    env.deadline = _Deadline(MAX_SECONDS)
-    env.globals = dict(_ENV.globals, range=env._range)
-    return env
 
 
 def render_value(field: str, template: Any, context: Mapping[str, Any]) -> Any:
     """Render one field. Non-string mapping values (numbers, lists) are taken literally."""
     if not isinstance(template, str):
         return template
-    env = _fresh_env()
+    _ENV.start_render()
     try:
         expression = _expression(template)
         if expression is not None:
-            value = env.compile_expression(expression, undefined_to_none=False)(**context)
+            value = _compiled_expression(expression)(**context)
             if isinstance(value, Undefined):
                 value._fail_with_undefined_error()
             if isinstance(value, str) and len(value) > MAX_OUTPUT_CHARS:
                 raise MappingError(field, f"output longer than {MAX_OUTPUT_CHARS} characters")
             return value
-        return _render_text(field, template, context, env)
+        return _render_text(field, template, context)
     except MappingError as exc:
         raise MappingError(field, exc.message) from None
     except (TemplateError, RecursionError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
