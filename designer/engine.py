@@ -220,6 +220,8 @@ class _Delivery:
         self.replay = replay
         self.transient_streak = 0
         self.variables = ctx.operation.project.variables or {}
+        # (scope, epoch) -> whether this operation delivered anything from the scope under another epoch.
+        self._other_epochs: dict[tuple[str, int], bool] = {}
 
     # -- the run as a whole -------------------------------------------------------------------
 
@@ -271,7 +273,7 @@ class _Delivery:
         summary = _summary(item)
         if item.record is not None and not item.key.identity:
             item.key = replace(item.key, identity=_fallback_identity(item.record))
-        if row is None:
+        if row is None and self._delivered_under_other_epochs(item.key):
             earlier = _delivered_elsewhere(self.ctx.operation.pk, self.connection_id, item.key)
             if earlier is not None:
                 row = self._new_row(item.key, LedgerEntry.State.SENT, out_message_id=earlier.out_message_id,
@@ -308,6 +310,27 @@ class _Delivery:
             self._fail(item, row, summary, str(exc), transient=True)
             return
         self._send(item, row, summary, prepared)
+
+    def _delivered_under_other_epochs(self, key: SourceKey) -> bool:
+        """Whether a message of ``key``'s scope was ever delivered under another epoch (one query per run).
+
+        Only then can a new message be one delivered before its folder was recreated. The answer
+        cannot change during the run: the operation's lease keeps other runs of it out, and this
+        run only writes rows under the epoch it reads.
+        """
+        scope = (key.scope, key.epoch)
+        if scope not in self._other_epochs:
+            self._other_epochs[scope] = (
+                LedgerEntry.objects.filter(
+                    operation_id=self.ctx.operation.pk,
+                    connection_id=self.connection_id,
+                    scope=key.scope,
+                    state__in=(LedgerEntry.State.SENT, LedgerEntry.State.ACKNOWLEDGED),
+                )
+                .exclude(epoch=key.epoch)
+                .exists()
+            )
+        return self._other_epochs[scope]
 
     def _new_row(self, key: SourceKey, state: str, **fields: Any) -> LedgerEntry:
         return LedgerEntry.objects.create(

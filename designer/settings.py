@@ -126,14 +126,10 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # A web process and a worker share the file: wait on locks instead of failing at once. WAL lets the
-    # pages read while a run writes; synchronous=NORMAL keeps every commit through a process crash (what
-    # the delivery ledger needs), though not through a power cut: production uses PostgreSQL.
-    DATABASES["default"].setdefault("OPTIONS", {}).update({
-        "timeout": 20,
-        "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-    })
+    # A web process and a worker share the file: wait on locks instead of failing at once. (WAL mode
+    # was tried and dropped: a worker killed mid-write left the shared-memory index unusable for the
+    # other processes, "disk I/O error"; the rollback journal recovers cleanly.)
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -25,7 +25,7 @@ from typing import Any
 from connectors.base import ConnectionFailed, ConnectorError, Delivery, TargetSession
 from connectors.email.activities import SendSettings
 from connectors.email.config import EmailConfig
-from connectors.email.mime import InvalidMessage, OutgoingMessage, build_message
+from connectors.email.mime import InvalidMessage, OutgoingMessage, build_message, wire_bytes
 from connectors.email.smtp import SMTPSession, open_smtp
 
 _MESSAGE_ID = re.compile(r"<[!-;=?-~]+>")  # printable ASCII without "<", ">" or spaces
@@ -125,7 +125,7 @@ def _submit(smtp: SMTPSession, outgoing: OutgoingMessage) -> _Outcome:
 
     Network failures raise (smtplib's exceptions); replies never do.
     """
-    payload = outgoing.message.as_bytes()  # CRLF and 7-bit clean (mime.build_message's policy)
+    payload = wire_bytes(outgoing.message)  # as_bytes(): CRLF and 7-bit clean (build_message's policy)
     options = [f"SIZE={len(payload)}"] if smtp.has_extn("size") else []
     code, text = smtp.mail(outgoing.sender, options)
     if code != 250:

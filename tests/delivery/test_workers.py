@@ -128,14 +128,14 @@ class Worker:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while " ready." not in self.output():
             assert self.process.poll() is None, f"the worker exited early:\n{self.output()[-3000:]}"
             assert time.monotonic() < deadline, f"the worker did not get ready:\n{self.output()[-3000:]}"
             time.sleep(0.1)
 
-    def wait_exit(self, timeout: float = 30) -> int:
+    def wait_exit(self, timeout: float = 60) -> int:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -175,7 +175,7 @@ def enqueue(operation: Operation, broker: Broker) -> Run:
     return run
 
 
-def wait_finished(runs: list[Run], workers: list[Worker], timeout: float = 45) -> None:
+def wait_finished(runs: list[Run], workers: list[Worker], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for run in runs:
@@ -215,7 +215,7 @@ def test_it_acknowledges_without_resending_after_a_solo_worker_is_killed_between
     for taken_at in unacked.values():
         time.sleep(max(0.0, taken_at + VISIBILITY_TIMEOUT + 0.5 - time.time()))
     rescuer = workers("rescuer")
-    wait_finished([run], [rescuer], timeout=30)
+    wait_finished([run], [rescuer], timeout=90)
 
     # The same run came back and finished the job.
     assert run.status == Run.Status.SUCCEEDED, (run.message, rescuer.output()[-3000:])

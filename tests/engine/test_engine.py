@@ -145,6 +145,29 @@ def test_it_recognises_delivered_messages_after_the_folder_is_recreated(world, r
     assert world.seen == set(world.messages)
 
 
+def test_it_recognises_earlier_deliveries_among_new_messages_of_a_recreated_folder(world, run_once):
+    world.add("before", message_id="<old@x>")
+    run_once()
+    world.seen.clear()
+    world.recreate()
+    world.add("new one", message_id="<new@x>")
+    run = run_once()
+    assert _subjects(world) == ["Fwd: before", "Fwd: new one"]
+    assert sorted(run.records.values_list("status", flat=True)) == ["acknowledged", "sent"]
+
+
+def test_it_looks_for_earlier_epochs_once_per_run_not_per_message(world, run_once, monkeypatch):
+    from designer import engine
+
+    calls = []
+    monkeypatch.setattr(engine, "_delivered_elsewhere", lambda *a: calls.append(a))
+    for n in range(5):
+        world.add(f"hello {n}")
+    run = run_once()
+    assert run.sent_count == 5
+    assert calls == []  # nothing was ever delivered under another UIDVALIDITY: no look-up per message
+
+
 def test_it_takes_at_most_max_messages_oldest_first(world, run_once, operation):
     Activity.objects.filter(pk=operation.source_id).update(settings={"max_messages": 2})
     for n in range(5):

@@ -718,3 +718,122 @@ def test_it_forwards_a_parsed_message_with_its_attachments() -> None:
     assert forwarded["subject"] == "Fwd: Nested"
     assert [a["content"] for a in forwarded["attachments"]] == [a["content"] for a in source["attachments"]]
     assert forwarded["references"][-1] == "<nested-1@example.com>"
+
+
+# --- reading: large base64 runs set aside before parsing (a speed-up that must change nothing)
+
+
+def _tree(msg: Message) -> list:
+    """Everything the parser produced, part by part: headers, bodies, preamble, epilogue, defects."""
+    out, stack = [], [msg]
+    while stack:
+        node = stack.pop()
+        payload = node._payload
+        out.append((node.items(), payload if isinstance(payload, str) else None, node.preamble, node.epilogue,
+                    [type(d).__name__ for d in node.defects]))
+        if isinstance(payload, list):
+            stack.extend(reversed(payload))
+    return out
+
+
+def _without_set_aside(monkeypatch: pytest.MonkeyPatch, raw: bytes) -> tuple[dict, list]:
+    from connectors.email import mime
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mime, "_SET_ASIDE_MIN_MESSAGE", 10**12)
+        return parse(raw), _tree(mime._parse(raw)[0])
+
+
+def _run(size: int, newline: bytes = b"\r\n") -> bytes:
+    return base64.encodebytes(random.Random(size).randbytes(size)).replace(b"\n", newline)
+
+
+def _set_aside_cases() -> list[bytes]:
+    big, lf = _run(200_000), _run(150_000, b"\n")
+    head = [("From", "a@example.com"), ("Subject", "big")]
+    b64 = [("Content-Type", "application/pdf"), ("Content-Transfer-Encoding", "base64")]
+    text = hostile.part([("Content-Type", "text/plain")], b"body")
+    cases = [
+        hostile.large_attachment(),
+        hostile.message([*head, *b64], big),  # a single-part base64 message
+        hostile.message([*head, *b64], lf),  # bare LF line ends
+        hostile.message([*head, *b64], big + lf + b"trailing text\r\n" + big),  # several runs, mixed line ends
+        hostile.message([*head, *b64], big.rstrip()),  # the run is the end of the message, no line break
+        b"From: a@example.com\r\nSubject: no separator\r\n" + big,  # base64 right after the headers
+        big,  # no headers at all
+        hostile.message(  # runs in the preamble, a part and the epilogue
+            [*head, ("Content-Type", "multipart/mixed; boundary=zz")],
+            big + b"--zz\r\n" + text + b"\r\n--zz\r\n" + hostile.part(b64, big) + b"\r\n--zz--\r\n" + lf,
+        ),
+        hostile.message(  # a run directly before a boundary without a line break of its own
+            [*head, ("Content-Type", "multipart/mixed; boundary=zz")],
+            b"--zz\r\n" + hostile.part(b64, big.rstrip()) + b"\r\n--zz--",
+        ),
+        hostile.message(  # an attached message with a large attachment of its own
+            [*head, ("Content-Type", "multipart/mixed; boundary=outer")],
+            hostile.multipart("mixed", "outer", [text, hostile.part([("Content-Type", "message/rfc822")],
+                                                                    hostile.large_attachment(300_000))]),
+        ),
+        hostile.message(  # multipart without a boundary: repaired from the body
+            [*head, ("Content-Type", "multipart/mixed")],
+            hostile.multipart("mixed", "lost", [text, hostile.part(b64, big)]),
+        ),
+        hostile.message(  # unterminated multipart
+            [*head, ("Content-Type", "multipart/mixed; boundary=cut")],
+            hostile.multipart("mixed", "cut", [text, hostile.part(b64, big)], close=False),
+        ),
+        hostile.message([*head, *b64], b"MailwrightSetAside00000000\r\n" + big),  # our marker in the mail
+        hostile.deeply_nested() + big,  # too deep to follow, with a large body
+    ]
+    return cases + [seed + b"\r\n" + big for seed in hostile.seeds()]
+
+
+@pytest.mark.parametrize("number", range(len(_set_aside_cases())))
+def test_setting_large_base64_runs_aside_changes_nothing(number: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.email import mime
+
+    raw = _set_aside_cases()[number]
+    record, tree = _without_set_aside(monkeypatch, raw)
+    assert parse(raw) == record
+    assert _tree(mime._parse(raw)[0]) == tree
+
+
+def test_it_sets_large_base64_runs_aside() -> None:
+    from connectors.email import mime
+
+    raw = hostile.large_attachment()
+    collapsed, runs = mime._set_aside(raw)
+    assert len(runs) == 1 and len(collapsed) < 10_000
+
+
+# --- sending: the wire form
+
+
+def test_the_wire_form_is_as_bytes_byte_for_byte() -> None:
+    from connectors.email import mime
+
+    data = random.Random(3).randbytes(300_001)
+    for record in (
+        {"from": "a@example.com", "to": "b@example.com", "subject": "Grüße", "text": "one\ntwo\r\nthree\rfour\n\n",
+         "html": "<p>x</p>\n", "attachments": [{"filename": "a.bin", "content": data},
+                                              {"filename": "b.txt", "content": b"x\r\ny"}]},
+        {"from": "a@example.com", "to": "b@example.com", "text": "plain"},
+        {"from": "a@example.com", "to": "b@example.com", "text": "x" * 3000 + "\n",
+         "attachments": [{"filename": "e.bin", "content": b""}]},
+    ):
+        out = build(record)
+        wire = mime.wire_bytes(out.message)  # the first serialisation chooses the boundaries
+        assert wire == out.message.as_bytes()
+        strict = message_from_bytes(wire, policy=default_policy)
+        attached = [p.get_payload(decode=True) for p in strict.iter_attachments()]
+        assert attached == [a["content"] for a in record.get("attachments", [])]
+
+
+def test_it_encodes_attachments_as_the_email_package_does() -> None:
+    from email.contentmanager import _encode_base64
+
+    from connectors.email import mime
+
+    for size in (0, 1, 56, 57, 58, 114, 1000, 100_003):
+        data = random.Random(size).randbytes(size)
+        assert mime._base64_lines(data, 78) == _encode_base64(data, 78)
