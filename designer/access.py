@@ -53,10 +53,9 @@ def connection_manager_role(connection: Connection) -> str:
 
 
 def require_connection_change(membership: Membership, connection: Connection) -> None:
-    if connection.is_team_connection:
-        require_role(membership, Role.ADMIN, "change a team connection (its credentials are shared)")
-    else:
-        require_role(membership, Role.EDITOR, "change a project connection")
+    role = connection_manager_role(connection)
+    kind = "a team connection (its credentials are shared)" if connection.is_team_connection else "a project connection"
+    require_role(membership, role, f"change {kind}")
 
 
 def can_change_connection(membership: Membership, connection: Connection) -> bool:

@@ -176,13 +176,6 @@ def context_for(record: Mapping[str, Any], variables: Mapping[str, Any]) -> dict
     return {**record, "vars": dict(variables)}
 
 
-def referenced_names(template: str) -> set[str]:
-    try:
-        return meta.find_undeclared_variables(_ENV.parse(template))
-    except TemplateError:
-        return set()
-
-
 __all__ = [
     "MappingError",
     "TemplateProblem",
@@ -190,7 +183,6 @@ __all__ = [
     "check_template",
     "condition_holds",
     "context_for",
-    "referenced_names",
     "render_mapping",
     "render_value",
 ]
