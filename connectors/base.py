@@ -136,8 +136,11 @@ class SourceSession(AbstractContextManager):
         """Read the given records, in batches, without marking anything."""
         raise NotImplementedError
 
-    def acknowledge(self, key: SourceKey, action: str) -> None:
-        """Apply the after-read ``action`` to one delivered (or deliberately skipped) record."""
+    def acknowledge(self, keys: Sequence[SourceKey], action: str) -> None:
+        """Apply the after-read ``action`` to delivered (or deliberately skipped) records, all or none.
+
+        The engine acknowledges in batches: one round trip for many records instead of one each.
+        """
         raise NotImplementedError
 
     def health(self) -> dict[str, Any]:

@@ -6,7 +6,9 @@ The delivery guarantee (no message lost, none delivered twice) rests on the ledg
 1. ``sending`` is committed, with the Message-ID the target will use, before the target is asked;
 2. ``sent`` is committed as soon as the target accepted the message (its reply kept);
 3. only then is the source acknowledged (marked read, moved or deleted), and the row becomes
-   ``acknowledged``.
+   ``acknowledged``. Acknowledgements are batched (``ACK_BATCH`` messages or
+   ``ACK_INTERVAL_SECONDS``, and whatever is left when the run ends or stops): a crash before a
+   batch is applied leaves its rows ``sent``, which the next run acknowledges.
 
 A later run that finds ``sent`` only acknowledges; one that finds ``acknowledged``, ``failed`` or
 ``skipped`` leaves the message alone. The one window no protocol closes is between the target's
@@ -43,6 +45,12 @@ log = logging.getLogger(__name__)
 # How many consecutive transient target failures end a run early: the target is down, and
 # trying every remaining message would only delay the next run.
 TRANSIENT_STREAK_LIMIT = 3
+# Delivered messages are acknowledged in the source together, once this many wait or the oldest
+# has waited this long: one IMAP round trip and one ledger update for many messages.
+ACK_BATCH = 50
+ACK_INTERVAL_SECONDS = 2.0
+# Failed acknowledgements in a row that stop a run: the source no longer answers.
+ACK_FAILURE_LIMIT = 2
 # Ledger look-ups are chunked to stay under SQLite's limit on query parameters.
 LOOKUP_CHUNK = 500
 # Environment variable a fault-injection test sets to kill the worker at a named point.
@@ -205,6 +213,16 @@ def _debug_copy(message: dict[str, Any]) -> dict[str, Any]:
     return {k: (v if isinstance(v, plain) else str(v)) for k, v in copy.items()}
 
 
+@dataclass
+class _PendingAck:
+    """A message waiting for its after-read action."""
+
+    key: SourceKey
+    row: LedgerEntry | None  # None: a skipped message, whose ledger row stays "skipped"
+    earlier: bool = False  # sent by an earlier run: this run records that it acknowledged it
+    summary: dict[str, str] | None = None
+
+
 class _Delivery:
     """Delivers the messages of one run through an open source and target."""
 
@@ -222,10 +240,21 @@ class _Delivery:
         self.variables = ctx.operation.project.variables or {}
         # (scope, epoch) -> whether this operation delivered anything from the scope under another epoch.
         self._other_epochs: dict[tuple[str, int], bool] = {}
+        self._pending: dict[str, list[_PendingAck]] = {}  # after-read action -> messages waiting for it
+        self._pending_since = 0.0
+        self._failed_ack_batches = 0
 
     # -- the run as a whole -------------------------------------------------------------------
 
     def run(self) -> None:
+        try:
+            self._deliver()
+        except Exception:
+            self._flush_acks(final=True)  # what was delivered before the run stopped
+            raise
+        self._flush_acks(final=True)
+
+    def _deliver(self) -> None:
         keys = self.source.candidates()
         rows = _ledger_rows(self.ctx.operation.pk, self.connection_id, keys)
         acknowledge_only: list[tuple[SourceKey, LedgerEntry]] = []
@@ -245,7 +274,7 @@ class _Delivery:
 
         for key, row in acknowledge_only:
             self.ctx.checkpoint()
-            self._acknowledge(key, row, self.settings.after_read, earlier=True)
+            self._acknowledge(_PendingAck(key, row, earlier=True), self.settings.after_read)
 
         limit = self.settings.max_messages
         if len(deliver) > limit:
@@ -258,6 +287,8 @@ class _Delivery:
         for item in self.source.fetch(deliver):
             self.ctx.checkpoint()
             self._handle(item, rows.get((item.key.scope, item.key.epoch, item.key.position)))
+            # Let the message go before the source reads the next batch: memory holds one message, not two.
+            del item
             if self.transient_streak >= TRANSIENT_STREAK_LIMIT:
                 self.ctx.log(
                     f"the target failed {self.transient_streak} messages in a row with temporary errors; "
@@ -279,7 +310,7 @@ class _Delivery:
                 row = self._new_row(item.key, LedgerEntry.State.SENT, out_message_id=earlier.out_message_id,
                                     reply=f"delivered before the folder was recreated: {earlier.reply}")
                 ctx.log(f"{item.key.identity}: already delivered under UIDVALIDITY {earlier.epoch}; not sent again")
-                self._acknowledge(item.key, row, self.settings.after_read, earlier=True, summary=summary)
+                self._acknowledge(_PendingAck(item.key, row, earlier=True, summary=summary), self.settings.after_read)
                 return
         if item.record is None:
             self._skip(item, row, summary, item.skip_reason or "the message could not be read", acknowledge=False)
@@ -364,7 +395,7 @@ class _Delivery:
         self.ctx.bump(skipped_count=1)
         self.ctx.log(f"skipped {summary.get('subject')!r}: {reason}")
         if acknowledge and self.settings.on_skip != "leave":
-            self._apply_after_read(item.key, self.settings.on_skip)
+            self._acknowledge(_PendingAck(item.key, None), self.settings.on_skip)
 
     def _fail(self, item: SourceItem, row: LedgerEntry | None, summary: dict[str, str], error: str,
               transient: bool, rendered: dict[str, Any] | None = None) -> None:
@@ -410,40 +441,61 @@ class _Delivery:
             self._record(item, row, summary, RunRecord.Status.SENT, rendered=prepared)
         ctx.bump(sent_count=1)
         _fault_point("after_sent")
-        self._acknowledge(item.key, row, self.settings.after_read)
+        self._acknowledge(_PendingAck(item.key, row), self.settings.after_read)
 
-    def _acknowledge(self, key: SourceKey, row: LedgerEntry, action: str, earlier: bool = False,
-                     summary: dict[str, str] | None = None) -> None:
-        if not self._apply_after_read(key, action):
+    def _acknowledge(self, pending: _PendingAck, action: str) -> None:
+        """Queue the after-read action; the queue is applied in one go when full or old enough."""
+        if not any(self._pending.values()):
+            self._pending_since = time.monotonic()
+        self._pending.setdefault(action, []).append(pending)
+        waiting = sum(len(batch) for batch in self._pending.values())
+        if waiting >= ACK_BATCH or time.monotonic() - self._pending_since >= ACK_INTERVAL_SECONDS:
+            self._flush_acks()
+
+    def _flush_acks(self, final: bool = False) -> None:
+        """Apply the queued after-read actions, then mark their ledger rows acknowledged.
+
+        A failure leaves those rows "sent": the next run acknowledges them without sending again.
+        ``ACK_FAILURE_LIMIT`` in a row stop the run (unless it is ending anyway).
+        """
+        pending, self._pending = self._pending, {}
+        for action, batch in pending.items():
+            if action != "leave":
+                try:
+                    self.source.acknowledge([p.key for p in batch], action)
+                except ConnectorError as exc:
+                    delivered = sum(1 for p in batch if p.row is not None)
+                    self.ctx.unacknowledged += delivered
+                    positions = ", ".join(str(p.key.position) for p in batch[:10]) + (", …" if len(batch) > 10 else "")
+                    self.ctx.log(f"could not {action.replace('_', ' ')} message(s) {positions}: {exc}", "error")
+                    self._failed_ack_batches += 1
+                    if self._failed_ack_batches >= ACK_FAILURE_LIMIT and not final:
+                        raise RunAborted(f"the source stopped answering: {exc}") from None
+                    continue
+                self._failed_ack_batches = 0
+            self._mark_acknowledged(batch)
+
+    def _mark_acknowledged(self, batch: list[_PendingAck]) -> None:
+        rows = [p for p in batch if p.row is not None]
+        if not rows:
             return
         with transaction.atomic():
-            row.state = LedgerEntry.State.ACKNOWLEDGED
-            row.save(update_fields=["state", "updated_at"])
-            if earlier:
-                # Without the message in hand (acknowledge-only), its first run's row tells what it was.
-                first = row.records.order_by("id").first()
-                facts = summary or ({"subject": first.subject, "from": first.sender, "to": first.recipients}
-                                    if first else {})
-                RunRecord.objects.create(
-                    run=self.ctx.run, ledger=row, position=key.position, identity=(key.identity or row.identity)[:998],
-                    subject=facts.get("subject", "")[:2000], sender=facts.get("from", "")[:2000],
-                    recipients=facts.get("to", "")[:5000], status=RunRecord.Status.ACKNOWLEDGED,
-                )
+            LedgerEntry.objects.filter(pk__in=[p.row.pk for p in rows]).update(
+                state=LedgerEntry.State.ACKNOWLEDGED, updated_at=timezone.now())
+            RunRecord.objects.bulk_create([self._acknowledged_record(p) for p in rows if p.earlier])
 
-    def _apply_after_read(self, key: SourceKey, action: str) -> bool:
-        if action == "leave":
-            return True
-        try:
-            self.source.acknowledge(key, action)
-        except ConnectorError as exc:
-            # Delivered but not acknowledged: the ledger says "sent", so the next run
-            # acknowledges it without sending again.
-            self.ctx.unacknowledged += 1
-            self.ctx.log(f"could not {action.replace('_', ' ')} message {key.position}: {exc}", "error")
-            if self.ctx.unacknowledged >= TRANSIENT_STREAK_LIMIT:
-                raise RunAborted(f"the source stopped answering: {exc}") from None
-            return False
-        return True
+    def _acknowledged_record(self, pending: _PendingAck) -> RunRecord:
+        row = pending.row
+        # Without the message in hand (acknowledge-only), its first run's row tells what it was.
+        first = row.records.order_by("id").first()
+        facts = pending.summary or (
+            {"subject": first.subject, "from": first.sender, "to": first.recipients} if first else {})
+        return RunRecord(
+            run=self.ctx.run, ledger=row, position=pending.key.position,
+            identity=(pending.key.identity or row.identity)[:998],
+            subject=facts.get("subject", "")[:2000], sender=facts.get("from", "")[:2000],
+            recipients=facts.get("to", "")[:5000], status=RunRecord.Status.ACKNOWLEDGED,
+        )
 
 
 def _final_status(ctx: _RunContext) -> str:

@@ -87,15 +87,16 @@ class FakeSource(SourceSession):
                 continue
             yield SourceItem(SourceKey(key.scope, key.epoch, key.position, message["message_id"]), dict(message))
 
-    def acknowledge(self, key: SourceKey, action: str) -> None:
+    def acknowledge(self, keys: Sequence[SourceKey], action: str) -> None:
         if WORLD.ack_fails:
             raise ConnectorError("IMAP connection lost")
-        if key.epoch != WORLD.epoch:
+        if any(key.epoch != WORLD.epoch for key in keys):
             raise ConnectorError("folder was recreated")
-        if action == "delete":
-            WORLD.messages.pop(key.position, None)
-        else:
-            WORLD.seen.add(key.position)
+        for key in keys:
+            if action == "delete":
+                WORLD.messages.pop(key.position, None)
+            else:
+                WORLD.seen.add(key.position)
 
     def health(self) -> dict[str, Any]:
         return {"unread": len(self.candidates())}

@@ -1,10 +1,10 @@
-"""The Read Email source: one IMAP folder, read without side effects, acknowledged one message at a time.
+"""The Read Email source: one IMAP folder, read without side effects, acknowledged in batches.
 
 Reading only ever uses FETCH items that leave the flags alone (``RFC822.SIZE``, ``FLAGS``,
 ``BODYSTRUCTURE``, ``BODY.PEEK[...]``), so a run that crashes, a preview and a failed delivery
 mark nothing. Only ``acknowledge`` writes, after the engine knows the target accepted the
-message, and only once it has checked that the folder still has the UIDVALIDITY the key was
-taken under: otherwise the UID could name another message.
+messages, and only once it has checked that the folder still has the UIDVALIDITY the keys were
+taken under: otherwise a UID could name another message.
 
 Memory stays bounded by a batch: sizes are asked first (a message above the limit is offered
 as skipped and its body never downloaded), then bodies are fetched ``BODY_BATCH_BYTES`` at a
@@ -34,7 +34,9 @@ from connectors.email.imap import GuardedIMAPClient, open_imap
 T = TypeVar("T")
 
 PROBE_BATCH = 50  # UIDs per FETCH of sizes and flags
-BODY_BATCH_BYTES = 8 * MB  # bodies per FETCH, by their RFC822.SIZE (one message at least)
+# Bodies per FETCH, by their RFC822.SIZE (one message at least). Small, because memory is counted
+# in messages: a large message is fetched on its own, never alongside others it would double.
+BODY_BATCH_BYTES = 1 * MB
 STRUCTURE_BATCH = 500  # UIDs per FETCH BODYSTRUCTURE for the has_attachment filter
 SUMMARY_HEADERS = "MESSAGE-ID SUBJECT FROM TO DATE"
 
@@ -187,52 +189,54 @@ class EmailSource(SourceSession):
 
     # Acknowledging ------------------------------------------------------------------------------
 
-    def acknowledge(self, key: SourceKey, action: str) -> None:
-        """Apply ``mark_read``, ``move``, ``delete`` or ``leave`` to the message of ``key``."""
-        handlers: dict[str, Callable[[GuardedIMAPClient, int], None]] = {
+    def acknowledge(self, keys: Sequence[SourceKey], action: str) -> None:
+        """Apply ``mark_read``, ``move``, ``delete`` or ``leave`` to the messages of ``keys``, in one command."""
+        handlers: dict[str, Callable[[GuardedIMAPClient, list[int]], None]] = {
             "mark_read": self._mark_read,
             "move": self._move,
             "delete": self._delete,
         }
         if action != "leave" and action not in handlers:
             raise ValueError(f"unknown after-read action {action!r}")
-        if key.scope != self.folder:
-            raise ValueError(f"the key is from the folder {key.scope}, this source reads {self.folder}")
-        if action == "leave":
+        if any(key.scope != self.folder for key in keys):
+            raise ValueError(f"a key is from another folder than {self.folder}, the one this source reads")
+        if action == "leave" or not keys:
             return
+        epochs = {key.epoch for key in keys}
+        uids = sorted({key.position for key in keys})
 
         def command(client: GuardedIMAPClient) -> None:
             # SELECT again rather than STATUS: STATUS on the selected folder may answer from the
             # session's cache (Dovecot does) and miss a folder deleted and created meanwhile.
-            if self._select(client) != key.epoch:
+            if epochs != {self._select(client)}:
                 raise _recreated(self.folder, "not acknowledging")
-            handlers[action](client, key.position)
+            handlers[action](client, uids)
 
-        uid = key.position
-        what = {"mark_read": f"mark message {uid} read", "move": f"move message {uid} to {self.settings.move_to}"}
-        self._run(what.get(action, f"delete message {uid}"), command)
+        which = f"message {uids[0]}" if len(uids) == 1 else f"{len(uids)} messages"
+        what = {"mark_read": f"mark {which} read", "move": f"move {which} to {self.settings.move_to}"}
+        self._run(what.get(action, f"delete {which}"), command)
 
-    def _mark_read(self, client: GuardedIMAPClient, uid: int) -> None:
-        client.add_flags([uid], [b"\\Seen"], silent=True)
+    def _mark_read(self, client: GuardedIMAPClient, uids: list[int]) -> None:
+        client.add_flags(uids, [b"\\Seen"], silent=True)
 
-    def _move(self, client: GuardedIMAPClient, uid: int) -> None:
+    def _move(self, client: GuardedIMAPClient, uids: list[int]) -> None:
         target = self.settings.move_to
         if client.has_capability("MOVE"):
-            client.move([uid], target)
+            client.move(uids, target)
             return
-        client.copy([uid], target)
-        self._delete(client, uid)
+        client.copy(uids, target)
+        self._delete(client, uids)
 
-    def _delete(self, client: GuardedIMAPClient, uid: int) -> None:
-        """Flag \\Deleted and expunge this UID only.
+    def _delete(self, client: GuardedIMAPClient, uids: list[int]) -> None:
+        """Flag \\Deleted and expunge these UIDs only.
 
         Without UIDPLUS a plain EXPUNGE would also remove every other message someone flagged
-        \\Deleted, so the flag stays and the message goes at the server's next expunge; our
+        \\Deleted, so the flag stays and the messages go at the server's next expunge; our
         search skips deleted messages meanwhile.
         """
-        client.add_flags([uid], [b"\\Deleted"], silent=True)
+        client.add_flags(uids, [b"\\Deleted"], silent=True)
         if client.has_capability("UIDPLUS"):
-            client.uid_expunge([uid])
+            client.uid_expunge(uids)
 
     # Health -------------------------------------------------------------------------------------
 

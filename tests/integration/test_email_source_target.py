@@ -246,10 +246,23 @@ def test_it_marks_only_the_acknowledged_message_read(mailbox: Mailbox) -> None:
 
     with source(mailbox) as inbox:
         keys = inbox.candidates()
-        inbox.acknowledge(keys[0], "mark_read")
-        inbox.acknowledge(keys[1], "leave")
+        inbox.acknowledge(keys[:1], "mark_read")
+        inbox.acknowledge(keys[1:2], "leave")
 
     assert mailbox.flags() == {first: {"\\Seen"}, second: set()}
+
+
+def test_it_acknowledges_a_batch_of_messages_together(mailbox: Mailbox) -> None:
+    mailbox.create_folder("Archive")
+    uids = [mailbox.append("INBOX", message(f"number {n}")) for n in range(5)]
+
+    with source(mailbox, after_read="move", move_to="Archive") as inbox:
+        keys = inbox.candidates()
+        inbox.acknowledge(keys[:2], "mark_read")
+        inbox.acknowledge(keys[2:4], "move")
+
+    assert mailbox.flags() == {uids[0]: {"\\Seen"}, uids[1]: {"\\Seen"}, uids[4]: set()}
+    assert len(mailbox.uids("Archive")) == 2
 
 
 def test_it_moves_a_message_with_move(mailbox: Mailbox, copies: list) -> None:
@@ -258,7 +271,7 @@ def test_it_moves_a_message_with_move(mailbox: Mailbox, copies: list) -> None:
     stays = mailbox.append("INBOX", message("stays"))
 
     with source(mailbox, after_read="move", move_to="Archive") as inbox:
-        inbox.acknowledge(inbox.candidates()[0], "move")
+        inbox.acknowledge(inbox.candidates()[:1], "move")
 
     assert copies == []
     assert mailbox.uids("INBOX") == [stays]
@@ -276,7 +289,7 @@ def test_it_moves_with_copy_and_expunge_when_the_server_lacks_move(
 
     with source(server, after_read="move", move_to="Archive") as inbox:
         assert not inbox._client.has_capability("MOVE")
-        inbox.acknowledge(inbox.candidates()[0], "move")
+        inbox.acknowledge(inbox.candidates()[:1], "move")
 
     assert len(copies) == 1
     assert server.uids(IMAP_USER, "INBOX") == [stays]
@@ -289,7 +302,7 @@ def test_it_deletes_only_the_acknowledged_message(mailbox: Mailbox) -> None:
     other = mailbox.append("INBOX", message("keep me"))
 
     with source(mailbox) as inbox:
-        inbox.acknowledge(SourceKey("INBOX", inbox.uidvalidity, doomed), "delete")
+        inbox.acknowledge([SourceKey("INBOX", inbox.uidvalidity, doomed)], "delete")
 
     assert mailbox.flags() == {someone_elses: {"\\Deleted"}, other: set()}
 
@@ -302,7 +315,7 @@ def test_it_refuses_to_acknowledge_after_the_folder_was_recreated(mailbox: Mailb
         mailbox.recreate_folder("Support")
         newcomer = mailbox.append("Support", message("new generation, maybe the same UID"))
         with pytest.raises(ConnectorError) as caught:
-            support.acknowledge(key, "mark_read")
+            support.acknowledge([key], "mark_read")
 
     assert caught.value.message == "the folder Support was recreated (UIDVALIDITY changed); not acknowledging"
     assert not caught.value.permanent
