@@ -249,9 +249,8 @@ def describe_prepared(prepared: Mapping[str, Any]) -> dict[str, Any]:
         "text": plain.get_content() if plain is not None else "",
         "html": html.get_content() if html is not None else "",
         "attachments": [
-            {"filename": part.get_filename() or "", "content_type": part.get_content_type(),
-             "size": len(part.get_payload(decode=True) or b"")}
-            for part in message.iter_attachments()
+            {"filename": part.get_filename() or "", "content_type": part.get_content_type(), "size": len(content)}
+            for part, content in zip(message.iter_attachments(), outgoing.attachments, strict=True)
         ],
     }
 

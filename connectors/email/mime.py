@@ -50,15 +50,15 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.generator import NLCRE, BytesGenerator
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.policy import SMTP, Compat32
 from email.utils import format_datetime, getaddresses, make_msgid, parsedate_to_datetime
 from functools import lru_cache
-from io import BytesIO
 from typing import Any, cast
+
+from connectors.email import wire
 
 RECORD_KEYS = (
     "uid",
@@ -787,16 +787,22 @@ class InvalidMessage(ValueError):
 
 @dataclass(frozen=True)
 class OutgoingMessage:
-    """A message ready for SMTP: ``message.as_bytes()`` is wire-ready (CRLF, 7-bit clean).
+    """A message ready for SMTP: ``to_wire()`` gives its bytes (CRLF, 7-bit clean).
 
     ``sender`` and ``recipients`` are the envelope (Bcc included, IDN domains in ASCII form);
-    ``message_id`` is the ``<id@domain>`` the message carries.
+    ``message_id`` is the ``<id@domain>`` the message carries. ``message`` has the headers, bodies
+    and structure; its attachment parts hold placeholders, and ``attachments`` their bytes, in order.
     """
 
     message: EmailMessage
     sender: str
     recipients: list[str]
     message_id: str
+    attachments: tuple[bytes, ...] = ()
+    placeholder_token: str = ""
+
+    def to_wire(self) -> wire.Wire:
+        return wire.flatten(self.message, self.placeholder_token, self.attachments)
 
 
 @dataclass(frozen=True)
@@ -889,63 +895,20 @@ def build_message(
         message.set_content(html, subtype="html")
     else:
         message.set_content(text)
-    for filename, content_type, data in attachments:
+    token = wire.new_placeholder_token()
+    for index, (filename, content_type, _data) in enumerate(attachments):
         maintype, subtype = content_type.split("/")
-        # Encoded here in one C call: the email package's encoder goes line by line in Python.
+        # Encoded while it is sent (``wire``): the part holds a placeholder meanwhile.
         message.add_attachment(b"", maintype=maintype, subtype=subtype, filename=filename)
-        message.get_payload()[-1].set_payload(_base64_lines(data, _SEND_POLICY.max_line_length))
+        message.get_payload()[-1].set_payload(wire.placeholder(token, index))
 
     recipients: dict[str, str] = {}
     for mailbox in (*to, *cc, *bcc):
         recipients.setdefault(mailbox.address.lower(), mailbox.address)
     return OutgoingMessage(
-        message=message, sender=senders[0].address, recipients=list(recipients.values()), message_id=message_id
+        message=message, sender=senders[0].address, recipients=list(recipients.values()), message_id=message_id,
+        attachments=tuple(data for _filename, _type, data in attachments), placeholder_token=token,
     )
-
-
-def _base64_lines(data: bytes, max_line_length: int) -> str:
-    """``data`` in base64, lines as ``email.contentmanager`` writes them (same text, much faster)."""
-    width = max_line_length // 4 * 4
-    encoded = binascii.b2a_base64(data, newline=False).decode("ascii")
-    return "".join([encoded[i : i + width] + "\n" for i in range(0, len(encoded), width)])
-
-
-class _WireGenerator(BytesGenerator):
-    """``BytesGenerator`` writing each body in one piece instead of line by line: the same bytes.
-
-    The stock ``_write_lines`` splits a body into lines and writes each one and its line break
-    separately, which for a megabyte of base64 is most of the cost of serialising a message.
-    """
-
-    def _write_lines(self, lines: str) -> None:
-        if lines:
-            self.write(lines.replace("\n", self._NL) if "\r" not in lines else NLCRE.sub(self._NL, lines))
-
-    @classmethod
-    def _make_boundary(cls, text: Any = None) -> str:
-        # The stdlib's, with a substring test before its multiline regex (slow over megabytes).
-        boundary = BytesGenerator._make_boundary()
-        if text is None:
-            return boundary
-        candidate, counter = boundary, 0
-        while cls._boundary_in(candidate, text):
-            candidate = f"{boundary}.{counter}"
-            counter += 1
-        return candidate
-
-    @classmethod
-    def _boundary_in(cls, boundary: str, text: str | bytes) -> bool:
-        needle = "--" + boundary
-        if needle.encode("ascii") not in text if isinstance(text, bytes) else needle not in text:
-            return False
-        return cls._compile_re("^--" + re.escape(boundary) + "(--)?$", re.MULTILINE).search(text) is not None
-
-
-def wire_bytes(message: Message) -> bytes:
-    """``message.as_bytes()``, byte for byte, without the per-line cost."""
-    fp = BytesIO()
-    _WireGenerator(fp, mangle_from_=False, policy=message.policy).flatten(message, unixfrom=False)
-    return fp.getvalue()
 
 
 def _merge(record: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import contextlib
 import ipaddress
 import smtplib
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from connectors import net
 from connectors.email.auth import AUTH_METHODS
@@ -175,6 +175,28 @@ def login_smtp(smtp: SMTPSession, secrets: Mapping[str, str]) -> None:
     method = AUTH_METHODS[smtp.config.auth_method]
     with smtp.translating("login", secrets):
         method.smtp_login(smtp, smtp.config.auth, secrets)
+
+
+def send_data(smtp: SMTPSession, chunks: Iterable[bytes]) -> tuple[int, bytes]:
+    """DATA with the message streamed from ``chunks``; the server's final reply.
+
+    smtplib's ``data`` wants the whole message as one bytes object and makes two more copies of it
+    (dot-stuffed, terminated); here each chunk is dot-stuffed and sent as it comes. Raises
+    ``SMTPDataError`` when the server does not answer DATA with 354, as smtplib does.
+    """
+    code, reply = smtp.docmd("data")
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    at_line_start = True
+    for chunk in chunks:
+        if not chunk:
+            continue
+        # RFC 5321 4.5.2: a line that starts with "." gets one more.
+        stuffed = chunk.replace(b"\n.", b"\n..")
+        smtp.send(b"." + stuffed if at_line_start and chunk[:1] == b"." else stuffed)
+        at_line_start = chunk[-1:] == b"\n"
+    smtp.send(b".\r\n" if at_line_start else b"\r\n.\r\n")
+    return smtp.getreply()
 
 
 def close_smtp(smtp: SMTPSession) -> None:

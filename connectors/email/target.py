@@ -25,8 +25,8 @@ from typing import Any
 from connectors.base import ConnectionFailed, ConnectorError, Delivery, TargetSession
 from connectors.email.activities import SendSettings
 from connectors.email.config import EmailConfig
-from connectors.email.mime import InvalidMessage, OutgoingMessage, build_message, wire_bytes
-from connectors.email.smtp import SMTPSession, open_smtp
+from connectors.email.mime import InvalidMessage, OutgoingMessage, build_message
+from connectors.email.smtp import SMTPSession, open_smtp, send_data
 
 _MESSAGE_ID = re.compile(r"<[!-;=?-~]+>")  # printable ASCII without "<", ">" or spaces
 
@@ -125,8 +125,8 @@ def _submit(smtp: SMTPSession, outgoing: OutgoingMessage) -> _Outcome:
 
     Network failures raise (smtplib's exceptions); replies never do.
     """
-    payload = wire_bytes(outgoing.message)  # as_bytes(): CRLF and 7-bit clean (build_message's policy)
-    options = [f"SIZE={len(payload)}"] if smtp.has_extn("size") else []
+    payload = outgoing.to_wire()
+    options = [f"SIZE={payload.size}"] if smtp.has_extn("size") else []
     code, text = smtp.mail(outgoing.sender, options)
     if code != 250:
         _reset(smtp)
@@ -142,7 +142,7 @@ def _submit(smtp: SMTPSession, outgoing: OutgoingMessage) -> _Outcome:
         # Transient while any refusal is: a retry may still reach that recipient.
         return _Outcome(min(code for code, _text in refused.values()), f"the server refused every recipient: {listed}")
     try:
-        code, text = smtp.data(payload)
+        code, text = send_data(smtp, payload.chunks())
     except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
         code, text = exc.smtp_code, exc.smtp_error
     if code != 250:

@@ -436,6 +436,18 @@ def test_it_delivers_a_multipart_message_with_its_attachment_intact(
     assert attachment.get_content() == pdf
 
 
+def test_it_keeps_lines_that_start_with_a_dot(smtp_server: SMTPServer, relay: EmailTarget) -> None:
+    # SMTP ends the data with a line holding one dot; lines of the message that start with a dot
+    # are sent with a second one, which the server takes off again.
+    text = ".\n.. two dots\n.hidden\nend.\n.\n"
+    relay.write({**RECORD, "text": text, "attachments": [{"filename": "a.txt", "content": b".x\r\n"}]})
+
+    [received] = smtp_server.messages
+    assert received.message.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
+    [attachment] = received.message.iter_attachments()
+    assert attachment.get_content() == ".x\r\n"
+
+
 def test_it_treats_a_4xx_reply_as_transient_and_goes_on(smtp_server: SMTPServer, relay: EmailTarget) -> None:
     smtp_server.fail_next(1, 451, "4.3.0 Try again later")
 
