@@ -133,6 +133,9 @@ def connect(
             last_error = exc
             continue
         sock.settimeout(timeout)
+        # Mail protocols are a dialogue of short commands and replies: Nagle's algorithm would hold
+        # the tail of each write back until the peer's delayed acknowledgement (up to 40 ms).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if deadline is not None:
             deadline.watch(sock)
         return sock

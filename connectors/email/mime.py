@@ -141,11 +141,26 @@ class _Part(Message):
         """The sub-parts of a multipart part, None for a leaf."""
         return self._payload if isinstance(self._payload, list) else None
 
+    # The runs ``_set_aside`` took out of the message before parsing (see there); None when none.
+    set_aside: _SetAside | None = None
+
     def raw_body(self) -> bytes:
         """The body before any transfer decoding, exactly as it arrived."""
         payload = self._payload
+        if not isinstance(payload, str):
+            return b""
+        if self.set_aside is not None and _MARKER in payload:
+            return self.set_aside.restore(payload)
         # The bytes parser maps every non-ASCII byte to a lone surrogate; this maps them back.
-        return payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else b""
+        return payload.encode("ascii", "surrogateescape")
+
+    def set_aside_body(self) -> memoryview | None:
+        """The body when it is one set-aside run and nothing else: the original bytes, uncopied."""
+        payload = self._payload
+        if self.set_aside is None or not isinstance(payload, str):
+            return None
+        found = _MARKERS.fullmatch(payload.strip())
+        return self.set_aside.run(int(found.group(1))) if found else None
 
 
 _PARSE_POLICY = _RawHeaders(message_factory=_Part)
@@ -223,24 +238,25 @@ def parse_message(
 def _parse(raw: bytes) -> tuple[_Part, bool]:
     """The parsed message, and whether its whole structure could be followed."""
     parser = BytesParser(policy=_PARSE_POLICY)
-    raw, set_aside = _set_aside(raw)
+    collapsed, set_aside = _set_aside(raw)
     try:
-        msg, complete = cast(_Part, parser.parsebytes(raw)), True
+        msg, complete = cast(_Part, parser.parsebytes(collapsed)), True
     except RecursionError:
         # The parser recurses once per nesting level; thousands of levels are an attack, not mail.
-        msg, complete = cast(_Part, parser.parsebytes(raw, headersonly=True)), False
-    if set_aside:
-        _put_back(msg, set_aside)
+        msg, complete = cast(_Part, parser.parsebytes(collapsed, headersonly=True)), False
+    if set_aside is not None:
+        _hand_out(msg, set_aside)
     return msg, complete
 
 
 # The parser goes line by line in Python, and a megabyte of base64 is some 18,000 lines. So, in a
 # large message, each long run of lines made only of base64 characters is set aside before
-# parsing and replaced by one line of the same kind (a marker), then put back into whatever body,
-# preamble or epilogue the marker landed in. To the parser such a line can only be body text (it
-# is never a header, a header continuation, a boundary or a blank line), one line or many, so it
-# sees the same structure and every body comes back byte for byte. The run's last line break
-# stays in place, since the parser gives the line break before a boundary to the boundary.
+# parsing and replaced by one line of the same kind (a marker). To the parser such a line can
+# only be body text (it is never a header, a header continuation, a boundary or a blank line), one
+# line or many, so it sees the same structure, and every body comes back byte for byte when its
+# markers are replaced by their runs. The run's last line break stays in place, since the parser
+# gives the line break before a boundary to the boundary. The runs stay where they are, in the
+# message's own bytes: a base64 body that is one run is decoded straight from there, never copied.
 _SET_ASIDE_MIN_MESSAGE = 64 * 1024
 _SET_ASIDE_MIN_RUN = 4 * 1024
 _BASE64_LINES = re.compile(rb"^(?:[A-Za-z0-9+/=]++\r?\n)++", re.MULTILINE)
@@ -248,33 +264,55 @@ _MARKER = "MailwrightSetAside"
 _MARKERS = re.compile(_MARKER + r"([0-9]{8})")
 
 
-def _set_aside(raw: bytes) -> tuple[bytes, list[str]]:
-    """``raw`` with its long base64 runs replaced by markers, and the runs (as the parser's text)."""
+@dataclass(frozen=True)
+class _SetAside:
+    """The runs of one raw message, by their spans in it."""
+
+    raw: memoryview
+    spans: list[tuple[int, int]]
+
+    def run(self, index: int) -> memoryview:
+        start, end = self.spans[index]
+        return self.raw[start:end]
+
+    def restore(self, text: str) -> bytes:
+        """``text`` (as the parser gave it) in bytes, with its markers replaced by their runs."""
+        pieces: list[bytes | memoryview] = []
+        done = 0
+        for found in _MARKERS.finditer(text):
+            pieces += [text[done : found.start()].encode("ascii", "surrogateescape"), self.run(int(found.group(1)))]
+            done = found.end()
+        pieces.append(text[done:].encode("ascii", "surrogateescape"))
+        return b"".join(pieces)
+
+
+def _set_aside(raw: bytes) -> tuple[bytes, _SetAside | None]:
+    """``raw`` with its long base64 runs replaced by markers, and where the runs are."""
     if len(raw) < _SET_ASIDE_MIN_MESSAGE or _MARKER.encode() in raw:
-        return raw, []
+        return raw, None
     pieces: list[bytes] = []
-    runs: list[str] = []
+    spans: list[tuple[int, int]] = []
     done = 0
     for match in _BASE64_LINES.finditer(raw):
         start, end = match.span()
         end -= 2 if raw[end - 2 : end] == b"\r\n" else 1
         if end - start < _SET_ASIDE_MIN_RUN:
             continue
-        pieces += [raw[done:start], b"%s%08d" % (_MARKER.encode(), len(runs))]
-        runs.append(raw[start:end].decode("ascii"))
+        pieces += [raw[done:start], b"%s%08d" % (_MARKER.encode(), len(spans))]
+        spans.append((start, end))
         done = end
-    if not runs:
-        return raw, []
+    if not spans:
+        return raw, None
     pieces.append(raw[done:])
-    return b"".join(pieces), runs
+    return b"".join(pieces), _SetAside(memoryview(raw), spans)
 
 
-def _put_back(msg: Message, runs: list[str]) -> None:
-    """Replace the markers of ``_set_aside`` in every body, preamble and epilogue of the tree."""
+def _hand_out(msg: Message, set_aside: _SetAside) -> None:
+    """Give every part of the tree the runs its body may name; put them back in preambles and epilogues."""
 
     def restore(text: Any) -> Any:
         if isinstance(text, str) and _MARKER in text:
-            return _MARKERS.sub(lambda m: runs[int(m.group(1))], text)
+            return set_aside.restore(text).decode("ascii", "surrogateescape")
         return text
 
     stack = [msg]
@@ -283,7 +321,7 @@ def _put_back(msg: Message, runs: list[str]) -> None:
         if isinstance(part._payload, list):
             stack.extend(p for p in part._payload if isinstance(p, Message))
         else:
-            part._payload = restore(part._payload)
+            part.set_aside = set_aside
         part.preamble = restore(part.preamble)
         part.epilogue = restore(part.epilogue)
 
@@ -592,8 +630,13 @@ def _extension(content_type: str) -> str:
 
 
 def _transfer_decode(part: _Part, where: str, defects: _Defects) -> bytes:
-    data = part.raw_body()
     encoding = (part.get("content-transfer-encoding") or "").split(";", 1)[0].strip().lower()
+    if encoding == "base64":
+        run = part.set_aside_body()
+        decoded = _b64decode_run(run) if run is not None else None
+        if decoded is not None:
+            return decoded
+    data = part.raw_body()
     if encoding == "base64":
         data, problem = _b64decode(data)
         if problem:
@@ -612,6 +655,24 @@ _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 _B64_DROP = bytes(sorted(set(range(256)) - set(_B64_ALPHABET + b"=")))
 # What may appear in base64 text (bytes.isspace() whitespace included): removing it leaves the junk.
 _B64_TEXT = _B64_ALPHABET + b"=" + b" \t\n\r\x0b\x0c"
+
+
+_B64_PADDING_THEN_MORE = re.compile(rb"=[\r\n]*[A-Za-z0-9+/]")
+
+
+def _b64decode_run(run: memoryview) -> bytes | None:
+    """A set-aside run decoded in place, or None when it needs ``_b64decode``'s care.
+
+    A run holds only base64 characters and line breaks, so what can be wrong with it is padding
+    before its end (which ``a2b_base64`` would stop at, silently) or a length that does not add
+    up (which it refuses).
+    """
+    if _B64_PADDING_THEN_MORE.search(run):
+        return None
+    try:
+        return binascii.a2b_base64(run)
+    except binascii.Error:
+        return None
 
 
 def _b64decode(data: bytes) -> tuple[bytes, str]:

@@ -188,14 +188,18 @@ def send_data(smtp: SMTPSession, chunks: Iterable[bytes]) -> tuple[int, bytes]:
     if code != 354:
         raise smtplib.SMTPDataError(code, reply)
     at_line_start = True
+    held = b""  # the last chunk goes out together with the end of the data: one write, not two
     for chunk in chunks:
         if not chunk:
             continue
+        if held:
+            smtp.send(held)
         # RFC 5321 4.5.2: a line that starts with "." gets one more.
-        stuffed = chunk.replace(b"\n.", b"\n..")
-        smtp.send(b"." + stuffed if at_line_start and chunk[:1] == b"." else stuffed)
+        held = chunk.replace(b"\n.", b"\n..")
+        if at_line_start and chunk[:1] == b".":
+            held = b"." + held
         at_line_start = chunk[-1:] == b"\n"
-    smtp.send(b".\r\n" if at_line_start else b"\r\n.\r\n")
+    smtp.send(held + (b".\r\n" if at_line_start else b"\r\n.\r\n"))
     return smtp.getreply()
 
 
