@@ -45,6 +45,7 @@ class FakeSocket:
     def __init__(self, family: int, kind: int) -> None:
         self.family = family
         self.timeout: float | None = None
+        self.options: dict[tuple[int, int], int] = {}
         self.closed = False
 
     def settimeout(self, value: float | None) -> None:
@@ -54,6 +55,9 @@ class FakeSocket:
         if sockaddr[0] in self.refuse:
             raise ConnectionRefusedError(111, "Connection refused")
         FakeSocket.connected.append(sockaddr)
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        self.options[(level, option)] = value
 
     def close(self) -> None:
         self.closed = True
