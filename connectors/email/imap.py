@@ -96,6 +96,10 @@ class GuardedIMAPClient(IMAPClient):
             ssl_context=build_ssl_context(config, self.server),
             timeout=SocketTimeout(config.connect_timeout, config.read_timeout),
         )
+        # IMAPClient sets imaplib's debug level to 5 to route its trace to a logger. imaplib then
+        # formats every response with %r whatever the log level: a megabyte-sized repr per
+        # fetched message (time and memory), and LOGIN and AUTHENTICATE lines in DEBUG logs.
+        self._imap.debug = 0
 
     def read_timeout(self) -> float:
         """The read timeout, shortened to what is left of the deadline."""

@@ -50,7 +50,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.policy import SMTP, Compat32
@@ -877,8 +877,27 @@ class _Mailbox:
         return f"{self.local}@{self.domain}"
 
 
+class _HeaderClasses(HeaderRegistry):
+    """The stdlib's header registry, with each header class made once rather than at every header.
+
+    The stock ``__getitem__`` creates a new class each time a header is set; those classes live
+    in reference cycles, so a run building thousands of messages piles them up until the garbage
+    collector's rare full pass.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[type, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        kind = self.registry.get(name.lower(), self.default_class)
+        if kind not in self._made:
+            self._made[kind] = super().__getitem__(name)
+        return self._made[kind]
+
+
 # 7-bit so that no server without 8BITMIME can refuse or mangle the message.
-_SEND_POLICY = SMTP.clone(cte_type="7bit")
+_SEND_POLICY = SMTP.clone(cte_type="7bit", header_factory=_HeaderClasses())
 _LINE_BREAK = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _HEADER_NAME = re.compile(r"[!-9;-~]{1,76}")

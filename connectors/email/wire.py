@@ -61,16 +61,18 @@ class Wire:
 def flatten(message: Message, token: str, attachments: Sequence[bytes]) -> Wire:
     """``message`` (whose attachment parts hold ``placeholder(token, i)``) with ``attachments`` in place."""
     text = _flatten(message)
-    # A message/rfc822 part's payload is written as it is, so its line end is a bare LF.
-    marker = re.compile(re.escape(token).encode("ascii") + rb"-([0-9]{6})\r?\n")
+    needle = token.encode("ascii") + b"-"
     pieces: list[bytes | int] = []
     size = 0
     start = 0
-    for found in marker.finditer(text):
-        index = int(found.group(1))
-        pieces += [text[start : found.start()], index]
-        size += found.start() - start + base64_size(len(attachments[index]))
-        start = found.end()
+    while (found := text.find(needle, start)) >= 0:
+        index = int(text[found + len(needle) : found + len(needle) + 6])
+        end = found + len(needle) + 6
+        # A message/rfc822 part's payload is written as it is, so its line end is a bare LF.
+        end += 2 if text[end : end + 2] == b"\r\n" else 1
+        pieces += [text[start:found], index]
+        size += found - start + base64_size(len(attachments[index]))
+        start = end
     pieces.append(text[start:])
     size += len(text) - start
     return Wire(tuple(pieces), tuple(attachments), size)
