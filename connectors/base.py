@@ -112,6 +112,8 @@ class SourceItem:
     skip_reason: str = ""
     # What the run history shows for this item even when ``record`` is None.
     summary: dict[str, str] = field(default_factory=dict)
+    # Bytes read for it (0: small or unknown): the engine holds one large record at a time.
+    size: int = 0
 
 
 @dataclass(frozen=True)

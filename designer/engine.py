@@ -26,6 +26,7 @@ import signal
 import socket
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import Any
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 # How many consecutive transient target failures end a run early: the target is down, and
 # trying every remaining message would only delay the next run.
 TRANSIENT_STREAK_LIMIT = 3
+# While the target takes one message the next is read, mapped and built, unless the one in flight
+# is this large: memory then holds one large message, never two.
+LOOKAHEAD_MAX_BYTES = 256 * 1024
 # Delivered messages are acknowledged in the source together, once this many wait or the oldest
 # has waited this long: one IMAP round trip and one ledger update for many messages.
 ACK_BATCH = 50
@@ -223,8 +227,34 @@ class _PendingAck:
     summary: dict[str, str] | None = None
 
 
+@dataclass
+class _Ready:
+    """A message mapped and built for the target, not sent yet."""
+
+    key: SourceKey
+    row: LedgerEntry | None
+    summary: dict[str, str]
+    prepared: dict[str, Any]
+    size: int
+
+
+@dataclass
+class _Flight:
+    """A message the target is being given, on the sender thread; its ledger row says "sending"."""
+
+    ready: _Ready
+    row: LedgerEntry
+    future: Future
+
+
 class _Delivery:
-    """Delivers the messages of one run through an open source and target."""
+    """Delivers the messages of one run through an open source and target.
+
+    Sending runs on a thread of its own, one message at a time, so the target's time on one message
+    (network, the server's checks) is spent reading, mapping and building the next. Everything
+    else — the database, the source — stays on the run's thread. The ledger order holds per
+    message: "sending" is committed before it is handed to the sender, "sent" once it was accepted.
+    """
 
     def __init__(self, ctx: _RunContext, source_ep: _Endpoint, source: Any, target_ep: _Endpoint, target: Any,
                  replay: RunRecord | None) -> None:
@@ -243,15 +273,17 @@ class _Delivery:
         self._pending: dict[str, list[_PendingAck]] = {}  # after-read action -> messages waiting for it
         self._pending_since = 0.0
         self._failed_ack_batches = 0
+        self._sender: ThreadPoolExecutor | None = None
 
     # -- the run as a whole -------------------------------------------------------------------
 
     def run(self) -> None:
-        try:
-            self._deliver()
-        except Exception:
-            self._flush_acks(final=True)  # what was delivered before the run stopped
-            raise
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.ctx.holder}-send") as self._sender:
+            try:
+                self._deliver()
+            except Exception:
+                self._flush_acks(final=True)  # what was delivered before the run stopped
+                raise
         self._flush_acks(final=True)
 
     def _deliver(self) -> None:
@@ -284,21 +316,33 @@ class _Delivery:
             self.ctx.log(f"{len(deliver)} message(s) to deliver")
         else:
             self.ctx.log("no new messages")
-        for item in self.source.fetch(deliver):
-            self.ctx.checkpoint()
-            self._handle(item, rows.get((item.key.scope, item.key.epoch, item.key.position)))
-            # Let the message go before the source reads the next batch: memory holds one message, not two.
-            del item
-            if self.transient_streak >= TRANSIENT_STREAK_LIMIT:
-                self.ctx.log(
-                    f"the target failed {self.transient_streak} messages in a row with temporary errors; "
-                    "the remaining messages are left for the next run", "error",
-                )
-                break
+        in_flight: _Flight | None = None
+        try:
+            for item in self.source.fetch(deliver):
+                self.ctx.checkpoint()
+                ready = self._prepare(item, rows.get((item.key.scope, item.key.epoch, item.key.position)))
+                del item  # the record lives on in ``ready`` only as long as its message is needed
+                # ``in_flight`` is cleared before landing: a flight is landed once, even when landing raises.
+                if ready is not None:
+                    flight, in_flight = in_flight, None
+                    in_flight = self._land(flight, then=ready) if flight else self._launch(ready)
+                if in_flight is not None and in_flight.ready.size > LOOKAHEAD_MAX_BYTES:
+                    flight, in_flight = in_flight, None
+                    self._land(flight)
+                if self.transient_streak >= TRANSIENT_STREAK_LIMIT:
+                    self.ctx.log(
+                        f"the target failed {self.transient_streak} messages in a row with temporary errors; "
+                        "the remaining messages are left for the next run", "error",
+                    )
+                    break
+        finally:
+            if in_flight is not None:
+                self._land(in_flight)  # whatever stops the run, a message handed over gets its outcome
 
     # -- one message ----------------------------------------------------------------------------
 
-    def _handle(self, item: SourceItem, row: LedgerEntry | None) -> None:
+    def _prepare(self, item: SourceItem, row: LedgerEntry | None) -> _Ready | None:
+        """The message ready to send, or None when it was skipped, failed or needs no sending (recorded)."""
         ctx = self.ctx
         ctx.bump(read_count=1)
         summary = _summary(item)
@@ -311,20 +355,20 @@ class _Delivery:
                                     reply=f"delivered before the folder was recreated: {earlier.reply}")
                 ctx.log(f"{item.key.identity}: already delivered under UIDVALIDITY {earlier.epoch}; not sent again")
                 self._acknowledge(_PendingAck(item.key, row, earlier=True, summary=summary), self.settings.after_read)
-                return
+                return None
         if item.record is None:
-            self._skip(item, row, summary, item.skip_reason or "the message could not be read", acknowledge=False)
-            return
+            self._skip(item.key, row, summary, item.skip_reason or "the message could not be read", acknowledge=False)
+            return None
         context = context_for(item.record, self.variables)
         if self.replay is None:
             try:
                 holds = condition_holds(ctx.operation.condition, context)
             except MappingError as exc:
-                self._fail(item, row, summary, f"condition: {exc.message}", transient=True)
-                return
+                self._fail(item.key, row, summary, f"condition: {exc.message}", transient=True)
+                return None
             if not holds:
-                self._skip(item, row, summary, "the condition is false", acknowledge=True)
-                return
+                self._skip(item.key, row, summary, "the condition is false", acknowledge=True)
+                return None
         try:
             rendered = render_mapping(ctx.operation.mapping, context)
             # A message left in "sending", or failed with an unknown outcome (connection lost at the end of
@@ -333,14 +377,14 @@ class _Delivery:
                 LedgerEntry.State.SENDING, LedgerEntry.State.RETRY) else None
             prepared = self.target.prepare(rendered, message_id=reuse or None)
         except MappingError as exc:
-            self._fail(item, row, summary, f"mapping of {exc.field}: {exc.message}", transient=True)
-            return
+            self._fail(item.key, row, summary, f"mapping of {exc.field}: {exc.message}", transient=True)
+            return None
         except ValueError as exc:
             # A message the target can never accept as mapped (no recipient, bad address, ...):
             # later runs try again, so fixing the mapping is enough.
-            self._fail(item, row, summary, str(exc), transient=True)
-            return
-        self._send(item, row, summary, prepared)
+            self._fail(item.key, row, summary, str(exc), transient=True)
+            return None
+        return _Ready(item.key, row, summary, prepared, item.size)
 
     def _delivered_under_other_epochs(self, key: SourceKey) -> bool:
         """Whether a message of ``key``'s scope was ever delivered under another epoch (one query per run).
@@ -378,70 +422,98 @@ class _Delivery:
         row.save()
         return row
 
-    def _record(self, item: SourceItem, row: LedgerEntry | None, summary: dict[str, str], status: str,
+    def _record(self, key: SourceKey, row: LedgerEntry | None, summary: dict[str, str], status: str,
                 error: str = "", rendered: dict[str, Any] | None = None) -> RunRecord:
         return RunRecord.objects.create(
-            run=self.ctx.run, ledger=row, position=item.key.position, identity=item.key.identity[:998],
+            run=self.ctx.run, ledger=row, position=key.position, identity=key.identity[:998],
             subject=summary.get("subject", "")[:2000], sender=summary.get("from", "")[:2000],
             recipients=summary.get("to", "")[:5000], status=status, error=error[:10000],
             rendered=_debug_copy(rendered) if rendered is not None and self.ctx.debug else None,
         )
 
-    def _skip(self, item: SourceItem, row: LedgerEntry | None, summary: dict[str, str], reason: str,
+    def _skip(self, key: SourceKey, row: LedgerEntry | None, summary: dict[str, str], reason: str,
               acknowledge: bool) -> None:
         with transaction.atomic():
-            row = self._save_row(item.key, row, LedgerEntry.State.SKIPPED, error=reason)
-            self._record(item, row, summary, RunRecord.Status.SKIPPED, reason)
+            row = self._save_row(key, row, LedgerEntry.State.SKIPPED, error=reason)
+            self._record(key, row, summary, RunRecord.Status.SKIPPED, reason)
         self.ctx.bump(skipped_count=1)
         self.ctx.log(f"skipped {summary.get('subject')!r}: {reason}")
         if acknowledge and self.settings.on_skip != "leave":
-            self._acknowledge(_PendingAck(item.key, None), self.settings.on_skip)
+            self._acknowledge(_PendingAck(key, None), self.settings.on_skip)
 
-    def _fail(self, item: SourceItem, row: LedgerEntry | None, summary: dict[str, str], error: str,
+    def _fail(self, key: SourceKey, row: LedgerEntry | None, summary: dict[str, str], error: str,
               transient: bool, rendered: dict[str, Any] | None = None) -> None:
         state = LedgerEntry.State.RETRY if transient else LedgerEntry.State.FAILED
         status = RunRecord.Status.RETRY if transient else RunRecord.Status.FAILED
         with transaction.atomic():
-            row = self._save_row(item.key, row, state, error=error)
-            self._record(item, row, summary, status, error, rendered)
+            row = self._save_row(key, row, state, error=error)
+            self._record(key, row, summary, status, error, rendered)
         self.ctx.bump(failed_count=1)
         self.ctx.log(f"{summary.get('subject')!r}: {error}", "error")
 
-    def _send(self, item: SourceItem, row: LedgerEntry | None, summary: dict[str, str], prepared: dict) -> None:
-        ctx = self.ctx
+    def _mark_sending(self, ready: _Ready) -> LedgerEntry:
+        attempts_so_far = ready.row.attempts if ready.row else 0
+        return self._save_row(ready.key, ready.row, LedgerEntry.State.SENDING,
+                              out_message_id=ready.prepared.get("message_id", ""), attempts=attempts_so_far + 1)
+
+    def _launch(self, ready: _Ready, row: LedgerEntry | None = None) -> _Flight:
+        """Hand ``ready`` to the sender; ``row`` is its "sending" row when already committed."""
+        if row is None:
+            with transaction.atomic():
+                row = self._mark_sending(ready)
+        return _Flight(ready, row, self._sender.submit(self.target.write, ready.prepared))
+
+    def _land(self, flight: _Flight, then: _Ready | None = None) -> _Flight | None:
+        """Wait for ``flight``'s outcome and record it; then launch ``then``, whose "sending" row is
+        committed in the same transaction as this one's "sent" (one commit a message)."""
+        delivery = self._outcome(flight)
+        launch = then is not None and self.transient_streak < TRANSIENT_STREAK_LIMIT
         with transaction.atomic():
-            attempts_so_far = row.attempts if row else 0
-            row = self._save_row(item.key, row, LedgerEntry.State.SENDING,
-                                 out_message_id=prepared.get("message_id", ""), attempts=attempts_so_far + 1)
+            if delivery is not None:
+                row = flight.row
+                row.state = LedgerEntry.State.SENT
+                row.reply = delivery.reply[:2000]
+                row.out_message_id = delivery.message_id or row.out_message_id
+                row.error = ""
+                row.save()
+                self._record(flight.ready.key, row, flight.ready.summary, RunRecord.Status.SENT,
+                             rendered=flight.ready.prepared)
+            next_row = self._mark_sending(then) if launch else None
+        if delivery is not None:
+            self.ctx.bump(sent_count=1)
+            _fault_point("after_sent")
+            # Before the launch: acknowledging may stop the run, and a launched message must be landed.
+            self._acknowledge(_PendingAck(flight.ready.key, flight.row), self.settings.after_read)
+        if then is not None and not launch:
+            self.ctx.bump(read_count=-1)  # left, unsent and unrecorded, for the next run
+        return self._launch(then, next_row) if launch else None
+
+    def _outcome(self, flight: _Flight) -> Any:
+        """The target's ``Delivery`` for ``flight``, retrying transient failures; None when it failed (recorded)."""
+        ctx, ready = self.ctx, flight.ready
         attempts = ctx.operation.retries + 1
+        future: Future | None = flight.future
         for attempt in range(attempts):
             try:
-                delivery = self.target.write(prepared)
+                delivery = future.result() if future is not None else self.target.write(ready.prepared)
             except ConnectionFailed as exc:
-                self._fail(item, row, summary, f"not sent: {exc}", transient=True)
+                self._fail(ready.key, flight.row, ready.summary, f"not sent: {exc}", transient=True)
                 raise RunAborted(f"the target is unavailable: {exc}") from None
             except ConnectorError as exc:
                 if exc.permanent or attempt == attempts - 1:
                     self.transient_streak = 0 if exc.permanent else self.transient_streak + 1
                     reason = str(exc) if exc.permanent else f"{exc} (will be tried again by the next run)"
-                    self._fail(item, row, summary, reason, transient=not exc.permanent, rendered=prepared)
-                    return
+                    self._fail(ready.key, flight.row, ready.summary, reason, transient=not exc.permanent,
+                               rendered=ready.prepared)
+                    return None
                 backoff = ctx.operation.retry_backoff_seconds * (2**attempt)
-                ctx.log(f"{summary.get('subject')!r}: {exc}; trying again in {backoff} s", "warning")
+                ctx.log(f"{ready.summary.get('subject')!r}: {exc}; trying again in {backoff} s", "warning")
                 time.sleep(min(backoff, max(0.0, ctx.deadline - time.monotonic())))
+                future = None  # the sender thread is idle: retry from here
                 continue
-            break
-        self.transient_streak = 0
-        with transaction.atomic():
-            row.state = LedgerEntry.State.SENT
-            row.reply = delivery.reply[:2000]
-            row.out_message_id = delivery.message_id or row.out_message_id
-            row.error = ""
-            row.save()
-            self._record(item, row, summary, RunRecord.Status.SENT, rendered=prepared)
-        ctx.bump(sent_count=1)
-        _fault_point("after_sent")
-        self._acknowledge(_PendingAck(item.key, row), self.settings.after_read)
+            self.transient_streak = 0
+            return delivery
+        return None
 
     def _acknowledge(self, pending: _PendingAck, action: str) -> None:
         """Queue the after-read action; the queue is applied in one go when full or old enough."""

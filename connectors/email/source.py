@@ -173,8 +173,9 @@ class EmailSource(SourceSession):
                 include_attachments=self.settings.attachments == "include",
                 max_attachment_bytes=self.settings.max_attachment_bytes,
             )
+            size = len(raw)
             del raw  # parsed: the engine need not hold the raw bytes too while it delivers
-            yield SourceItem(_with_identity(key, record), record, summary=summarize(record))
+            yield SourceItem(_with_identity(key, record), record, summary=summarize(record), size=size)
 
     def _oversized(self, key: SourceKey, size: int, flags: tuple[str, ...]) -> SourceItem:
         """A message above the size limit: skipped with a reason; only a few headers are read."""

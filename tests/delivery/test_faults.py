@@ -530,10 +530,10 @@ def test_it_resends_under_the_same_message_id_when_killed_between_the_reply_and_
     seed(mailbox, questions(range(3)))
     original = engine._Delivery._record
 
-    def crash_on_sent(self: Any, item: Any, row: Any, summary: Any, status: str, *args: Any, **kwargs: Any) -> Any:
-        if status == RunRecord.Status.SENT and item.key.identity == "<q1@example.org>":
+    def crash_on_sent(self: Any, key: Any, row: Any, summary: Any, status: str, *args: Any, **kwargs: Any) -> Any:
+        if status == RunRecord.Status.SENT and key.identity == "<q1@example.org>":
             raise SystemExit("worker killed")  # inside the atomic block: "sent" is rolled back
-        return original(self, item, row, summary, status, *args, **kwargs)
+        return original(self, key, row, summary, status, *args, **kwargs)
 
     monkeypatch.setattr(engine._Delivery, "_record", crash_on_sent)
     with pytest.raises(SystemExit):
