@@ -50,7 +50,8 @@ RECIPIENT = "helpdesk@example.com"
 REDIS_URL = "redis://127.0.0.1:6379/15"
 SOURCE_HEADER = "X-Mailwright-Source"
 MB = 1024 * 1024
-# The warm-up run forwards one small message from here: code paths loaded, caches filled.
+# The warm-up run forwards one small message (with a 4 KB attachment) from here: code paths
+# loaded, caches filled, before the baseline is taken.
 WARM_UP_FOLDER = "Warm-up"
 
 
@@ -169,7 +170,7 @@ def mark_all_unread(dovecot: Any) -> None:
     with dovecot.client(USER) as imap:
         if not imap.folder_exists(WARM_UP_FOLDER):
             imap.create_folder(WARM_UP_FOLDER)
-            imap.append(WARM_UP_FOLDER, next(messages(1, 0, 0)).replace(b"<q0@", b"<warm-up@"))
+            imap.append(WARM_UP_FOLDER, next(messages(0, 1, 4096)).replace(b"<q0@", b"<warm-up@"))
         for folder in ("INBOX", WARM_UP_FOLDER):
             imap.select_folder(folder)
             imap.remove_flags(imap.search("ALL"), [b"\\Seen"], silent=True)

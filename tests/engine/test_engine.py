@@ -314,3 +314,63 @@ def test_it_sends_a_failure_notification_through_a_send_activity(world, run_once
     assert world.sent[-1]["to"] == "oncall@example.com"
     assert world.sent[-1]["subject"] == f"[Mailwright] Forward: run {run.pk} failed"
     assert run.logs.filter(text="notification sent to oncall@example.com").exists()
+
+
+def test_it_builds_the_next_message_while_the_target_takes_one(world, run_once, monkeypatch):
+    import threading
+
+    from designer import engine
+    from tests import fakes
+
+    for n in range(3):
+        world.add(f"m{n}")
+    prepared: list[str] = []
+    overlapped: list[bool] = []
+    original_prepare, original_write = engine._Delivery._prepare, fakes.FakeTarget.write
+    next_one_built = threading.Event()
+
+    def prepare(self, item, row):
+        ready = original_prepare(self, item, row)
+        prepared.append(item.record["subject"])
+        if len(prepared) == 2:
+            next_one_built.set()
+        return ready
+
+    def write(self, record):
+        if record["subject"] == "Fwd: m0":  # the first waits until the second is built
+            overlapped.append(next_one_built.wait(10) and threading.current_thread() is not threading.main_thread())
+        return original_write(self, record)
+
+    monkeypatch.setattr(engine._Delivery, "_prepare", prepare)
+    monkeypatch.setattr(fakes.FakeTarget, "write", write)
+    run = run_once()
+    assert run.status == "succeeded", run.message
+    assert overlapped == [True]
+    assert _subjects(world) == ["Fwd: m0", "Fwd: m1", "Fwd: m2"]
+
+
+def test_a_cancel_waits_for_the_message_in_flight_and_records_it(world, run_once, monkeypatch):
+    from designer import engine
+    from tests import fakes
+
+    for n in range(3):
+        world.add(f"m{n}")
+    original_prepare, original_write = engine._Delivery._prepare, fakes.FakeTarget.write
+
+    def prepare(self, item, row):
+        if item.record["subject"] == "m1":
+            Run.objects.filter(pk=self.ctx.run.pk).update(cancel_requested=True)
+        return original_prepare(self, item, row)
+
+    def write(self, record):
+        engine.time.sleep(1.1)  # the cancel check runs once a second
+        return original_write(self, record)
+
+    monkeypatch.setattr(engine._Delivery, "_prepare", prepare)
+    monkeypatch.setattr(fakes.FakeTarget, "write", write)
+    run = run_once()
+    assert run.status == "cancelled", run.message
+    # What was handed to the target before the cancel was noticed has its outcome in the ledger.
+    assert _subjects(world) == ["Fwd: m0", "Fwd: m1"]
+    assert sorted(LedgerEntry.objects.values_list("position", "state")) == [(1, "acknowledged"), (2, "acknowledged")]
+    assert world.seen == {1, 2}
