@@ -14,7 +14,10 @@ A later run that finds ``sent`` only acknowledges; one that finds ``acknowledged
 ``skipped`` leaves the message alone. The one window no protocol closes is between the target's
 250 reply and the ``sent`` commit: a worker killed exactly there leaves ``sending``, and the next
 run sends again *with the same Message-ID*, so the copy is recognisable and deduplicated by
-mail systems that honour Message-ID. Everything else is exactly once.
+mail systems that honour Message-ID. Everything else is exactly once. Sending is pipelined (see
+``_Delivery``): when the reply comes while the run's thread is still building the next message,
+the commit waits for that, so the window is at most one message's preparation (milliseconds; a
+large message in flight is always waited for at once).
 """
 
 from __future__ import annotations
