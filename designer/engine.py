@@ -332,6 +332,8 @@ class _Delivery:
                 if in_flight is not None and in_flight.ready.size > LOOKAHEAD_MAX_BYTES:
                     flight, in_flight = in_flight, None
                     self._land(flight)
+                # Locals outlive an iteration: let the message go before the source reads the next one.
+                ready = flight = None
                 if self.transient_streak >= TRANSIENT_STREAK_LIMIT:
                     self.ctx.log(
                         f"the target failed {self.transient_streak} messages in a row with temporary errors; "
