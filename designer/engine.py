@@ -38,7 +38,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from connectors.base import ConfigError, ConnectionFailed, ConnectorError, SourceItem, SourceKey
+from connectors.base import ConfigError, ConnectionFailed, ConnectorError, Delivery, SourceItem, SourceKey
 from designer import leases
 from designer.crypto import SecretsUnreadable
 from designer.mapping import MappingError, condition_holds, context_for, render_mapping
@@ -493,7 +493,7 @@ class _Delivery:
             self.ctx.bump(read_count=-1)  # left, unsent and unrecorded, for the next run
         return self._launch(then, next_row) if launch else None
 
-    def _outcome(self, flight: _Flight) -> Any:
+    def _outcome(self, flight: _Flight) -> Delivery | None:
         """The target's ``Delivery`` for ``flight``, retrying transient failures; None when it failed (recorded)."""
         ctx, ready = self.ctx, flight.ready
         attempts = ctx.operation.retries + 1
