@@ -54,9 +54,6 @@ class Wire:
             else:
                 yield from base64_lines(self.attachments[piece])
 
-    def as_bytes(self) -> bytes:
-        return b"".join(self.chunks())
-
 
 def flatten(message: Message, token: str, attachments: Sequence[bytes]) -> Wire:
     """``message`` (whose attachment parts hold ``placeholder(token, i)``) with ``attachments`` in place."""
