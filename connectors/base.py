@@ -7,7 +7,7 @@ through this interface, so a second connector is a new package plus one registry
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -124,6 +124,10 @@ class Delivery:
     message_id: str = ""
 
 
+def no_room_needed(size: int) -> None:
+    """``make_room`` for a caller that holds nothing else while records are read."""
+
+
 class SourceSession(AbstractContextManager):
     """An open source for one run. Reading never changes the source; ``acknowledge`` does."""
 
@@ -134,8 +138,14 @@ class SourceSession(AbstractContextManager):
         """
         raise NotImplementedError
 
-    def fetch(self, keys: Sequence[SourceKey]) -> Iterator[SourceItem]:
-        """Read the given records, in batches, without marking anything."""
+    def fetch(self, keys: Sequence[SourceKey], make_room: Callable[[int], None] = no_room_needed
+              ) -> Iterator[SourceItem]:
+        """Read the given records, in batches, without marking anything.
+
+        Before each download the source calls ``make_room`` with the bytes it is about to fetch:
+        the engine may first finish with a large record it still holds, so that memory holds one
+        large record, not two.
+        """
         raise NotImplementedError
 
     def acknowledge(self, keys: Sequence[SourceKey], action: str) -> None:

@@ -15,9 +15,9 @@ A later run that finds ``sent`` only acknowledges; one that finds ``acknowledged
 250 reply and the ``sent`` commit: a worker killed exactly there leaves ``sending``, and the next
 run sends again *with the same Message-ID*, so the copy is recognisable and deduplicated by
 mail systems that honour Message-ID. Everything else is exactly once. Sending is pipelined (see
-``_Delivery``): when the reply comes while the run's thread is still building the next message,
-the commit waits for that, so the window is at most one message's preparation (milliseconds; a
-large message in flight is always waited for at once).
+``_Delivery``): when the reply comes while the run's thread is still reading and building the
+next message, the commit waits for that, so the window is at most one message's reading and
+preparation (milliseconds; tens of them for a message of megabytes).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import os
 import signal
 import socket
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -49,8 +50,10 @@ log = logging.getLogger(__name__)
 # How many consecutive transient target failures end a run early: the target is down, and
 # trying every remaining message would only delay the next run.
 TRANSIENT_STREAK_LIMIT = 3
-# While the target takes one message the next is read, mapped and built, unless the one in flight
-# is this large: memory then holds one large message, never two.
+# While the target takes one message the next ones are read, mapped and built: up to this many
+# messages, of which one at most larger than LOOKAHEAD_MAX_BYTES and the others that much together.
+# Memory then holds one large message, never two.
+LOOKAHEAD_MAX_MESSAGES = 8
 LOOKAHEAD_MAX_BYTES = 256 * 1024
 # Delivered messages are acknowledged in the source together, once this many wait or the oldest
 # has waited this long: one IMAP round trip and one ledger update for many messages.
@@ -277,6 +280,8 @@ class _Delivery:
         self._pending_since = 0.0
         self._failed_ack_batches = 0
         self._sender: ThreadPoolExecutor | None = None
+        self._in_flight: _Flight | None = None
+        self._ready: deque[_Ready] = deque()  # prepared, not yet handed to the sender (no ledger row written)
 
     # -- the run as a whole -------------------------------------------------------------------
 
@@ -319,30 +324,78 @@ class _Delivery:
             self.ctx.log(f"{len(deliver)} message(s) to deliver")
         else:
             self.ctx.log("no new messages")
-        in_flight: _Flight | None = None
         try:
-            for item in self.source.fetch(deliver):
+            for item in self.source.fetch(deliver, make_room=self._make_room):
+                if self._target_failing():  # a message landed while the source made room
+                    break
                 self.ctx.checkpoint()
                 ready = self._prepare(item, rows.get((item.key.scope, item.key.epoch, item.key.position)))
                 del item  # the record lives on in ``ready`` only as long as its message is needed
-                # ``in_flight`` is cleared before landing: a flight is landed once, even when landing raises.
                 if ready is not None:
-                    flight, in_flight = in_flight, None
-                    in_flight = self._land(flight, then=ready) if flight else self._launch(ready)
-                if in_flight is not None and in_flight.ready.size > LOOKAHEAD_MAX_BYTES:
-                    flight, in_flight = in_flight, None
-                    self._land(flight)
-                # Locals outlive an iteration: let the message go before the source reads the next one.
-                ready = flight = None
-                if self.transient_streak >= TRANSIENT_STREAK_LIMIT:
-                    self.ctx.log(
-                        f"the target failed {self.transient_streak} messages in a row with temporary errors; "
-                        "the remaining messages are left for the next run", "error",
-                    )
+                    self._ready.append(ready)
+                ready = None  # locals outlive an iteration: the queue alone holds the message
+                self._pump(wait=False)
+                if self._target_failing():
                     break
+        except ConnectorError:
+            self._drain()  # the source failed: what it gave before is still delivered
+            raise
+        else:
+            self._drain()
         finally:
-            if in_flight is not None:
-                self._land(in_flight)  # whatever stops the run, a message handed over gets its outcome
+            # Whatever stops the run, a message handed over gets its outcome; those not handed over
+            # yet are left, unsent and unrecorded, for the next run.
+            flight, self._in_flight = self._in_flight, None
+            if flight is not None:
+                self._land(flight)
+            self.ctx.bump(read_count=-len(self._ready))
+            self._ready.clear()
+        if self._target_failing():
+            self.ctx.log(
+                f"the target failed {self.transient_streak} messages in a row with temporary errors; "
+                "the remaining messages are left for the next run", "error",
+            )
+
+    def _target_failing(self) -> bool:
+        return self.transient_streak >= TRANSIENT_STREAK_LIMIT
+
+    def _pump(self, wait: bool) -> None:
+        """Move the pipeline on by one step: land the message in flight once the target answered
+        (waiting for that when ``wait``) and launch the next ready one, or launch one when none flies."""
+        flight = self._in_flight
+        if wait:
+            self.ctx.checkpoint()  # a cancel or the deadline stops the run here too, not only between reads
+        elif flight is not None and not flight.future.done():
+            return
+        if self._target_failing():
+            self.ctx.bump(read_count=-len(self._ready))
+            self._ready.clear()
+        then = self._ready.popleft() if self._ready else None
+        # ``_in_flight`` is cleared before landing: a flight is landed once, even when landing raises.
+        self._in_flight = None
+        if flight is not None:
+            self._in_flight = self._land(flight, then=then)
+        elif then is not None:
+            self._in_flight = self._launch(then)
+
+    def _drain(self) -> None:
+        while self._in_flight is not None or self._ready:
+            self._pump(wait=True)
+
+    def _make_room(self, size: int) -> None:
+        """Before the source downloads ``size`` bytes: deliver what is held until it fits beside them."""
+        while self._holds_too_much_for(size):
+            self._pump(wait=True)
+
+    def _holds_too_much_for(self, size: int) -> bool:
+        held = [r.size for r in self._ready] + ([self._in_flight.ready.size] if self._in_flight else [])
+        if not held:
+            return False
+        if len(held) >= LOOKAHEAD_MAX_MESSAGES:
+            return True
+        if size > LOOKAHEAD_MAX_BYTES:  # a large message: never beside another
+            return max(held) > LOOKAHEAD_MAX_BYTES
+        return sum(n for n in held if n <= LOOKAHEAD_MAX_BYTES) + size > LOOKAHEAD_MAX_BYTES
 
     # -- one message ----------------------------------------------------------------------------
 
@@ -472,7 +525,7 @@ class _Delivery:
         """Wait for ``flight``'s outcome and record it; then launch ``then``, whose "sending" row is
         committed in the same transaction as this one's "sent" (one commit a message)."""
         delivery = self._outcome(flight)
-        launch = then is not None and self.transient_streak < TRANSIENT_STREAK_LIMIT
+        launch = then is not None and not self._target_failing()
         with transaction.atomic():
             if delivery is not None:
                 row = flight.row

@@ -5,7 +5,7 @@ Registered under the key "fake"; tests configure its behaviour through module-le
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from connectors.base import (
     SourceKey,
     SourceSession,
     TargetSession,
+    no_room_needed,
     register,
 )
 from connectors.base import Connector as BaseConnector
@@ -77,15 +78,18 @@ class FakeSource(SourceSession):
     def candidates(self) -> list[SourceKey]:
         return [SourceKey("INBOX", WORLD.epoch, uid) for uid in sorted(WORLD.messages) if uid not in WORLD.seen]
 
-    def fetch(self, keys: Sequence[SourceKey]) -> Iterator[SourceItem]:
+    def fetch(self, keys: Sequence[SourceKey], make_room: Callable[[int], None] = no_room_needed
+              ) -> Iterator[SourceItem]:
         for key in keys:
             message = WORLD.messages.get(key.position)
             if message is None:
                 continue
+            make_room(message.get("bytes", 0))
             if message.get("unreadable"):
                 yield SourceItem(key, None, skip_reason="unreadable", summary={"subject": message["subject"]})
                 continue
-            yield SourceItem(SourceKey(key.scope, key.epoch, key.position, message["message_id"]), dict(message))
+            yield SourceItem(SourceKey(key.scope, key.epoch, key.position, message["message_id"]), dict(message),
+                             size=message.get("bytes", 0))
 
     def acknowledge(self, keys: Sequence[SourceKey], action: str) -> None:
         if WORLD.ack_fails:

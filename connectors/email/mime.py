@@ -58,7 +58,8 @@ from email.utils import format_datetime, getaddresses, make_msgid, parsedate_to_
 from functools import lru_cache
 from typing import Any, cast
 
-from connectors.email import wire
+from connectors.email import setaside, wire
+from connectors.email.setaside import MARKER, MARKERS, Run, SetAside, StreamedMessage
 
 RECORD_KEYS = (
     "uid",
@@ -141,25 +142,25 @@ class _Part(Message):
         """The sub-parts of a multipart part, None for a leaf."""
         return self._payload if isinstance(self._payload, list) else None
 
-    # The runs ``_set_aside`` took out of the message before parsing (see there); None when none.
-    set_aside: _SetAside | None = None
+    # The runs set aside before parsing (see ``setaside``); None when none.
+    set_aside: SetAside | None = None
 
     def raw_body(self) -> bytes:
         """The body before any transfer decoding, exactly as it arrived."""
         payload = self._payload
         if not isinstance(payload, str):
             return b""
-        if self.set_aside is not None and _MARKER in payload:
+        if self.set_aside is not None and MARKER in payload:
             return self.set_aside.restore(payload)
         # The bytes parser maps every non-ASCII byte to a lone surrogate; this maps them back.
         return payload.encode("ascii", "surrogateescape")
 
-    def set_aside_body(self) -> memoryview | None:
-        """The body when it is one set-aside run and nothing else: the original bytes, uncopied."""
+    def set_aside_body(self) -> Run | None:
+        """The body's run when the body is one set-aside run and nothing else."""
         payload = self._payload
         if self.set_aside is None or not isinstance(payload, str):
             return None
-        found = _MARKERS.fullmatch(payload.strip())
+        found = MARKERS.fullmatch(payload.strip())
         return self.set_aside.run(int(found.group(1))) if found else None
 
 
@@ -189,7 +190,7 @@ class _Defects:
 
 
 def parse_message(
-    raw: bytes,
+    raw: bytes | StreamedMessage,
     *,
     uid: int,
     uidvalidity: int,
@@ -200,14 +201,20 @@ def parse_message(
 ) -> dict[str, Any]:
     """The Read Email record (SPEC §3, plus ``defects``) of one raw message; never raises.
 
-    ``flags`` may be str or bytes (imapclient gives bytes). See the module docstring for the type
-    of every key.
+    ``raw`` is the message's bytes, or the ``StreamedMessage`` it was downloaded into. ``flags`` may
+    be str or bytes (imapclient gives bytes). See the module docstring for the type of every key.
     """
-    raw = bytes(raw)
+    if isinstance(raw, StreamedMessage):
+        size = raw.size
+        collapsed, runs = raw.finish()
+    else:
+        size = len(raw)
+        collapsed, runs = setaside.set_aside(bytes(raw))
+    del raw
     defects = _Defects()
-    if not raw.strip():
+    if not collapsed.strip():  # markers stand for runs of text: collapsed is empty only when raw was
         defects.add("message: empty")
-    msg, complete = _parse(raw)
+    msg, complete = _parse(collapsed, runs)
     if not complete:
         defects.add("message: MIME nesting too deep to follow (the body is read as text)")
     headers = _read_headers(msg, defects)
@@ -229,16 +236,15 @@ def parse_message(
         "html": content.html,
         "headers": headers.decoded,
         "attachments": content.attachments,
-        "size": len(raw),
+        "size": size,
         "flags": [f.decode("utf-8", "replace") if isinstance(f, bytes) else str(f) for f in flags],
         "defects": defects.as_list(),
     }
 
 
-def _parse(raw: bytes) -> tuple[_Part, bool]:
+def _parse(collapsed: bytes, set_aside: SetAside | None) -> tuple[_Part, bool]:
     """The parsed message, and whether its whole structure could be followed."""
     parser = BytesParser(policy=_PARSE_POLICY)
-    collapsed, set_aside = _set_aside(raw)
     try:
         msg, complete = cast(_Part, parser.parsebytes(collapsed)), True
     except RecursionError:
@@ -249,69 +255,11 @@ def _parse(raw: bytes) -> tuple[_Part, bool]:
     return msg, complete
 
 
-# The parser goes line by line in Python, and a megabyte of base64 is some 18,000 lines. So, in a
-# large message, each long run of lines made only of base64 characters is set aside before
-# parsing and replaced by one line of the same kind (a marker). To the parser such a line can
-# only be body text (it is never a header, a header continuation, a boundary or a blank line), one
-# line or many, so it sees the same structure, and every body comes back byte for byte when its
-# markers are replaced by their runs. The run's last line break stays in place, since the parser
-# gives the line break before a boundary to the boundary. The runs stay where they are, in the
-# message's own bytes: a base64 body that is one run is decoded straight from there, never copied.
-_SET_ASIDE_MIN_MESSAGE = 64 * 1024
-_SET_ASIDE_MIN_RUN = 4 * 1024
-_BASE64_LINES = re.compile(rb"^(?:[A-Za-z0-9+/=]++\r?\n)++", re.MULTILINE)
-_MARKER = "MailwrightSetAside"
-_MARKERS = re.compile(_MARKER + r"([0-9]{8})")
-
-
-@dataclass(frozen=True)
-class _SetAside:
-    """The runs of one raw message, by their spans in it."""
-
-    raw: memoryview
-    spans: list[tuple[int, int]]
-
-    def run(self, index: int) -> memoryview:
-        start, end = self.spans[index]
-        return self.raw[start:end]
-
-    def restore(self, text: str) -> bytes:
-        """``text`` (as the parser gave it) in bytes, with its markers replaced by their runs."""
-        pieces: list[bytes | memoryview] = []
-        done = 0
-        for found in _MARKERS.finditer(text):
-            pieces += [text[done : found.start()].encode("ascii", "surrogateescape"), self.run(int(found.group(1)))]
-            done = found.end()
-        pieces.append(text[done:].encode("ascii", "surrogateescape"))
-        return b"".join(pieces)
-
-
-def _set_aside(raw: bytes) -> tuple[bytes, _SetAside | None]:
-    """``raw`` with its long base64 runs replaced by markers, and where the runs are."""
-    if len(raw) < _SET_ASIDE_MIN_MESSAGE or _MARKER.encode() in raw:
-        return raw, None
-    pieces: list[bytes] = []
-    spans: list[tuple[int, int]] = []
-    done = 0
-    for match in _BASE64_LINES.finditer(raw):
-        start, end = match.span()
-        end -= 2 if raw[end - 2 : end] == b"\r\n" else 1
-        if end - start < _SET_ASIDE_MIN_RUN:
-            continue
-        pieces += [raw[done:start], b"%s%08d" % (_MARKER.encode(), len(spans))]
-        spans.append((start, end))
-        done = end
-    if not spans:
-        return raw, None
-    pieces.append(raw[done:])
-    return b"".join(pieces), _SetAside(memoryview(raw), spans)
-
-
-def _hand_out(msg: Message, set_aside: _SetAside) -> None:
+def _hand_out(msg: Message, set_aside: SetAside) -> None:
     """Give every part of the tree the runs its body may name; put them back in preambles and epilogues."""
 
     def restore(text: Any) -> Any:
-        if isinstance(text, str) and _MARKER in text:
+        if isinstance(text, str) and MARKER in text:
             return set_aside.restore(text).decode("ascii", "surrogateescape")
         return text
 
@@ -593,7 +541,7 @@ def _repair_multipart(part: _Part, content_type: str) -> _Part | None:
     if not match:
         return None
     head = b'Content-Type: %s; boundary="%s"\r\n\r\n' % (content_type.encode(), match.group(1).rstrip())
-    repaired, complete = _parse(head + body)
+    repaired, complete = _parse(*setaside.set_aside(head + body))
     return repaired if complete and repaired.children() is not None else None
 
 
@@ -633,7 +581,7 @@ def _transfer_decode(part: _Part, where: str, defects: _Defects) -> bytes:
     encoding = (part.get("content-transfer-encoding") or "").split(";", 1)[0].strip().lower()
     if encoding == "base64":
         run = part.set_aside_body()
-        decoded = _b64decode_run(run) if run is not None else None
+        decoded = run.decoded() if run is not None else None
         if decoded is not None:
             return decoded
     data = part.raw_body()
@@ -655,24 +603,6 @@ _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 _B64_DROP = bytes(sorted(set(range(256)) - set(_B64_ALPHABET + b"=")))
 # What may appear in base64 text (bytes.isspace() whitespace included): removing it leaves the junk.
 _B64_TEXT = _B64_ALPHABET + b"=" + b" \t\n\r\x0b\x0c"
-
-
-_B64_PADDING_THEN_MORE = re.compile(rb"=[\r\n]*[A-Za-z0-9+/]")
-
-
-def _b64decode_run(run: memoryview) -> bytes | None:
-    """A set-aside run decoded in place, or None when it needs ``_b64decode``'s care.
-
-    A run holds only base64 characters and line breaks, so what can be wrong with it is padding
-    before its end (which ``a2b_base64`` would stop at, silently) or a length that does not add
-    up (which it refuses).
-    """
-    if _B64_PADDING_THEN_MORE.search(run):
-        return None
-    try:
-        return binascii.a2b_base64(run)
-    except binascii.Error:
-        return None
 
 
 def _b64decode(data: bytes) -> tuple[bytes, str]:

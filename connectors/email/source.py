@@ -8,7 +8,9 @@ taken under: otherwise a UID could name another message.
 
 Memory stays bounded by a batch: sizes are asked first (a message above the limit is offered
 as skipped and its body never downloaded), then bodies are fetched ``BODY_BATCH_BYTES`` at a
-time and handed out one by one.
+time and handed out one by one; a message larger than ``PIECE_BYTES`` is fetched alone, in
+pieces, its attachments decoded as they arrive. Before each download the engine is told its
+size (``make_room``), so it can first finish with a large message it still holds.
 
 A dropped connection is reconnected once per session (SELECT again, same UIDVALIDITY required)
 and the command retried; a second drop is a transient ``ConnectorError`` for the engine.
@@ -24,12 +26,13 @@ from typing import Any, TypeVar
 
 from imapclient.response_parser import parse_message_list
 
-from connectors.base import ConnectorError, SourceItem, SourceKey, SourceSession
+from connectors.base import ConnectorError, SourceItem, SourceKey, SourceSession, no_room_needed
 from connectors.email import mime
 from connectors.email.activities import MB, ReadSettings
 from connectors.email.config import EmailConfig
 from connectors.email.errors import translate
 from connectors.email.imap import GuardedIMAPClient, open_imap
+from connectors.email.setaside import StreamedMessage
 
 T = TypeVar("T")
 
@@ -37,6 +40,9 @@ PROBE_BATCH = 50  # UIDs per FETCH of sizes and flags
 # Bodies per FETCH, by their RFC822.SIZE (one message at least). Small, because memory is counted
 # in messages: a large message is fetched on its own, never alongside others it would double.
 BODY_BATCH_BYTES = 1 * MB
+# A message larger than this is downloaded alone, this much at a time (``BODY.PEEK[]<offset.length>``),
+# each piece parsed as it comes, so its attachments are never held encoded and decoded at once.
+PIECE_BYTES = 256 * 1024
 STRUCTURE_BATCH = 500  # UIDs per FETCH BODYSTRUCTURE for the has_attachment filter
 SUMMARY_HEADERS = "MESSAGE-ID SUBJECT FROM TO DATE"
 
@@ -128,7 +134,8 @@ class EmailSource(SourceSession):
             kept += [uid for uid in batch if uid in found and has_attachment(found[uid].get(b"BODYSTRUCTURE"))]
         return kept
 
-    def fetch(self, keys: Sequence[SourceKey]) -> Iterator[SourceItem]:
+    def fetch(self, keys: Sequence[SourceKey], make_room: Callable[[int], None] = no_room_needed
+              ) -> Iterator[SourceItem]:
         """Yield the messages of ``keys`` in order; a message that vanished meanwhile is left out."""
         if any(key.epoch != self.uidvalidity for key in keys):
             raise _recreated(self.folder, "not reading UIDs found before")
@@ -143,39 +150,64 @@ class EmailSource(SourceSession):
                     continue  # expunged since the search
                 size = int(facts[b"RFC822.SIZE"])
                 flags = _flags(facts.get(b"FLAGS", ()))
-                if size > self.settings.max_message_bytes:
-                    yield from self._bodies(batch)
+                if size > self.settings.max_message_bytes or size > PIECE_BYTES:
+                    yield from self._bodies(batch, make_room)
                     batch, batch_bytes = [], 0
-                    yield self._oversized(key, size, flags)
+                    if size > self.settings.max_message_bytes:
+                        yield self._oversized(key, size, flags)
+                    else:
+                        yield from self._downloaded_in_pieces(key, size, flags, make_room)
                     continue
                 if batch and batch_bytes + size > BODY_BATCH_BYTES:
-                    yield from self._bodies(batch)
+                    yield from self._bodies(batch, make_room)
                     batch, batch_bytes = [], 0
                 batch.append((key, size, flags))
                 batch_bytes += size
-            yield from self._bodies(batch)
+            yield from self._bodies(batch, make_room)
 
-    def _bodies(self, batch: list[tuple[SourceKey, int, tuple[str, ...]]]) -> Iterator[SourceItem]:
+    def _bodies(self, batch: list[tuple[SourceKey, int, tuple[str, ...]]], make_room: Callable[[int], None]
+                ) -> Iterator[SourceItem]:
         if not batch:
             return
+        make_room(sum(size for _key, size, _flags in batch))
         uids = [key.position for key, _size, _flags in batch]
         bodies = self._run(f"download {len(uids)} messages", lambda client: client.fetch(uids, ["BODY.PEEK[]"]))
         for key, _size, flags in batch:
             raw = bodies.pop(key.position, {}).get(b"BODY[]")
             if raw is None:
                 continue  # expunged since the sizes were read
-            record = mime.parse_message(
-                raw,
-                uid=key.position,
-                uidvalidity=self.uidvalidity,
-                folder=self.folder,
-                flags=flags,
-                include_attachments=self.settings.attachments == "include",
-                max_attachment_bytes=self.settings.max_attachment_bytes,
-            )
-            size = len(raw)
+            yield self._item(key, raw, flags)
             del raw  # parsed: the engine need not hold the raw bytes too while it delivers
-            yield SourceItem(_with_identity(key, record), record, summary=summarize(record), size=size)
+
+    def _downloaded_in_pieces(self, key: SourceKey, size: int, flags: tuple[str, ...],
+                              make_room: Callable[[int], None]) -> Iterator[SourceItem]:
+        """A large message, ``PIECE_BYTES`` at a time: its attachments are decoded as they arrive."""
+        make_room(size)
+        message = StreamedMessage(size_hint=size)
+        uid = key.position
+        while True:
+            item = f"BODY.PEEK[]<{message.size}.{PIECE_BYTES}>"
+            found = self._run(f"download message {uid}", lambda client, i=item: client.fetch([uid], [i]))
+            piece = next((v for k, v in found.get(uid, {}).items() if k.startswith(b"BODY[]")), None)
+            if piece is None:
+                return  # expunged since the sizes were read
+            message.feed(piece)
+            if len(piece) < PIECE_BYTES:
+                break
+            del piece, found
+        yield self._item(key, message, flags)
+
+    def _item(self, key: SourceKey, raw: bytes | StreamedMessage, flags: tuple[str, ...]) -> SourceItem:
+        record = mime.parse_message(
+            raw,
+            uid=key.position,
+            uidvalidity=self.uidvalidity,
+            folder=self.folder,
+            flags=flags,
+            include_attachments=self.settings.attachments == "include",
+            max_attachment_bytes=self.settings.max_attachment_bytes,
+        )
+        return SourceItem(_with_identity(key, record), record, summary=summarize(record), size=record["size"])
 
     def _oversized(self, key: SourceKey, size: int, flags: tuple[str, ...]) -> SourceItem:
         """A message above the size limit: skipped with a reason; only a few headers are read."""

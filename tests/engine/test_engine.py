@@ -292,7 +292,7 @@ def test_it_purges_old_runs(world, operation):
 def test_it_ends_the_run_when_something_unexpected_breaks(world, run_once, monkeypatch):
     from tests import fakes
 
-    def explode(self, keys):
+    def explode(self, keys, make_room):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(fakes.FakeSource, "fetch", explode)
@@ -349,7 +349,44 @@ def test_it_builds_the_next_message_while_the_target_takes_one(world, run_once, 
     assert _subjects(world) == ["Fwd: m0", "Fwd: m1", "Fwd: m2"]
 
 
-def test_a_cancel_waits_for_the_message_in_flight_and_records_it(world, run_once, monkeypatch):
+def test_two_large_messages_are_never_held_together(world, run_once, monkeypatch):
+    import threading
+
+    from designer import engine
+    from tests import fakes
+
+    large = engine.LOOKAHEAD_MAX_BYTES + 1
+    for subject, size in [("big1", large), ("small", 100), ("big2", large), ("big3", large)]:
+        world.add(subject, bytes=size)
+    events: list[str] = []
+    small_built = threading.Event()
+    original_prepare, original_write = engine._Delivery._prepare, fakes.FakeTarget.write
+
+    def prepare(self, item, row):
+        events.append(f"read {item.record['subject']}")
+        ready = original_prepare(self, item, row)
+        if item.record["subject"] == "small":
+            small_built.set()
+        return ready
+
+    def write(self, record):
+        if record["subject"] == "Fwd: big1":  # a small message is read while a large one is sent
+            events.append(f"small read meanwhile: {small_built.wait(10)}")
+        delivery = original_write(self, record)
+        events.append(f"sent {record['subject'].removeprefix('Fwd: ')}")
+        return delivery
+
+    monkeypatch.setattr(engine._Delivery, "_prepare", prepare)
+    monkeypatch.setattr(fakes.FakeTarget, "write", write)
+    run = run_once()
+    assert run.status == "succeeded", run.message
+    assert "small read meanwhile: True" in events
+    # big2 was read while the small one was in flight; big3 only once big2 was delivered.
+    assert events.index("read big3") > events.index("sent big2")
+    assert _subjects(world) == ["Fwd: big1", "Fwd: small", "Fwd: big2", "Fwd: big3"]
+
+
+def test_a_cancel_waits_for_the_message_in_flight_and_leaves_the_rest(world, run_once, monkeypatch):
     import time
 
     from designer import engine
@@ -372,7 +409,11 @@ def test_a_cancel_waits_for_the_message_in_flight_and_records_it(world, run_once
     monkeypatch.setattr(fakes.FakeTarget, "write", write)
     run = run_once()
     assert run.status == "cancelled", run.message
-    # What was handed to the target before the cancel was noticed has its outcome in the ledger.
+    # What was handed to the target before the cancel was noticed has its outcome in the ledger;
+    # m2, built meanwhile but not handed over, is left for the next run as if never read.
     assert _subjects(world) == ["Fwd: m0", "Fwd: m1"]
     assert sorted(LedgerEntry.objects.values_list("position", "state")) == [(1, "acknowledged"), (2, "acknowledged")]
     assert world.seen == {1, 2}
+    assert (run.read_count, run.sent_count) == (2, 2)
+    monkeypatch.undo()
+    assert run_once().sent_count == 1

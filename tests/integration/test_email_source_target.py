@@ -198,6 +198,33 @@ def test_it_downloads_bodies_in_batches_of_bounded_size(
     assert bodies == [[uid] for uid in uids]  # each message is ~0.6 kB: two would pass 1000 bytes
 
 
+def test_it_downloads_a_large_message_in_pieces_and_reads_it_the_same(mailbox: Mailbox, fetches: list) -> None:
+    import random
+
+    from connectors.email import mime
+    from connectors.email.source import PIECE_BYTES
+
+    attachment = random.Random(5).randbytes(700_000)
+    small = mailbox.append("INBOX", message("small"))
+    large = mailbox.append("INBOX", message("large", attachment=attachment))
+    room: list[int] = []
+
+    with source(mailbox) as inbox:
+        items = list(inbox.fetch(inbox.candidates(), make_room=room.append))
+    with mailbox.client() as other:
+        other.select_folder("INBOX", readonly=True)
+        raw = other.fetch([large], ["BODY.PEEK[]"])[large][b"BODY[]"]
+
+    assert [item.key.position for item in items] == [small, large]
+    record = items[1].record
+    assert record["attachments"][0]["content"] == attachment
+    assert record == mime.parse_message(raw, uid=large, uidvalidity=record["uidvalidity"], folder="INBOX")
+    pieces = [fetched for uids, fetched in fetches if uids == [large] and fetched[0].startswith("BODY.PEEK[]<")]
+    assert pieces == [[f"BODY.PEEK[]<{n * PIECE_BYTES}.{PIECE_BYTES}>"] for n in range(len(raw) // PIECE_BYTES + 1)]
+    assert room == [items[0].size, len(raw)]  # told before each download
+    assert mailbox.flags() == {small: set(), large: set()}
+
+
 def test_it_leaves_out_a_message_expunged_after_the_search(mailbox: Mailbox) -> None:
     kept = mailbox.append("INBOX", message("kept"))
     gone = mailbox.append("INBOX", message("gone"))

@@ -20,6 +20,7 @@ from connectors.email.mime import (
     html_to_text,
     parse_message,
 )
+from connectors.email.setaside import StreamedMessage
 from tests.unit import hostile_mail as hostile
 
 
@@ -742,11 +743,19 @@ def _tree(msg: Message) -> list:
 
 
 def _without_set_aside(monkeypatch: pytest.MonkeyPatch, raw: bytes) -> tuple[dict, list]:
-    from connectors.email import mime
+    from connectors.email import mime, setaside
 
     with monkeypatch.context() as patch:
-        patch.setattr(mime, "_SET_ASIDE_MIN_MESSAGE", 10**12)
-        return parse(raw), _tree(mime._parse(raw)[0])
+        patch.setattr(setaside, "MIN_MESSAGE", 10**12)
+        return parse(raw), _tree(mime._parse(raw, None)[0])
+
+
+def _streamed(raw: bytes, piece: int) -> StreamedMessage:
+    """``raw`` fed as a download gives it: in pieces of ``piece`` bytes, the size announced first."""
+    message = StreamedMessage(size_hint=len(raw))
+    for start in range(0, len(raw), piece):
+        message.feed(raw[start : start + piece])
+    return message
 
 
 def _run(size: int, newline: bytes = b"\r\n") -> bytes:
@@ -795,23 +804,78 @@ def _set_aside_cases() -> list[bytes]:
     return cases + [seed + b"\r\n" + big for seed in hostile.seeds()]
 
 
-@pytest.mark.parametrize("number", range(len(_set_aside_cases())))
-def test_setting_large_base64_runs_aside_changes_nothing(number: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    from connectors.email import mime
+def _streamed_cases() -> list[bytes]:
+    """Runs that are regular at first and then not, across the pieces of a download."""
+    head = [("From", "a@example.com"), ("Subject", "big")]
+    b64 = [("Content-Type", "application/pdf"), ("Content-Transfer-Encoding", "base64")]
+    big = _run(200_000)
+    lines = big.split(b"\r\n")
+    width = [(b"\r\n".join(lines[:1500]) + b"\r\n" + base64.b64encode(b"x" * 48) + b"\r\n"  # a line longer
+              + b"\r\n".join(lines[1500:]))]
+    short = [b"\r\n".join(lines[:1800]) + b"\r\nQUJD\r\n" + b"\r\n".join(lines[1800:])]  # short, then more
+    bodies = [
+        b"".join(base64.b64encode(random.Random(n).randbytes(n * 3000))[i : i + n] + b"\r\n"
+                 for i in range(0, n * 4000, n)) for n in (64, 72)  # other line widths
+    ] + width + short + [
+        big.replace(b"\r\n", b"\n", 900),  # LF at first, CRLF later
+        big.rstrip(b"=\r\n") + b"R==\r\n",  # unused bits set in the last character
+        _run(200_001).rstrip(b"=\r\n") + b"Q=\r\n",  # unused bits set before one "="
+        big.rstrip(b"=\r\n") + b"===\r\n",  # too much padding
+        big.rstrip(b"=\r\n") + b"QUJ\r\n",  # a last line of 4n + 3 characters
+        big + b"QUJD\r\n",  # a line after the padded one
+        b"\r\n".join(lines[:2000]) + b"\r\n=\r\n" + b"\r\n".join(lines[2000:]),  # stray padding line
+        big.replace(b"\r\n", b"\r\r\n", 1),  # not a base64 line at all
+        big[:100_000] + b"MailwrightSetAside" + big[100_000:],  # the marker in a run, once more
+    ]
+    return [hostile.message([*head, *b64], body) for body in bodies]
 
-    raw = _set_aside_cases()[number]
+
+_ALL_CASES = _set_aside_cases() + _streamed_cases()
+
+
+@pytest.mark.parametrize("number", range(len(_ALL_CASES)))
+def test_setting_large_base64_runs_aside_changes_nothing(number: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.email import mime, setaside
+
+    raw = _ALL_CASES[number]
     record, tree = _without_set_aside(monkeypatch, raw)
     assert parse(raw) == record
     assert number not in (5, 6) or record["defects"], "the slow path's defects, found by the fast one too"
-    assert _tree(mime._parse(raw)[0]) == tree
+    assert _tree(mime._parse(*setaside.set_aside(raw))[0]) == tree
+    # Downloaded in pieces (a line, a CRLF or the marker cut in two), with runs decoded on the way.
+    for piece in (1000, 4099, 65_536, 256 * 1024):
+        assert parse(_streamed(raw, piece)) == record, piece
+        assert _tree(mime._parse(*_streamed(raw, piece).finish())[0]) == tree, piece
 
 
 def test_it_sets_large_base64_runs_aside() -> None:
-    from connectors.email import mime
+    from connectors.email import setaside
 
     raw = hostile.large_attachment()
-    collapsed, set_aside = mime._set_aside(raw)
-    assert len(set_aside.spans) == 1 and len(collapsed) < 10_000
+    collapsed, runs = setaside.set_aside(raw)
+    assert len(runs.runs) == 1 and len(collapsed) < 10_000
+    streamed_collapsed, streamed_runs = _streamed(raw, 65_536).finish()
+    assert streamed_collapsed == collapsed
+    [run] = streamed_runs.runs
+    assert run.decoded() == runs.run(0).decoded() and bytes(run.text()) == bytes(runs.run(0).text())
+
+
+def test_a_streamed_attachment_is_in_memory_once() -> None:
+    raw = hostile.large_attachment(2_000_000)
+    tracemalloc.start()
+    try:
+        message = StreamedMessage(size_hint=len(raw))
+        for start in range(0, len(raw), 256 * 1024):
+            message.feed(raw[start : start + 256 * 1024])
+        record = parse(message)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    [attachment] = record["attachments"]
+    decoded = len(attachment["content"])
+    assert decoded >= 2_000_000
+    # The decoded attachment plus about a piece's worth of copies, never the encoded text beside it.
+    assert peak < decoded + 1_000_000, peak
 
 
 # --- sending: the wire form
