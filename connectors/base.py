@@ -142,9 +142,10 @@ class SourceSession(AbstractContextManager):
               ) -> Iterator[SourceItem]:
         """Read the given records, in batches, without marking anything.
 
-        Before each download the source calls ``make_room`` with the bytes it is about to fetch:
-        the engine may first finish with a large record it still holds, so that memory holds one
-        large record, not two.
+        Before each download the source calls ``make_room`` with the bytes it is about to fetch
+        (for a record fetched in pieces: before each piece, with the record's size): the engine
+        may first finish with a large record it still holds, so that memory holds one large
+        record, not two, and it keeps its target busy meanwhile.
         """
         raise NotImplementedError
 

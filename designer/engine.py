@@ -29,13 +29,13 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -59,6 +59,8 @@ LOOKAHEAD_MAX_BYTES = 256 * 1024
 # has waited this long: one IMAP round trip and one ledger update for many messages.
 ACK_BATCH = 50
 ACK_INTERVAL_SECONDS = 2.0
+# SQLite's page cache for a run's connection, in KiB (see ``_small_page_cache``).
+RUN_SQLITE_CACHE_KB = 256
 # Failed acknowledgements in a row that stop a run: the source no longer answers.
 ACK_FAILURE_LIMIT = 2
 # Ledger look-ups are chunked to stay under SQLite's limit on query parameters.
@@ -383,7 +385,9 @@ class _Delivery:
             self._pump(wait=True)
 
     def _make_room(self, size: int) -> None:
-        """Before the source downloads ``size`` bytes: deliver what is held until it fits beside them."""
+        """Before the source downloads (a message of) ``size`` bytes: keep the sender busy, and
+        deliver what is held until the download fits beside it."""
+        self._pump(wait=False)
         while self._holds_too_much_for(size):
             self._pump(wait=True)
 
@@ -700,6 +704,27 @@ def execute(run_id: int) -> Run:
     return run
 
 
+@contextmanager
+def _small_page_cache() -> Iterator[None]:
+    """On SQLite, a small page cache for the run's connection (restored after it).
+
+    A run appends to the ledger and reads little back, and SQLite's default cache (2 MB a
+    connection) would fill with the pages it wrote: memory a run's bound, a few times its largest
+    message, has no room for. PostgreSQL caches on the server.
+    """
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        previous = int(cursor.execute("PRAGMA cache_size").fetchone()[0])
+        cursor.execute(f"PRAGMA cache_size = -{RUN_SQLITE_CACHE_KB}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA cache_size = {previous}")
+
+
 def _execute(ctx: _RunContext) -> None:
     run, operation = ctx.run, ctx.operation
     source = None
@@ -715,6 +740,7 @@ def _execute(ctx: _RunContext) -> None:
                 source_connector.open_source(source_ep.config, source_ep.secrets, source_ep.settings))
             target = stack.enter_context(
                 target_connector.open_target(target_ep.config, target_ep.secrets, target_ep.settings))
+            stack.enter_context(_small_page_cache())
             _Delivery(ctx, source_ep, source, target_ep, target, run.replay_of).run()
             _update_health(source_ep.activity, source, "")
         status = _final_status(ctx)

@@ -182,10 +182,10 @@ class EmailSource(SourceSession):
     def _downloaded_in_pieces(self, key: SourceKey, size: int, flags: tuple[str, ...],
                               make_room: Callable[[int], None]) -> Iterator[SourceItem]:
         """A large message, ``PIECE_BYTES`` at a time: its attachments are decoded as they arrive."""
-        make_room(size)
         message = StreamedMessage(size_hint=size)
         uid = key.position
         while True:
+            make_room(size)
             item = f"BODY.PEEK[]<{message.size}.{PIECE_BYTES}>"
             found = self._run(f"download message {uid}", lambda client, i=item: client.fetch([uid], [i]))
             piece = next((v for k, v in found.get(uid, {}).items() if k.startswith(b"BODY[]")), None)

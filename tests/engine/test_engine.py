@@ -417,3 +417,30 @@ def test_a_cancel_waits_for_the_message_in_flight_and_leaves_the_rest(world, run
     assert (run.read_count, run.sent_count) == (2, 2)
     monkeypatch.undo()
     assert run_once().sent_count == 1
+
+
+def test_a_run_keeps_sqlite_s_page_cache_small_and_gives_it_back(world, run_once, monkeypatch):
+    from django.db import connection
+
+    from designer import engine
+
+    if connection.vendor != "sqlite":
+        pytest.skip("a SQLite setting")
+
+    def cache_size() -> int:
+        with connection.cursor() as cursor:
+            return cursor.execute("PRAGMA cache_size").fetchone()[0]
+
+    before = cache_size()
+    during: list[int] = []
+    original_run = engine._Delivery.run
+
+    def run(self):
+        during.append(cache_size())
+        return original_run(self)
+
+    monkeypatch.setattr(engine._Delivery, "run", run)
+    world.add("m")
+    assert run_once().status == "succeeded"
+    assert during == [-engine.RUN_SQLITE_CACHE_KB]
+    assert cache_size() == before
