@@ -593,21 +593,24 @@ class _Delivery:
         ``ACK_FAILURE_LIMIT`` in a row stop the run (unless it is ending anyway).
         """
         pending, self._pending = self._pending, {}
+        error: ConnectorError | None = None
         for action, batch in pending.items():
             if action != "leave":
                 try:
                     self.source.acknowledge([p.key for p in batch], action)
                 except ConnectorError as exc:
+                    error = exc
                     delivered = sum(1 for p in batch if p.row is not None)
                     self.ctx.unacknowledged += delivered
                     positions = ", ".join(str(p.key.position) for p in batch[:10]) + (", …" if len(batch) > 10 else "")
                     self.ctx.log(f"could not {action.replace('_', ' ')} message(s) {positions}: {exc}", "error")
                     self._failed_ack_batches += 1
-                    if self._failed_ack_batches >= ACK_FAILURE_LIMIT and not final:
-                        raise RunAborted(f"the source stopped answering: {exc}") from None
                     continue
                 self._failed_ack_batches = 0
             self._mark_acknowledged(batch)
+        # Every batch was tried first: each one that failed is counted and logged, none is forgotten.
+        if error is not None and self._failed_ack_batches >= ACK_FAILURE_LIMIT and not final:
+            raise RunAborted(f"the source stopped answering: {error}")
 
     def _mark_acknowledged(self, batch: list[_PendingAck]) -> None:
         rows = [p for p in batch if p.row is not None]

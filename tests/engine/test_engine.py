@@ -46,6 +46,31 @@ def test_it_acknowledges_without_resending_what_was_sent_but_not_marked(world, r
     assert second.records.get().status == "acknowledged"
 
 
+def test_a_failed_acknowledgement_batch_does_not_hide_the_others(world, run_once, operation, monkeypatch):
+    from designer import engine
+
+    monkeypatch.setattr(engine, "ACK_BATCH", 2)
+    monkeypatch.setattr(engine, "ACK_FAILURE_LIMIT", 1)
+    operation.condition = "'urgent' in subject"
+    operation.save()
+    operation.source.settings = {"on_skip": "delete"}
+    operation.source.save()
+    world.add("urgent: help")
+    world.add("newsletter")
+    world.ack_fails = True
+    run = run_once()
+    # The skipped message's delete failed first and stops the run, but only once the delivered
+    # message's batch was tried (and logged) too.
+    assert run.status == "partial", run.message
+    assert "the source stopped answering" in run.message
+    logged = list(run.logs.filter(level="error").values_list("text", flat=True))
+    assert any(text.startswith("could not delete message(s) 2") for text in logged), logged
+    assert any(text.startswith("could not mark read message(s) 1") for text in logged), logged
+    world.ack_fails = False
+    assert run_once().sent_count == 0
+    assert world.seen == {1}
+
+
 def test_it_resends_a_message_left_sending_under_the_same_message_id(world, run_once, operation):
     world.add("unknown outcome")
     LedgerEntry.objects.create(operation=operation, connection=operation.source.connection, scope="INBOX",
