@@ -259,9 +259,13 @@ class _Delivery:
     """Delivers the messages of one run through an open source and target.
 
     Sending runs on a thread of its own, one message at a time, so the target's time on one message
-    (network, the server's checks) is spent reading, mapping and building the next. Everything
-    else — the database, the source — stays on the run's thread. The ledger order holds per
-    message: "sending" is committed before it is handed to the sender, "sent" once it was accepted.
+    (network, the server's checks) is spent reading, mapping and building the next ones: they wait,
+    prepared, in ``_ready`` (no ledger row written yet), up to ``LOOKAHEAD_MAX_MESSAGES``, and the
+    source asks before each download for room (``_make_room``), which keeps the sender busy and a
+    second large message out while one is held. Everything else — the database, the source —
+    stays on the run's thread. The ledger order holds per message: "sending" is committed before
+    it is handed to the sender, "sent" once it was accepted. A message still in ``_ready`` when the
+    run stops is left, unrecorded, for the next run.
     """
 
     def __init__(self, ctx: _RunContext, source_ep: _Endpoint, source: Any, target_ep: _Endpoint, target: Any,

@@ -258,7 +258,7 @@ class _RunBuilder:
         if b"=" in chunk:
             text = chunk.rstrip(b"\r\n")
             padding = len(text) - len(text.rstrip(b"="))
-            if padding > 2 or b"=" in text[:-padding]:
+            if padding > 2 or b"=" in text[: len(text) - padding]:
                 return None
             self._ended = True  # nothing may follow padding
         decoded = binascii.a2b_base64(chunk)  # the line breaks are skipped

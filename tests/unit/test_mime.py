@@ -822,6 +822,8 @@ def _streamed_cases() -> list[bytes]:
         _run(200_001).rstrip(b"=\r\n") + b"Q=\r\n",  # unused bits set before one "="
         big.rstrip(b"=\r\n") + b"===\r\n",  # too much padding
         big.rstrip(b"=\r\n") + b"QUJ\r\n",  # a last line of 4n + 3 characters
+        big[:100_002] + b"=" + big[100_003:],  # "=" inside a full line, mid-run
+        big[:100_001] + b"==" + big[100_003:],
         big + b"QUJD\r\n",  # a line after the padded one
         b"\r\n".join(lines[:2000]) + b"\r\n=\r\n" + b"\r\n".join(lines[2000:]),  # stray padding line
         big.replace(b"\r\n", b"\r\r\n", 1),  # not a base64 line at all
