@@ -192,7 +192,9 @@ class EmailSource(SourceSession):
             if piece is None:
                 return  # expunged since the sizes were read
             message.feed(piece)
-            if len(piece) < PIECE_BYTES:
+            # A short piece is the last one; a server that gives less than asked before the size
+            # it announced is asked again from there, until it gives nothing.
+            if not piece or (len(piece) < PIECE_BYTES and message.size >= size):
                 break
             del piece, found
         yield self._item(key, message, flags)

@@ -225,6 +225,31 @@ def test_it_downloads_a_large_message_in_pieces_and_reads_it_the_same(mailbox: M
     assert mailbox.flags() == {small: set(), large: set()}
 
 
+def test_it_reads_on_when_the_server_gives_shorter_pieces_than_asked(
+    mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import random
+
+    attachment = random.Random(6).randbytes(400_000)
+    uid = mailbox.append("INBOX", message("large", attachment=attachment))
+    original = GuardedIMAPClient.fetch
+
+    def stingy(self: GuardedIMAPClient, messages: Any, data: Any, modifiers: Any = None) -> Any:
+        found = original(self, messages, data, modifiers)
+        for facts in found.values():
+            for key in [k for k in facts if k.startswith(b"BODY[]<")]:
+                facts[key] = facts[key][: len(facts[key]) // 2 + 1]  # less than asked, never nothing
+        return found
+
+    monkeypatch.setattr(GuardedIMAPClient, "fetch", stingy)
+    with source(mailbox) as inbox:
+        [item] = list(inbox.fetch(inbox.candidates()))
+
+    assert item.key.position == uid
+    assert item.record["attachments"][0]["content"] == attachment
+    assert item.record["defects"] == []
+
+
 def test_it_leaves_out_a_message_expunged_after_the_search(mailbox: Mailbox) -> None:
     kept = mailbox.append("INBOX", message("kept"))
     gone = mailbox.append("INBOX", message("gone"))
