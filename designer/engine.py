@@ -349,13 +349,11 @@ class _Delivery:
         else:
             self._drain()
         finally:
-            # Whatever stops the run, a message handed over gets its outcome; those not handed over
-            # yet are left, unsent and unrecorded, for the next run.
+            # Whatever stops the run, a message handed over gets its outcome; the others are left.
             flight, self._in_flight = self._in_flight, None
             if flight is not None:
                 self._land(flight)
-            self.ctx.bump(read_count=-len(self._ready))
-            self._ready.clear()
+            self._leave_ready()
         if self._target_failing():
             self.ctx.log(
                 f"the target failed {self.transient_streak} messages in a row with temporary errors; "
@@ -374,8 +372,7 @@ class _Delivery:
         elif flight is not None and not flight.future.done():
             return
         if self._target_failing():
-            self.ctx.bump(read_count=-len(self._ready))
-            self._ready.clear()
+            self._leave_ready()
         then = self._ready.popleft() if self._ready else None
         # ``_in_flight`` is cleared before landing: a flight is landed once, even when landing raises.
         self._in_flight = None
@@ -383,6 +380,11 @@ class _Delivery:
             self._in_flight = self._land(flight, then=then)
         elif then is not None:
             self._in_flight = self._launch(then)
+
+    def _leave_ready(self) -> None:
+        """Drop the messages built but not handed over: unsent and unrecorded, the next run reads them again."""
+        self.ctx.bump(read_count=-len(self._ready))
+        self._ready.clear()
 
     def _drain(self) -> None:
         while self._in_flight is not None or self._ready:
