@@ -25,6 +25,8 @@ import io
 import re
 from dataclasses import dataclass
 
+from connectors.email.wire import encode_lines
+
 MIN_MESSAGE = 64 * 1024  # smaller messages are parsed as they are
 MIN_RUN = 4 * 1024
 _BASE64_LINES = re.compile(rb"^(?:[A-Za-z0-9+/=]++\r?\n)++", re.MULTILINE)
@@ -72,15 +74,10 @@ class _Decoded(Run):
     line_break: bytes
 
     def text(self) -> bytes:
-        return _encode_lines(self.data, self.line_length, self.line_break)
+        return encode_lines(self.data, self.line_length, self.line_break)
 
     def decoded(self) -> bytes:
         return self.data
-
-
-def _encode_lines(data: bytes, line_length: int, line_break: bytes) -> bytes:
-    encoded = binascii.b2a_base64(data, newline=False)
-    return line_break.join(encoded[i : i + line_length] for i in range(0, len(encoded), line_length))
 
 
 def decode_run(run: bytes | memoryview) -> bytes | None:
@@ -270,7 +267,7 @@ class _RunBuilder:
         if self._decoded is None or not self._decoded.tell():
             return b""
         data = self._decoded.getvalue()[: self._decoded.tell()]  # the buffer may be longer (capacity)
-        return _encode_lines(data, self.line_length, self.line_break) + self.line_break
+        return encode_lines(data, self.line_length, self.line_break) + self.line_break
 
     def text(self) -> bytes:
         """The run so far as it arrived (every line break included)."""

@@ -84,8 +84,13 @@ def base64_lines(data: bytes) -> Iterator[bytes]:
     """``data`` in base64, ``LINE`` characters and CRLF a line, a slice of about 78 KB at a time."""
     view = memoryview(data)
     for start in range(0, len(view), _INPUT_PER_SLICE):
-        encoded = binascii.b2a_base64(view[start : start + _INPUT_PER_SLICE], newline=False)
-        yield b"\r\n".join([encoded[i : i + LINE] for i in range(0, len(encoded), LINE)]) + b"\r\n"
+        yield encode_lines(view[start : start + _INPUT_PER_SLICE]) + b"\r\n"
+
+
+def encode_lines(data: bytes | memoryview, line_length: int = LINE, line_break: bytes = b"\r\n") -> bytes:
+    """``data`` in base64, ``line_length`` characters a line, the lines joined by ``line_break``."""
+    encoded = binascii.b2a_base64(data, newline=False)
+    return line_break.join([encoded[i : i + line_length] for i in range(0, len(encoded), line_length)])
 
 
 class _Generator(BytesGenerator):
