@@ -197,12 +197,15 @@ class _RunBuilder:
             return start
         lines = (end - start) // (width + len(brk))
         block = memoryview(data)[start:end]
+        # Only base64 characters, and as many line breaks as lines: then ``_decode_regular``, which
+        # checks that each break is in its place, decides (and keeps nothing when it refuses).
         if (not lines or len(block) != lines * (width + len(brk))
                 or data.translate(None, _BASE64_TEXT)  # the whole piece: no copy, and rarely wrong to refuse
                 or data.count(b"\n", start, end) != lines or data.count(b"\r", start, end) != lines * (len(brk) - 1)
-                or not _breaks_in_place(block, width, brk)):
+                or not self._decode_regular(block)):
             return start
-        self.add(block)
+        self.length += len(block)
+        self.last_break = brk
         return end
 
     def _start(self, block: memoryview) -> None:
