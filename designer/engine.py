@@ -553,7 +553,7 @@ class _Delivery:
             # Before the launch: acknowledging may stop the run, and a launched message must be landed.
             self._acknowledge(_PendingAck(flight.ready.key, flight.row), self.settings.after_read)
         if then is not None and not launch:
-            self.ctx.bump(read_count=-1)  # left, unsent and unrecorded, for the next run
+            self._ready.appendleft(then)  # back in line: left for the next run with the rest
         return self._launch(then, next_row) if launch else None
 
     def _outcome(self, flight: _Flight) -> Delivery | None:
