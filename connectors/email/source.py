@@ -150,7 +150,7 @@ class EmailSource(SourceSession):
                     continue  # expunged since the search
                 size = int(facts[b"RFC822.SIZE"])
                 flags = _flags(facts.get(b"FLAGS", ()))
-                if size > self.settings.max_message_bytes or size > PIECE_BYTES:
+                if size > self.settings.max_message_bytes or size > PIECE_BYTES:  # not in a batch
                     yield from self._bodies(batch, make_room)
                     batch, batch_bytes = [], 0
                     if size > self.settings.max_message_bytes:
@@ -188,7 +188,7 @@ class EmailSource(SourceSession):
             make_room(size)
             item = f"BODY.PEEK[]<{message.size}.{PIECE_BYTES}>"
             found = self._run(f"download message {uid}", lambda client, i=item: client.fetch([uid], [i]))
-            piece = next((v for k, v in found.get(uid, {}).items() if k.startswith(b"BODY[]")), None)
+            piece = _fetched(found, uid, b"BODY[]")
             if piece is None:
                 return  # expunged since the sizes were read
             message.feed(piece)
@@ -215,7 +215,7 @@ class EmailSource(SourceSession):
         """A message above the size limit: skipped with a reason; only a few headers are read."""
         item = f"BODY.PEEK[HEADER.FIELDS ({SUMMARY_HEADERS})]"
         found = self._run("read message headers", lambda client: client.fetch([key.position], [item]))
-        header = next((v for k, v in found.get(key.position, {}).items() if k.startswith(b"BODY[HEADER")), b"")
+        header = _fetched(found, key.position, b"BODY[HEADER") or b""
         record = mime.parse_message(
             header, uid=key.position, uidvalidity=self.uidvalidity, folder=self.folder, flags=flags
         )
@@ -362,6 +362,12 @@ def _uid_search(client: GuardedIMAPClient, arguments: list[bytes]) -> list[int]:
     as they are, 8-bit ones as literals.
     """
     return [int(uid) for uid in parse_message_list(client._raw_command_untagged(b"SEARCH", arguments))]
+
+
+def _fetched(found: Mapping[int, Mapping[bytes, Any]], uid: int, prefix: bytes) -> Any:
+    """The item of ``uid`` whose name starts with ``prefix`` (servers echo partial and header
+    items with their own spelling, e.g. ``BODY[]<0>``), or None when the message was not there."""
+    return next((value for name, value in found.get(uid, {}).items() if name.startswith(prefix)), None)
 
 
 def _flags(raw: Sequence[Any]) -> tuple[str, ...]:
