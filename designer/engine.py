@@ -622,23 +622,32 @@ class _Delivery:
         rows = [p for p in batch if p.row is not None]
         if not rows:
             return
+        earlier = [p for p in rows if p.earlier]
+        # Without the message in hand (acknowledge-only), its first run's record tells what it was.
+        first_facts = _first_record_facts([p.row.pk for p in earlier if p.summary is None])
         with transaction.atomic():
             LedgerEntry.objects.filter(pk__in=[p.row.pk for p in rows]).update(
                 state=LedgerEntry.State.ACKNOWLEDGED, updated_at=timezone.now())
-            RunRecord.objects.bulk_create([self._acknowledged_record(p) for p in rows if p.earlier])
+            RunRecord.objects.bulk_create(
+                [self._acknowledged_record(p, p.summary or first_facts.get(p.row.pk, {})) for p in earlier])
 
-    def _acknowledged_record(self, pending: _PendingAck) -> RunRecord:
+    def _acknowledged_record(self, pending: _PendingAck, facts: dict[str, str]) -> RunRecord:
         row = pending.row
-        # Without the message in hand (acknowledge-only), its first run's row tells what it was.
-        first = row.records.order_by("id").first()
-        facts = pending.summary or (
-            {"subject": first.subject, "from": first.sender, "to": first.recipients} if first else {})
         return RunRecord(
             run=self.ctx.run, ledger=row, position=pending.key.position,
             identity=(pending.key.identity or row.identity)[:998],
             subject=facts.get("subject", "")[:2000], sender=facts.get("from", "")[:2000],
             recipients=facts.get("to", "")[:5000], status=RunRecord.Status.ACKNOWLEDGED,
         )
+
+
+def _first_record_facts(ledger_ids: list[int]) -> dict[int, dict[str, str]]:
+    """Subject, sender and recipients of each ledger row's first run record, in one query."""
+    facts: dict[int, dict[str, str]] = {}
+    records = RunRecord.objects.filter(ledger_id__in=ledger_ids).order_by("ledger_id", "id")
+    for ledger_id, subject, sender, recipients in records.values_list("ledger_id", "subject", "sender", "recipients"):
+        facts.setdefault(ledger_id, {"subject": subject, "from": sender, "to": recipients})
+    return facts
 
 
 def _final_status(ctx: _RunContext) -> str:

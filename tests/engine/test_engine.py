@@ -44,6 +44,7 @@ def test_it_acknowledges_without_resending_what_was_sent_but_not_marked(world, r
     assert len(world.sent) == 1
     assert world.seen == {1}
     assert second.records.get().status == "acknowledged"
+    assert second.records.get().subject == "crash window"  # taken from the first run's record
 
 
 def test_a_failed_acknowledgement_batch_does_not_hide_the_others(world, run_once, operation, monkeypatch):
