@@ -866,10 +866,7 @@ def test_a_streamed_attachment_is_in_memory_once() -> None:
     raw = hostile.large_attachment(2_000_000)
     tracemalloc.start()
     try:
-        message = StreamedMessage(size_hint=len(raw))
-        for start in range(0, len(raw), 256 * 1024):
-            message.feed(raw[start : start + 256 * 1024])
-        record = parse(message)
+        record = parse(_streamed(raw, 256 * 1024))
         _current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
