@@ -337,11 +337,9 @@ class StreamedMessage:
         self._close_run()
         self._skeleton += self._pending
         self._pending = bytearray()
-        if not self._runs:
-            return bytes(self._skeleton), None
-        if self.size < MIN_MESSAGE:
-            return self._so_far(), None
-        return bytes(self._skeleton), SetAside(self._runs)
+        # Unlike ``set_aside``, a small message is not left whole: only the engine's large ones come
+        # here, and setting runs aside changes nothing in what is read from a message of any size.
+        return bytes(self._skeleton), SetAside(self._runs) if self._runs else None
 
     def _scan(self, data: bytes, offset: int, start: int = 0, end: int | None = None) -> None:
         """Take in the whole lines of ``data[start:end]``; ``data[start]`` is at ``offset`` in the message."""
