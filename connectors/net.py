@@ -1,9 +1,10 @@
 """The outbound-connection guard (SPEC §9): every socket a connector opens comes from here.
 
 A connection's host is typed by a user, so without a guard the server could be pointed at
-link-local or cloud-metadata addresses to probe what only it can reach. The host is resolved
-once, every resolved address is checked against the deny-list, and the socket connects to
-those very addresses: a second lookup could answer differently (DNS rebinding).
+loopback, private, link-local or cloud-metadata addresses to probe what only it can reach. The
+host is resolved once, every resolved address is checked against the deny-list (less the
+networks MAILWRIGHT_ALLOW_NETWORKS opens), and the socket connects to those very addresses: a
+second lookup could answer differently (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -20,15 +21,31 @@ from connectors.base import ConnectorError
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# Link-local (AWS, GCP and Azure metadata live at 169.254.169.254), Alibaba's metadata address,
-# AWS's IPv6 metadata address and "this network". settings.py starts from this list.
-DEFAULT_DENY_NETWORKS: tuple[str, ...] = (
-    "169.254.0.0/16",
-    "fe80::/10",
-    "100.100.100.200/32",
-    "fd00:ec2::254/128",
-    "0.0.0.0/8",
-)
+# What production refuses to connect to, each with the words a refusal uses. Specific entries come
+# first so a refusal names the most telling one (the metadata address rather than its /10).
+# settings.py starts from this list; MAILWRIGHT_ALLOW_NETWORKS opens named networks again.
+DENY_REASONS: dict[str, str] = {
+    "169.254.169.254/32": "a cloud metadata",
+    "fd00:ec2::254/128": "a cloud metadata",
+    "100.100.100.200/32": "a cloud metadata",
+    "168.63.129.16/32": "a cloud platform (Azure wire server)",
+    "127.0.0.0/8": "a loopback",
+    "::1/128": "a loopback",
+    "0.0.0.0/8": "a \"this network\"",
+    "::/128": "the unspecified (reaches this machine)",
+    "10.0.0.0/8": "a private (RFC 1918)",
+    "172.16.0.0/12": "a private (RFC 1918)",
+    "192.168.0.0/16": "a private (RFC 1918)",
+    "100.64.0.0/10": "a carrier-grade NAT (shared)",
+    "169.254.0.0/16": "a link-local",
+    "fe80::/10": "a link-local",
+    "fc00::/7": "a unique-local",
+    "64:ff9b::/96": "a NAT64",
+    "64:ff9b:1::/48": "a NAT64",
+}
+DEFAULT_DENY_NETWORKS: tuple[str, ...] = tuple(DENY_REASONS)
+# The networks `make run` (DEBUG) and the test suite open, so local servers can be tried.
+LOOPBACK_NETWORKS: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
 
 # What a timeout shrinks to once a deadline has passed: the next read fails at once.
@@ -53,30 +70,56 @@ class Address(NamedTuple):
         return self.ip
 
 
-def denied_networks() -> list[IPNetwork]:
-    """The deny-list: ``settings.MAILWRIGHT_DENY_NETWORKS`` when Django is configured, else the default."""
-    cidrs: Iterable[str] = DEFAULT_DENY_NETWORKS
+def _setting(name: str, default: Iterable[str]) -> Iterable[str]:
     try:
         from django.conf import settings
     except ImportError:  # the connectors also run outside Django (scripts, unit tests)
-        pass
-    else:
-        if settings.configured:
-            cidrs = getattr(settings, "MAILWRIGHT_DENY_NETWORKS", DEFAULT_DENY_NETWORKS)
+        return default
+    return getattr(settings, name, default) if settings.configured else default
+
+
+def denied_networks() -> list[IPNetwork]:
+    """The deny-list: ``settings.MAILWRIGHT_DENY_NETWORKS`` when Django is configured, else the default."""
+    cidrs = _setting("MAILWRIGHT_DENY_NETWORKS", DEFAULT_DENY_NETWORKS)
     return [ipaddress.ip_network(cidr, strict=False) for cidr in cidrs]
 
 
-def denied_by(ip: str, networks: Sequence[IPNetwork] | None = None) -> IPNetwork | None:
-    """The deny-listed network that contains ``ip``, or None when the address is allowed."""
+def allowed_networks() -> list[IPNetwork]:
+    """Networks opened despite the deny-list: ``settings.MAILWRIGHT_ALLOW_NETWORKS`` (none outside Django)."""
+    return [ipaddress.ip_network(cidr, strict=False) for cidr in _setting("MAILWRIGHT_ALLOW_NETWORKS", ())]
+
+
+def denied_by(
+    ip: str, networks: Sequence[IPNetwork] | None = None, allowed: Sequence[IPNetwork] | None = None
+) -> IPNetwork | None:
+    """The deny-listed network that contains ``ip`` and is not opened again, or None when allowed.
+
+    An allowed network wins over a denied one that is as broad or broader: allowing 10.1.2.0/24
+    opens it inside the denied 10.0.0.0/8, but allowing 169.254.0.0/16 does not open the metadata
+    address 169.254.169.254/32, which has to be named itself.
+    """
     address = ipaddress.ip_address(ip.split("%", 1)[0])  # drop an IPv6 zone id ("fe80::1%eth0")
     candidates: list[IPAddress] = [address]
-    # ::ffff:169.254.169.254 reaches the IPv4 address on a dual-stack socket: judge it as IPv4 too.
+    # ::ffff:10.0.0.5 reaches the IPv4 address on a dual-stack socket: judge it as IPv4 too.
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         candidates.append(address.ipv4_mapped)
-    for network in denied_networks() if networks is None else networks:
-        if any(candidate.version == network.version and candidate in network for candidate in candidates):
-            return network
+    denied = denied_networks() if networks is None else networks
+    opened = allowed_networks() if allowed is None else allowed
+    for candidate in candidates:
+        for network in denied:
+            if candidate.version != network.version or candidate not in network:
+                continue
+            if not any(
+                candidate.version == allow.version and candidate in allow and allow.prefixlen >= network.prefixlen
+                for allow in opened
+            ):
+                return network
     return None
+
+
+def refusal_reason(network: IPNetwork) -> str:
+    """What kind of address ``network`` holds, in the words of a refusal ("a private (RFC 1918)")."""
+    return DENY_REASONS.get(str(network), "a deny-listed")
 
 
 def resolve(host: str, port: int, timeout: float) -> list[Address]:
@@ -204,12 +247,16 @@ def _left(until: float) -> float:
 
 
 def _refuse_denied(host: str, addresses: Sequence[Address]) -> None:
-    networks = denied_networks()
+    """Refuse before any socket exists. The message names the kind of network, not the address:
+    a user probing internal names learns no more than that the policy refused them."""
+    networks, opened = denied_networks(), allowed_networks()
     for address in addresses:
-        network = denied_by(address.ip, networks)
+        network = denied_by(address.ip, networks, opened)
         if network is not None:
             raise ConnectorError(
-                f"{host} resolves to {address.ip}, which is blocked by the outbound deny-list ({network})",
+                f"refused by the outbound policy, no connection attempted: {host} resolves to "
+                f"{refusal_reason(network)} address ({network} is on the outbound deny-list; "
+                "an administrator can open a network with MAILWRIGHT_ALLOW_NETWORKS)",
                 permanent=True,
             )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
-from connectors.net import DEFAULT_DENY_NETWORKS
+from connectors.net import DEFAULT_DENY_NETWORKS, LOOPBACK_NETWORKS
 from designer.env import envbool, envint, envlist, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -68,8 +69,20 @@ for _position, _key in enumerate(MAILWRIGHT_ENCRYPTION_KEYS, start=1):
             "(32 url-safe base64-encoded bytes)"
         ) from None
 
-# Outbound connections of connections are refused to these networks (checked after DNS).
+# Outbound connections of connections are refused to these networks (checked after DNS, for every
+# address a name resolves to) unless MAILWRIGHT_ALLOW_NETWORKS names them: an internal relay. `make
+# run` (DEBUG) opens loopback as well, so its demo mailbox on this machine can be reached.
 MAILWRIGHT_DENY_NETWORKS = envlist("MAILWRIGHT_DENY_NETWORKS", list(DEFAULT_DENY_NETWORKS))
+MAILWRIGHT_ALLOW_NETWORKS = envlist("MAILWRIGHT_ALLOW_NETWORKS", [])
+if DEBUG:
+    MAILWRIGHT_ALLOW_NETWORKS += [n for n in LOOPBACK_NETWORKS if n not in MAILWRIGHT_ALLOW_NETWORKS]
+for _cidr in MAILWRIGHT_DENY_NETWORKS + MAILWRIGHT_ALLOW_NETWORKS:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"MAILWRIGHT_DENY_NETWORKS / MAILWRIGHT_ALLOW_NETWORKS: {_cidr!r} is not a network (e.g. 10.1.2.0/24)"
+        ) from None
 # How long the Test button waits for a worker to pick a check up before saying none is running.
 MAILWRIGHT_CHECK_PICKUP_SECONDS = envint("MAILWRIGHT_CHECK_PICKUP_SECONDS", 15)
 

@@ -39,7 +39,6 @@ from connectors.email.smtp import (
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_MAX_GREETING = 200
 
 
 def check_email_connection(config: EmailConfig, secrets: Mapping[str, str]) -> Iterator[CheckStep]:
@@ -154,8 +153,8 @@ def _imap_connect(
     tls = describe_tls(sock, client.server, config)
     if client.server.security == "starttls":
         tls = "plain text until STARTTLS"
-    greeting = _clip((client.welcome or b"").decode("utf-8", "replace"))
-    return client, f"connected to {peer} over {tls}; greeting: {greeting}"
+    # No greeting banner: it would tell any user which software answers on an address they chose.
+    return client, f"connected to {peer} over {tls}"
 
 
 def _imap_starttls(client: GuardedIMAPClient) -> tuple[None, str]:
@@ -208,7 +207,7 @@ def _smtp_connect(
     tls = describe_tls(smtp.sock, smtp.server, config) if smtp.sock is not None else "?"
     if smtp.server.security == "starttls":
         tls = "plain text until STARTTLS"
-    return smtp, f"connected to {_peer(smtp.sock)} over {tls}; greeting: {_clip(smtp.greeting)}"
+    return smtp, f"connected to {_peer(smtp.sock)} over {tls}"
 
 
 def _smtp_ehlo(smtp: SMTPSession) -> tuple[None, str]:
@@ -266,8 +265,3 @@ def _as_whom(config: EmailConfig) -> str:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _clip(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_GREETING else text[: _MAX_GREETING - 1] + "…"

@@ -222,12 +222,13 @@ def _greeting(exc: BaseException, ctx: _Context) -> ConnectorError | None:
         )
     if garbage or closed:
         return ConnectorError(f"{ctx.address} closed the connection or sent no greeting")
+    # The refusal's text is the server's banner: only its reply code is shown (SPEC §9, no probing).
     if isinstance(exc, smtplib.SMTPConnectError):
         return ConnectorError(
-            f"{ctx.address} refused the session: {_smtp_text(exc)}", permanent=exc.smtp_code >= 500
+            f"{ctx.address} refused the session (reply code {exc.smtp_code})", permanent=exc.smtp_code >= 500
         )
     if isinstance(exc, imaplib.IMAP4.error):  # a "* BYE" greeting, or not IMAP4 at all
-        return ConnectorError(f"{ctx.address} refused the session: {_server_text(exc)}")
+        return ConnectorError(f"{ctx.address} refused the session")
     return None
 
 

@@ -151,10 +151,10 @@ def test_it_passes_every_step_against_dovecot_tls_and_smtp_starttls(
     assert step["IMAP resolve"].detail == "127.0.0.1 resolves to 127.0.0.1"
     assert "TLSv1." in step["IMAP connect"].detail
     assert "certificate verified against the given CA" in step["IMAP connect"].detail
-    assert "greeting: * OK" in step["IMAP connect"].detail
+    assert "greeting" not in step["IMAP connect"].detail and "OK" not in step["IMAP connect"].detail
     assert step["IMAP login"].detail == "logged in as alice"
     assert step["IMAP select INBOX"].detail == "2 messages, 1 unseen"
-    assert "greeting: 220 smtp.mailwright.test" in step["SMTP connect"].detail
+    assert "220" not in step["SMTP connect"].detail  # no banner: it would fingerprint any address
     assert "STARTTLS" in step["SMTP EHLO"].detail and "SIZE 32 MB" in step["SMTP EHLO"].detail
     assert "upgraded to TLSv1." in step["SMTP STARTTLS"].detail
     assert "AUTH" in step["SMTP STARTTLS"].detail  # offered only once the connection is encrypted
@@ -338,8 +338,8 @@ def test_it_refuses_a_deny_listed_address_before_connecting() -> None:
     steps = run(make_config(metadata, smtp))
 
     assert [(s.name, s.ok) for s in steps] == [("IMAP resolve", False), ("SMTP resolve", False)], describe(steps)
-    assert steps[0].detail == (
-        "169.254.169.254 resolves to 169.254.169.254, which is blocked by the outbound deny-list (169.254.0.0/16)"
+    assert steps[0].detail.startswith(
+        "refused by the outbound policy, no connection attempted: 169.254.169.254 resolves to a cloud metadata address"
     )
     assert time.monotonic() - started < 1
 

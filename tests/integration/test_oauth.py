@@ -239,7 +239,7 @@ def test_it_bounds_the_token_step_by_the_connection_timeouts(idp, oauth_dovecot,
 
 def test_it_refuses_an_authority_on_the_deny_list_without_connecting(idp, oauth_dovecot, smtp_oauth):
     config = _config(oauth_dovecot, smtp_oauth, idp, authority="169.254.169.254")
-    with pytest.raises(ConnectorError, match="blocked by the outbound deny-list"):
+    with pytest.raises(ConnectorError, match="refused by the outbound policy"):
         access_token(config, _secrets())
 
 

@@ -69,6 +69,10 @@ def default_deny_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("django.conf.settings", SimpleNamespace(configured=False))
 
 
+def _allow(monkeypatch: pytest.MonkeyPatch, *cidrs: str) -> None:
+    monkeypatch.setattr("django.conf.settings", SimpleNamespace(configured=True, MAILWRIGHT_ALLOW_NETWORKS=list(cidrs)))
+
+
 @pytest.fixture
 def fake_sockets(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeSocket]]:
     FakeSocket.connected = []
@@ -79,20 +83,112 @@ def fake_sockets(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeSocket]]:
 
 @pytest.mark.parametrize(
     "ip",
-    ["169.254.169.254", "169.254.0.1", "fe80::1", "fe80::1%eth0", "100.100.100.200", "fd00:ec2::254", "0.0.0.0"],
+    [
+        "169.254.169.254", "169.254.0.1", "fe80::1", "fe80::1%eth0", "100.100.100.200", "fd00:ec2::254",
+        "168.63.129.16", "0.0.0.0", "::", "127.0.0.1", "127.8.9.10", "::1", "10.0.0.5", "172.16.0.1",
+        "192.168.1.10", "100.64.0.1", "fc00::1", "fd12:3456::1", "64:ff9b::a00:1", "64:ff9b:1::1",
+        "::ffff:127.0.0.1", "::ffff:10.0.0.5", "::ffff:169.254.169.254", "::ffff:0.0.0.0",
+    ],
 )
-def test_it_denies_link_local_and_metadata_addresses_by_default(ip: str) -> None:
+def test_it_denies_internal_and_metadata_addresses_by_default(ip: str) -> None:
     assert net.denied_by(ip) is not None
 
 
-@pytest.mark.parametrize("ip", ["127.0.0.1", "::1", "10.0.0.5", "192.168.1.10", "100.100.100.201", "2001:db8::1"])
-def test_it_allows_ordinary_addresses(ip: str) -> None:
+@pytest.mark.parametrize(
+    "ip", ["203.0.113.7", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2001:db8::1", "::ffff:203.0.113.7"]
+)
+def test_it_allows_public_addresses(ip: str) -> None:
     assert net.denied_by(ip) is None
 
 
 def test_it_checks_an_ipv4_mapped_ipv6_address_as_ipv4() -> None:
-    assert net.denied_by("::ffff:169.254.169.254") == ipaddress.ip_network("169.254.0.0/16")
-    assert net.denied_by("::ffff:127.0.0.1") is None
+    assert net.denied_by("::ffff:169.254.169.254") == ipaddress.ip_network("169.254.169.254/32")
+    assert net.denied_by("::ffff:127.0.0.1") == ipaddress.ip_network("127.0.0.0/8")
+
+
+def test_allowed_networks_win_over_broader_denied_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    _allow(monkeypatch, "10.1.2.0/24", "127.0.0.0/8")
+
+    assert net.denied_by("10.1.2.3") is None
+    assert net.denied_by("::ffff:10.1.2.3") is None
+    assert net.denied_by("127.0.0.1") is None
+    assert net.denied_by("10.1.3.1") == ipaddress.ip_network("10.0.0.0/8")
+    # NAT64 reaches 10.1.2.3 through a translator: the policy judges the address it is given.
+    assert net.denied_by("64:ff9b::a01:203") == ipaddress.ip_network("64:ff9b::/96")
+
+
+def test_a_broad_allowed_network_does_not_open_a_narrower_denied_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    _allow(monkeypatch, "0.0.0.0/0", "169.254.0.0/16")
+
+    assert net.denied_by("169.254.169.254") == ipaddress.ip_network("169.254.169.254/32")
+    assert net.denied_by("169.254.1.1") is None
+    assert net.denied_by("10.0.0.5") == ipaddress.ip_network("10.0.0.0/8")
+
+
+@pytest.mark.parametrize(
+    ("ip", "words"),
+    [
+        ("10.0.0.5", "a private (RFC 1918) address"),
+        ("127.0.0.1", "a loopback address"),
+        ("::", "the unspecified (reaches this machine) address"),
+        ("::ffff:127.0.0.1", "a loopback address"),
+        ("64:ff9b::a00:1", "a NAT64 address"),
+        ("168.63.129.16", "a cloud platform (Azure wire server) address"),
+    ],
+)
+def test_it_refuses_before_creating_any_socket(
+    monkeypatch: pytest.MonkeyPatch, fake_sockets: type[FakeSocket], ip: str, words: str
+) -> None:
+    created: list[int] = []
+
+    class Counting(FakeSocket):
+        def __init__(self, family: int, kind: int) -> None:
+            created.append(family)
+            super().__init__(family, kind)
+
+    monkeypatch.setattr(net.socket, "socket", Counting)
+    monkeypatch.setattr(socket, "getaddrinfo", FakeResolver([ip]))
+
+    with pytest.raises(ConnectorError) as caught:
+        net.connect("internal.example.com", 993, timeout=5)
+
+    message = str(caught.value)
+    assert message.startswith("refused by the outbound policy, no connection attempted: internal.example.com")
+    assert words in message
+    assert f"resolves to {ip}" not in message  # the kind of network is named, not the address
+    assert caught.value.permanent
+    assert created == [] and fake_sockets.connected == []
+
+
+def test_a_name_resolving_to_a_private_address_is_refused_with_no_socket(
+    monkeypatch: pytest.MonkeyPatch, fake_sockets: type[FakeSocket]
+) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", FakeResolver(["10.0.0.5"]))
+
+    with pytest.raises(ConnectorError, match="resolves to a private"):
+        net.connect("relay.corp.example", 25, timeout=5)
+
+    assert fake_sockets.connected == []
+
+
+def test_an_allowed_network_is_connected_to(monkeypatch: pytest.MonkeyPatch, fake_sockets: type[FakeSocket]) -> None:
+    _allow(monkeypatch, "10.1.2.0/24")
+    monkeypatch.setattr(socket, "getaddrinfo", FakeResolver(["10.1.2.3"]))
+
+    net.connect("relay.corp.example", 25, timeout=5)
+
+    assert fake_sockets.connected == [("10.1.2.3", 25)]
+
+
+def test_every_address_a_name_resolves_to_is_checked(
+    monkeypatch: pytest.MonkeyPatch, fake_sockets: type[FakeSocket]
+) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", FakeResolver(["203.0.113.7", "2001:db8::7", "::ffff:192.168.0.1"]))
+
+    with pytest.raises(ConnectorError, match="private"):
+        net.connect("mixed.example.com", 25, timeout=5)
+
+    assert fake_sockets.connected == []
 
 
 def test_it_reads_the_deny_list_from_django_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,8 +213,9 @@ def test_it_refuses_a_host_that_resolves_to_the_metadata_address(monkeypatch: py
         net.resolve("metadata.example.com", 993, timeout=5)
 
     assert str(caught.value) == (
-        "metadata.example.com resolves to 169.254.169.254, which is blocked by the outbound deny-list "
-        "(169.254.0.0/16)"
+        "refused by the outbound policy, no connection attempted: metadata.example.com resolves to a cloud "
+        "metadata address (169.254.169.254/32 is on the outbound deny-list; an administrator can open a network "
+        "with MAILWRIGHT_ALLOW_NETWORKS)"
     )
     assert caught.value.permanent
 
@@ -126,14 +223,14 @@ def test_it_refuses_a_host_that_resolves_to_the_metadata_address(monkeypatch: py
 def test_it_refuses_a_host_that_resolves_to_an_ipv4_mapped_metadata_address(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", FakeResolver(["::ffff:169.254.169.254"]))
 
-    with pytest.raises(ConnectorError, match="resolves to ::ffff:169.254.169.254, which is blocked"):
+    with pytest.raises(ConnectorError, match="sneaky.example.com resolves to a cloud metadata address"):
         net.resolve("sneaky.example.com", 993, timeout=5)
 
 
 def test_it_refuses_a_host_when_any_of_its_addresses_is_denied(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", FakeResolver(["203.0.113.7", "169.254.169.254"]))
 
-    with pytest.raises(ConnectorError, match="resolves to 169.254.169.254"):
+    with pytest.raises(ConnectorError, match="resolves to a cloud metadata address"):
         net.resolve("mixed.example.com", 993, timeout=5)
 
 
@@ -196,7 +293,7 @@ def test_it_reuses_given_addresses_but_still_checks_them(
     bad = net.Address(socket.AF_INET, ("169.254.169.254", 993))
 
     net.connect("mail.example.com", 993, timeout=5, addresses=[good])
-    with pytest.raises(ConnectorError, match="blocked by the outbound deny-list"):
+    with pytest.raises(ConnectorError, match="refused by the outbound policy"):
         net.connect("mail.example.com", 993, timeout=5, addresses=[bad])
 
     assert resolver.calls == []
