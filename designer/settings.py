@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -97,6 +98,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_celery_beat",
+    "axes",
     "designer",
 ]
 
@@ -111,6 +113,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Last, as django-axes asks: it turns a lockout raised during authentication into its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "designer.urls"
@@ -151,6 +155,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (django-axes) on the login page and /admin/: after MAILWRIGHT_LOGIN_FAILURE_LIMIT
+# failures for one username, or from one address, within MAILWRIGHT_LOGIN_COOLOFF_MINUTES, further
+# attempts are refused until that many minutes have passed. Both counted separately, so guessing many
+# passwords for one user and one password for many users are both stopped. The address is the
+# connecting one (REMOTE_ADDR): behind a reverse proxy it must pass the client's address there.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("MAILWRIGHT_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("MAILWRIGHT_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# A locked-out attacker who keeps trying must not keep the real user locked out for ever.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "designer.lockout.locked_out"
+AXES_VERBOSE = False
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -235,5 +257,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # kombu warns on every connection that the filesystem broker URL names no host: it needs none.
-    "loggers": {"imapclient": {"level": "WARNING"}, "kombu.connection": {"level": "ERROR"}},
+    # axes logs every failed login at INFO; its WARNINGs (failures, lockouts) are the ones to keep.
+    "loggers": {
+        "imapclient": {"level": "WARNING"},
+        "kombu.connection": {"level": "ERROR"},
+        "axes": {"level": "WARNING"},
+    },
 }
