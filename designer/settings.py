@@ -84,6 +84,13 @@ for _cidr in MAILWRIGHT_DENY_NETWORKS + MAILWRIGHT_ALLOW_NETWORKS:
         raise ImproperlyConfigured(
             f"MAILWRIGHT_DENY_NETWORKS / MAILWRIGHT_ALLOW_NETWORKS: {_cidr!r} is not a network (e.g. 10.1.2.0/24)"
         ) from None
+# Who may start a team in the browser: "staff" (is_staff users) or "anyone" logged in. The management
+# commands (import_project, add_member) always may.
+MAILWRIGHT_TEAM_CREATION = envstr("MAILWRIGHT_TEAM_CREATION", "staff").lower()
+if MAILWRIGHT_TEAM_CREATION not in ("staff", "anyone"):
+    raise ImproperlyConfigured(
+        f"MAILWRIGHT_TEAM_CREATION must be staff or anyone, not {MAILWRIGHT_TEAM_CREATION!r}"
+    )
 # How long the Test button waits for a worker to pick a check up before saying none is running.
 MAILWRIGHT_CHECK_PICKUP_SECONDS = envint("MAILWRIGHT_CHECK_PICKUP_SECONDS", 15)
 

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -12,6 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from designer import audit
 from designer.access import get_membership, require_role
 from designer.models import Membership, Project, Role, Team
+from designer.teampolicy import may_create_team
 
 
 @login_not_required
@@ -25,7 +27,8 @@ def home(request: HttpRequest) -> HttpResponse:
     chosen = next((m for m in memberships if m.team.slug == last), memberships[0] if memberships else None)
     if chosen:
         return redirect("team", team=chosen.team.slug)
-    return render(request, "designer/no_team.html", {"form": TeamForm()})
+    return render(request, "designer/no_team.html",
+                  {"form": TeamForm(), "may_create_team": may_create_team(request.user)})
 
 
 class TeamForm(forms.ModelForm):
@@ -36,9 +39,11 @@ class TeamForm(forms.ModelForm):
 
 @require_POST
 def team_create(request: HttpRequest) -> HttpResponse:
+    if not may_create_team(request.user):
+        raise PermissionDenied("Only staff can start a team here: ask an administrator.")
     form = TeamForm(request.POST)
     if not form.is_valid():
-        return render(request, "designer/no_team.html", {"form": form}, status=400)
+        return render(request, "designer/no_team.html", {"form": form, "may_create_team": True}, status=400)
     with transaction.atomic():
         team = form.save()
         Membership.objects.create(team=team, user=request.user, role=Role.ADMIN)

@@ -4,6 +4,7 @@ from django.db import transaction
 
 from designer import audit
 from designer.models import Membership, Role, Team
+from designer.teampolicy import describe_team
 
 
 class Command(BaseCommand):
@@ -25,7 +26,9 @@ class Command(BaseCommand):
             team_obj = Team(name=team)
             team_obj.full_clean()
             team_obj.save()
-            self.stdout.write(f"created team {team_obj.name}")
+            self.stdout.write(describe_team(team_obj, created=True))
+        else:
+            self.stdout.write(describe_team(team_obj, created=False))
         member, created = Membership.objects.update_or_create(team=team_obj, user=user, defaults={"role": role})
         audit.record(None, team_obj, "added" if created else "changed", member, {"role": role})
         self.stdout.write(f"{'added' if created else 'updated'} {username} as {role} of {team_obj.name}")

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from designer import projectfile
 from designer.models import Team
+from designer.teampolicy import describe_team
 
 
 class Command(BaseCommand):
@@ -33,7 +34,6 @@ class Command(BaseCommand):
             raise CommandError(f"nothing imported: {len(exc.errors)} problem(s) in {file}") from None
         except ValidationError as exc:
             raise CommandError(f"--team: {' '.join(exc.messages)}") from None
-        if created_team:
-            self.stdout.write(f"created team {team_obj.name}")
+        self.stdout.write(describe_team(team_obj, created_team))
         for line in report:
             self.stdout.write(line)
