@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 from cryptography.fernet import Fernet
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from connectors.net import DEFAULT_DENY_NETWORKS, LOOPBACK_NETWORKS
@@ -106,6 +107,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_celery_beat",
     "axes",
+    "csp",
     "designer",
 ]
 
@@ -118,6 +120,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     # Last, as django-axes asks: it turns a lockout raised during authentication into its page.
@@ -199,6 +202,24 @@ STORAGES = {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# Content-Security-Policy on every page (django-csp 4): scripts and styles only from our static files, so
+# injected markup cannot run script. Style *attributes* stay allowed: the sanitised email preview
+# (a sandboxed srcdoc iframe, which inherits this policy) is mostly inline styles, and its own
+# meta CSP (designer/preview.py) already forbids it every fetch; data: images are what it may show.
+# No form-action: "Sign in with Microsoft" posts here and is redirected to the identity provider.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
     },
 }
 
