@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from connectors.net import DEFAULT_DENY_NETWORKS, LOOPBACK_NETWORKS
 from designer.env import envbool, envint, envlist, envstr
+from designer.keyfiles import locate, write_new
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("MAILWRIGHT_DATA_DIR", str(BASE_DIR / "data")))
@@ -22,38 +23,41 @@ DATA_DIR = Path(envstr("MAILWRIGHT_DATA_DIR", str(BASE_DIR / "data")))
 DEBUG = envbool("DEBUG", False)
 
 
-def _local_file(name: str, make: Callable[[], str]) -> str:
-    """Read (creating on first use) a development-only value kept in the data directory."""
-    path = DATA_DIR / name
+# A local installation (`make run`) keeps its signing key and encryption key in files, so the
+# management commands work there without exporting anything; production sets both in the
+# environment. The files live in a key folder apart from the data folder (a copy of the database
+# must not carry its key); one found in the data folder, where older versions kept it, is moved.
+KEY_DIR = Path(envstr("MAILWRIGHT_KEY_DIR", str(BASE_DIR / "keys")))
+
+
+def _local_file(path: Path, make: Callable[[], str]) -> str:
+    """Read (creating on first use) a development-only value kept in the key folder."""
     if not path.exists():
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(make())
-        path.chmod(0o600)
+        write_new(path, make())
     return path.read_text().strip()
 
 
-# A local installation (`make run`) keeps its signing key and encryption key in the data
-# directory, so the management commands work there without exporting anything; production
-# sets both in the environment.
-SECRET_KEY_FILE = DATA_DIR / "secret_key"
+SECRET_KEY_FILE = locate("secret_key", KEY_DIR, DATA_DIR)
 SECRET_KEY = envstr("SECRET_KEY")
 if not SECRET_KEY:
     if DEBUG:
-        SECRET_KEY = _local_file(SECRET_KEY_FILE.name, lambda: secrets.token_urlsafe(50))
+        SECRET_KEY = _local_file(SECRET_KEY_FILE, lambda: secrets.token_urlsafe(50))
     elif SECRET_KEY_FILE.exists():
         SECRET_KEY = SECRET_KEY_FILE.read_text().strip()
     else:
         raise ImproperlyConfigured(
             "SECRET_KEY must be set when DEBUG is off (any long random string), "
-            "or run `make run` once to create a local installation in the data directory."
+            "or run `make run` once to create a local installation (its keys go to MAILWRIGHT_KEY_DIR)."
         )
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
 # Fernet keys, newest first: the first encrypts, all of them decrypt (rotation).
-ENCRYPTION_KEY_FILE = DATA_DIR / "encryption.key"
 MAILWRIGHT_ENCRYPTION_KEYS = envlist("MAILWRIGHT_ENCRYPTION_KEYS", [])
+ENCRYPTION_KEY_FILE = KEY_DIR / "encryption.key"
+if not MAILWRIGHT_ENCRYPTION_KEYS:
+    ENCRYPTION_KEY_FILE = locate("encryption.key", KEY_DIR, DATA_DIR)
 if not MAILWRIGHT_ENCRYPTION_KEYS and ENCRYPTION_KEY_FILE.exists():
     MAILWRIGHT_ENCRYPTION_KEYS = [ENCRYPTION_KEY_FILE.read_text().strip()]
 if not MAILWRIGHT_ENCRYPTION_KEYS and not DEBUG:

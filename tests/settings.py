@@ -7,6 +7,7 @@ os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-" + "x" * 40)
 # A fixed test key; never used outside the suite.
 os.environ.setdefault("MAILWRIGHT_ENCRYPTION_KEYS", "dGVzdHMtb25seS1rZXktMDAwMDAwMDAwMDAwMDAwMDA=")
 os.environ.setdefault("MAILWRIGHT_DATA_DIR", tempfile.mkdtemp(prefix="mailwright-tests-"))
+os.environ.setdefault("MAILWRIGHT_KEY_DIR", tempfile.mkdtemp(prefix="mailwright-tests-keys-"))
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def _manage(tmp_path, *args, **env):
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("MAILWRIGHT_", "DJANGO_", "SECRET_KEY", "DEBUG", "CELERY_", "DATABASE_URL"))}
-    base.update({"MAILWRIGHT_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "designer.settings"}, **env)
+    base.update({"MAILWRIGHT_DATA_DIR": str(tmp_path), "MAILWRIGHT_KEY_DIR": str(tmp_path / "keys"),
+                 "DJANGO_SETTINGS_MODULE": "designer.settings"}, **env)
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=base, capture_output=True, text=True,
                           timeout=60)
 
@@ -49,3 +50,38 @@ def test_it_uses_a_local_installations_keys_without_debug(tmp_path):
     (tmp_path / "encryption.key").write_text(Fernet.generate_key().decode())
     result = _manage(tmp_path, "check", DEBUG="0")
     assert result.returncode == 0, result.stderr
+
+
+def test_a_key_left_in_the_data_folder_is_moved_to_the_key_folder(tmp_path):
+    key = Fernet.generate_key().decode()
+    (tmp_path / "secret_key").write_text("local-" + "q" * 50)
+    (tmp_path / "encryption.key").write_text(key)
+
+    first = _manage(tmp_path, "check", DEBUG="0")
+    second = _manage(tmp_path, "check", DEBUG="0")
+
+    assert first.returncode == 0, first.stderr
+    assert f"moved {tmp_path / 'encryption.key'} to {tmp_path / 'keys' / 'encryption.key'}" in first.stderr
+    assert "outside the data folder" in first.stderr
+    assert not (tmp_path / "encryption.key").exists() and not (tmp_path / "secret_key").exists()
+    assert (tmp_path / "keys" / "encryption.key").read_text() == key
+    assert (tmp_path / "keys" / "encryption.key").stat().st_mode & 0o077 == 0
+    assert second.returncode == 0 and "moved" not in second.stderr  # once
+
+
+def test_a_new_local_installation_keeps_its_keys_outside_the_data_folder(tmp_path):
+    result = _manage(tmp_path, "setup_local", DEBUG="1", MAILWRIGHT_DEMO="0")
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "keys" / "encryption.key").exists() and (tmp_path / "keys" / "secret_key").exists()
+    assert not (tmp_path / "encryption.key").exists() and not (tmp_path / "secret_key").exists()
+
+
+def test_a_key_that_cannot_be_moved_is_still_read(tmp_path, monkeypatch, capsys):
+    from designer import keyfiles
+
+    (tmp_path / "encryption.key").write_text("k")
+    monkeypatch.setattr(keyfiles.shutil, "move", lambda *a: (_ for _ in ()).throw(PermissionError(13, "denied")))
+
+    assert keyfiles.locate("encryption.key", tmp_path / "keys", tmp_path) == tmp_path / "encryption.key"
+    assert "could not move" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from designer import demo
+from designer.keyfiles import write_new
 from designer.models import Membership, Role, Team
 
 LOGIN_FILE = "login.txt"
@@ -24,8 +25,7 @@ class Command(BaseCommand):
         data.mkdir(parents=True, exist_ok=True)
         key_file = settings.ENCRYPTION_KEY_FILE
         if not settings.MAILWRIGHT_ENCRYPTION_KEYS:
-            key_file.write_text(Fernet.generate_key().decode() + "\n")
-            key_file.chmod(0o600)
+            write_new(key_file, Fernet.generate_key().decode())
             settings.MAILWRIGHT_ENCRYPTION_KEYS = [key_file.read_text().strip()]
             self.stdout.write(f"Created an encryption key for connection secrets: {key_file}")
             self.stdout.write("  Keep it safe: without it the stored passwords cannot be read.")
