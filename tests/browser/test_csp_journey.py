@@ -48,6 +48,16 @@ def test_the_project_connection_and_members_pages_report_no_csp_violation(login,
     page.wait_for_load_state("networkidle")
     assert _violations(page) == []
 
+    # The connection form hides the fields of other sign-in methods with a nonce'd <style>, which an
+    # htmx swap of the form (here: errors) must not lose.
+    page.goto(f"{base}/projects/{project.pk}/connections/new/")
+    page.get_by_label("Authentication").select_option("oauth2_microsoft365")
+    expect(page.get_by_label("Password")).to_be_hidden()
+    page.get_by_role("button", name="Create connection").click()
+    expect(page.get_by_text("Please correct the fields marked below")).to_be_visible()
+    expect(page.get_by_label("Password")).to_be_hidden()
+    assert _violations(page) == []
+
     # The confirm that used to be an inline onclick comes from static/js/app.js now.
     page.goto(f"{base}/members/")
     asked: list[str] = []

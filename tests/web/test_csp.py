@@ -43,3 +43,4 @@ def test_no_template_has_inline_script_or_event_handlers() -> None:
         assert not re.search(r"\son[a-z]+\s*=", text), path  # onclick=, onchange=, ...
         assert "hx-on" not in text, path  # htmx would need eval for it
         assert "javascript:" not in text, path
+        assert not re.search(r"<style(?![^>]*\bnonce=)", text), path  # a <style> needs the page's nonce
