@@ -161,17 +161,31 @@ class SourceSession(AbstractContextManager):
         return {}
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A record made ready by ``TargetSession.prepare``: what ``write`` delivers.
+
+    ``record`` is the record as delivered (with its ``message_id``); ``outgoing`` is the target's
+    own built form of it (opaque to the engine, None when the target builds nothing ahead).
+    """
+
+    record: dict[str, Any]
+    message_id: str
+    outgoing: Any = None
+
+
 class TargetSession(AbstractContextManager):
     """An open target for one run; one underlying connection reused for every record."""
 
-    def write(self, record: Mapping[str, Any]) -> Delivery:
-        """Deliver one record; raise ConnectorError(permanent=...) when the target refuses it."""
+    def write(self, prepared: Prepared | Mapping[str, Any]) -> Delivery:
+        """Deliver one prepared record (a plain record is prepared first); raise
+        ConnectorError(permanent=...) when the target refuses it."""
         raise NotImplementedError
 
-    def prepare(self, record: Mapping[str, Any], message_id: str | None = None) -> dict[str, Any]:
+    def prepare(self, record: Mapping[str, Any], message_id: str | None = None) -> Prepared:
         """Validate and complete a record before delivery, assigning its Message-ID.
 
-        Returns what ``write`` will deliver, including ``message_id``, so the engine can store the
+        Returns what ``write`` will deliver, with its ``message_id``, so the engine can store the
         id before sending; ``message_id`` given reuses an id (a resend after an unknown outcome).
         Raises ``ValueError`` for a record that can never be delivered as it is.
         """

@@ -9,6 +9,7 @@ those very addresses: a second lookup could answer differently (DNS rebinding).
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import NamedTuple, Self
 
 from connectors.base import ConnectorError
 
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -77,6 +79,19 @@ def denied_by(ip: str, networks: Sequence[IPNetwork] | None = None) -> IPNetwork
         if any(candidate.version == network.version and candidate in network for candidate in candidates):
             return network
     return None
+
+
+def is_valid_hostname(value: str) -> bool:
+    """A DNS name or an IP literal; no scheme, port or spaces."""
+    if not value or len(value) > 253:
+        return False
+    if ":" in value:  # IPv6 literal
+        try:
+            ipaddress.IPv6Address(value.strip("[]"))
+        except ValueError:
+            return False
+        return True
+    return all(_HOST_LABEL.match(label) for label in value.rstrip(".").split("."))
 
 
 def resolve(host: str, port: int, timeout: float) -> list[Address]:

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from imapclient import IMAPClient
 
+from connectors import net
 from connectors.base import ConnectorError
 from connectors.email import oauth
 
 if TYPE_CHECKING:
-    from connectors import net
     from connectors.email.config import EmailConfig
 
 
@@ -134,13 +134,11 @@ def _check_address(value: str) -> str | None:
 
 
 def _check_authority(value: str) -> str | None:
-    from connectors.email.config import is_valid_hostname  # config.py imports this module
-
     try:
         host, _port = oauth.split_authority(value)
     except ValueError:
         host = ""
-    if not host or not is_valid_hostname(host):
+    if not host or not net.is_valid_hostname(host):
         return "must be a host name with an optional port (login.microsoftonline.com), without https:// or a path"
     return None
 
