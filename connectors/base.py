@@ -240,6 +240,46 @@ class Connector:
     def open_target(self, config: Any, secrets: Mapping[str, str], settings: Any) -> TargetSession:
         raise NotImplementedError
 
+    # The web layer is reached through properties so that a worker, which never serves a page,
+    # never imports a connector's forms and views.
+
+    @property
+    def connection_form(self) -> type[Any]:
+        """The form class that creates and edits a connection of this kind (one form for both)."""
+        raise NotImplementedError
+
+    @property
+    def activity_ui(self) -> Mapping[str, Any]:
+        """The designer's view of each activity type, by key: settings form, connection check, previews."""
+        raise NotImplementedError
+
+    @property
+    def urlpatterns(self) -> list[Any]:
+        """This connector's own URLs at the site's root, for the designer's URLconf to include."""
+        return []
+
+    @property
+    def team_urlpatterns(self) -> list[Any]:
+        """This connector's own URLs under a team's prefix (``t/<team>/``): views take ``team``."""
+        return []
+
+    def connection_page_context(self, request: Any, connection: Any) -> dict[str, Any]:
+        """What the connection page shows about this connector's own features (e.g. a sign-in)."""
+        return {}
+
+    def source_lease_key(self, config: Any, settings: Any) -> str:
+        """The lease that keeps two runs from reading the same place at once; the same place
+        reached through two connections gives the same key."""
+        raise NotImplementedError
+
+    def record_identity(self, record: Mapping[str, Any]) -> str:
+        """An identity for a source record that has none of its own, from its content."""
+        raise NotImplementedError
+
+    def record_summary(self, record: Mapping[str, Any]) -> dict[str, str]:
+        """The few facts of a record that run history lists show (text values only)."""
+        return {}
+
 
 _REGISTRY: dict[str, Connector] = {}
 

@@ -64,6 +64,11 @@ class AuthMethod:
         """The secret fields these settings use (a grant's password is not needed by another grant)."""
         return tuple(f for f in self.secret_fields if f.applies(settings))
 
+    def required_secrets(self, settings: Mapping[str, Any]) -> tuple[AuthField, ...]:
+        """The secrets a connection with these settings cannot work without: the one definition
+        that the form, the connection test, the engine and the project file import all follow."""
+        return tuple(f for f in self.secrets_needed(settings) if f.required)
+
     def obtain_credential(self, config: EmailConfig, secrets: Mapping[str, str], deadline: net.Deadline) -> str:
         """Run the ``credential_step`` and describe its result; raise ``ConnectorError`` when it fails."""
         raise NotImplementedError

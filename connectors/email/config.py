@@ -243,6 +243,3 @@ def split_email_secrets(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[s
     config["auth"] = auth
     return config, secrets
 
-
-def required_secret_names(config: EmailConfig) -> list[str]:
-    return [f.name for f in AUTH_METHODS[config.auth_method].secrets_needed(config.auth) if f.required]
