@@ -12,7 +12,8 @@ from connectors.email.config import parse_email_config, split_email_secrets
 from connectors.email.connector import EMAIL
 from connectors.email.errors import check_secrets
 from connectors.email.forms import EmailConnectionForm
-from connectors.email.oauth import GuardedHTTP, OAuthSettings, split_authority, xoauth2
+from connectors.email.oauth import OAuthSettings, split_authority, xoauth2
+from connectors.email.oauth_http import GuardedHTTP
 from tests.web.helpers import form_data
 
 TENANT = "7d1c2b3a-0000-4000-8000-00000000abcd"
