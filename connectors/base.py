@@ -161,17 +161,31 @@ class SourceSession(AbstractContextManager):
         return {}
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A record made ready by ``TargetSession.prepare``: what ``write`` delivers.
+
+    ``record`` is the record as delivered (with its ``message_id``); ``outgoing`` is the target's
+    own built form of it (opaque to the engine, None when the target builds nothing ahead).
+    """
+
+    record: dict[str, Any]
+    message_id: str
+    outgoing: Any = None
+
+
 class TargetSession(AbstractContextManager):
     """An open target for one run; one underlying connection reused for every record."""
 
-    def write(self, record: Mapping[str, Any]) -> Delivery:
-        """Deliver one record; raise ConnectorError(permanent=...) when the target refuses it."""
+    def write(self, prepared: Prepared | Mapping[str, Any]) -> Delivery:
+        """Deliver one prepared record (a plain record is prepared first); raise
+        ConnectorError(permanent=...) when the target refuses it."""
         raise NotImplementedError
 
-    def prepare(self, record: Mapping[str, Any], message_id: str | None = None) -> dict[str, Any]:
+    def prepare(self, record: Mapping[str, Any], message_id: str | None = None) -> Prepared:
         """Validate and complete a record before delivery, assigning its Message-ID.
 
-        Returns what ``write`` will deliver, including ``message_id``, so the engine can store the
+        Returns what ``write`` will deliver, with its ``message_id``, so the engine can store the
         id before sending; ``message_id`` given reuses an id (a resend after an unknown outcome).
         Raises ``ValueError`` for a record that can never be delivered as it is.
         """
@@ -225,6 +239,46 @@ class Connector:
 
     def open_target(self, config: Any, secrets: Mapping[str, str], settings: Any) -> TargetSession:
         raise NotImplementedError
+
+    # The web layer is reached through properties so that a worker, which never serves a page,
+    # never imports a connector's forms and views.
+
+    @property
+    def connection_form(self) -> type[Any]:
+        """The form class that creates and edits a connection of this kind (one form for both)."""
+        raise NotImplementedError
+
+    @property
+    def activity_ui(self) -> Mapping[str, Any]:
+        """The designer's view of each activity type, by key: settings form, connection check, previews."""
+        raise NotImplementedError
+
+    @property
+    def urlpatterns(self) -> list[Any]:
+        """This connector's own URLs at the site's root, for the designer's URLconf to include."""
+        return []
+
+    @property
+    def team_urlpatterns(self) -> list[Any]:
+        """This connector's own URLs under a team's prefix (``t/<team>/``): views take ``team``."""
+        return []
+
+    def connection_page_context(self, request: Any, connection: Any) -> dict[str, Any]:
+        """What the connection page shows about this connector's own features (e.g. a sign-in)."""
+        return {}
+
+    def source_lease_key(self, config: Any, settings: Any) -> str:
+        """The lease that keeps two runs from reading the same place at once; the same place
+        reached through two connections gives the same key."""
+        raise NotImplementedError
+
+    def record_identity(self, record: Mapping[str, Any]) -> str:
+        """An identity for a source record that has none of its own, from its content."""
+        raise NotImplementedError
+
+    def record_summary(self, record: Mapping[str, Any]) -> dict[str, str]:
+        """The few facts of a record that run history lists show (text values only)."""
+        return {}
 
 
 _REGISTRY: dict[str, Connector] = {}

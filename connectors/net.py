@@ -10,6 +10,7 @@ second lookup could answer differently (DNS rebinding).
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import NamedTuple, Self
 
 from connectors.base import ConnectorError
 
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -120,6 +122,19 @@ def denied_by(
 def refusal_reason(network: IPNetwork) -> str:
     """What kind of address ``network`` holds, in the words of a refusal ("a private (RFC 1918)")."""
     return DENY_REASONS.get(str(network), "a deny-listed")
+
+
+def is_valid_hostname(value: str) -> bool:
+    """A DNS name or an IP literal; no scheme, port or spaces."""
+    if not value or len(value) > 253:
+        return False
+    if ":" in value:  # IPv6 literal
+        try:
+            ipaddress.IPv6Address(value.strip("[]"))
+        except ValueError:
+            return False
+        return True
+    return all(_HOST_LABEL.match(label) for label in value.rstrip(".").split("."))
 
 
 def resolve(host: str, port: int, timeout: float) -> list[Address]:

@@ -39,7 +39,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from connectors.base import ConfigError, ConnectionFailed, ConnectorError, Delivery, SourceItem, SourceKey
+from connectors.base import ConfigError, ConnectionFailed, ConnectorError, Delivery, Prepared, SourceItem, SourceKey
 from designer import leases
 from designer.crypto import SecretsUnreadable
 from designer.mapping import MappingError, condition_holds, context_for, render_mapping
@@ -212,8 +212,7 @@ def _summary(item: SourceItem) -> dict[str, str]:
 
 def _debug_copy(message: dict[str, Any]) -> dict[str, Any]:
     """What debug mode stores of a rendered message: attachments by name and size only."""
-    # Keys starting with "_" are the target's own working data (e.g. the built MIME message).
-    copy = {k: v for k, v in message.items() if k != "attachments" and not k.startswith("_")}
+    copy = {k: v for k, v in message.items() if k != "attachments"}
     attachments = message.get("attachments") or []
     if isinstance(attachments, list):
         copy["attachments"] = [
@@ -242,7 +241,7 @@ class _Ready:
     key: SourceKey
     row: LedgerEntry | None
     summary: dict[str, str]
-    prepared: dict[str, Any]
+    prepared: Prepared
     size: int
 
 
@@ -522,7 +521,7 @@ class _Delivery:
     def _mark_sending(self, ready: _Ready) -> LedgerEntry:
         attempts_so_far = ready.row.attempts if ready.row else 0
         return self._save_row(ready.key, ready.row, LedgerEntry.State.SENDING,
-                              out_message_id=ready.prepared.get("message_id", ""), attempts=attempts_so_far + 1)
+                              out_message_id=ready.prepared.message_id, attempts=attempts_so_far + 1)
 
     def _launch(self, ready: _Ready, row: LedgerEntry | None = None) -> _Flight:
         """Hand ``ready`` to the sender; ``row`` is its "sending" row when already committed."""
@@ -545,7 +544,7 @@ class _Delivery:
                 row.error = ""
                 row.save()
                 self._record(flight.ready.key, row, flight.ready.summary, RunRecord.Status.SENT,
-                             rendered=flight.ready.prepared)
+                             rendered=flight.ready.prepared.record)
             next_row = self._mark_sending(then) if launch else None
         if delivery is not None:
             self.ctx.bump(sent_count=1)
@@ -572,7 +571,7 @@ class _Delivery:
                     self.transient_streak = 0 if exc.permanent else self.transient_streak + 1
                     reason = str(exc) if exc.permanent else f"{exc} (will be tried again by the next run)"
                     self._fail(ready.key, flight.row, ready.summary, reason, transient=not exc.permanent,
-                               rendered=ready.prepared)
+                               rendered=ready.prepared.record)
                     return None
                 backoff = ctx.operation.retry_backoff_seconds * (2**attempt)
                 ctx.log(f"{ready.summary.get('subject')!r}: {exc}; trying again in {backoff} s", "warning")

@@ -14,6 +14,7 @@ from connectors.base import (
     ConfigError,
     ConnectorError,
     Delivery,
+    Prepared,
     SourceItem,
     SourceKey,
     SourceSession,
@@ -110,17 +111,20 @@ class FakeTarget(TargetSession):
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def prepare(self, record: Mapping[str, Any], message_id: str | None = None) -> dict[str, Any]:
+    def prepare(self, record: Mapping[str, Any], message_id: str | None = None) -> Prepared:
         if not record.get("to"):
             raise ValueError("to: at least one recipient is required")
-        return {**record, "message_id": message_id or f"<out-{len(WORLD.sent)}-{id(record)}@mailwright>"}
+        message_id = message_id or f"<out-{len(WORLD.sent)}-{id(record)}@mailwright>"
+        return Prepared({**record, "message_id": message_id}, message_id)
 
-    def write(self, record: Mapping[str, Any]) -> Delivery:
+    def write(self, prepared: Prepared | Mapping[str, Any]) -> Delivery:
+        if not isinstance(prepared, Prepared):
+            prepared = self.prepare(prepared, prepared.get("message_id"))
         if WORLD.faults:
             kind, text = WORLD.faults.pop(0)
             raise ConnectorError(text, permanent=kind == "permanent")
-        WORLD.sent.append(dict(record))
-        return Delivery("250 ok", record["message_id"])
+        WORLD.sent.append(dict(prepared.record))
+        return Delivery("250 ok", prepared.message_id)
 
 
 class FakeConnector(BaseConnector):

@@ -3,15 +3,12 @@
 As with ``config.py``, one parser serves the database, the form and the project file, and every
 problem comes back at once in a ``ConfigError`` keyed by dotted path (``filters.since``).
 
-Read Email also turns its settings into the arguments of an IMAP ``UID SEARCH``: the filters and
-the operator's raw SEARCH string are tokenised here, validated against the SEARCH grammar of
-RFC 3501 (plus WITHIN's OLDER/YOUNGER), and re-emitted with our own quoting, so nothing a user
-types can end the command line, open a literal or smuggle in another command.
+Read Email also turns its settings into the arguments of an IMAP ``UID SEARCH``, through the
+grammar in ``search.py``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -19,8 +16,19 @@ from email.utils import parseaddr
 from typing import Any
 
 from connectors.base import ConfigError
-from connectors.email.config import _bool, _Errors, _int_in_range, is_valid_hostname
-from connectors.email.mime import RECORD_KEYS, TARGET_FIELDS, InvalidMessage, build_message
+from connectors.email.config import _bool, _Errors, _int_in_range
+from connectors.email.message.build import TARGET_FIELDS, InvalidMessage, build_message
+from connectors.email.message.parse import RECORD_KEYS
+from connectors.email.search import (
+    CONTROL,
+    ISO_DATE,
+    SearchSyntaxError,
+    Token,
+    imap_date,
+    parse_search,
+    search_arguments,
+)
+from connectors.net import is_valid_hostname
 
 MB = 1024 * 1024
 
@@ -38,9 +46,6 @@ MAX_TEXT_LENGTH = 1000
 DEFAULT_MESSAGE_ID_DOMAIN = "mailwright.local"
 _PROBE_ADDRESS = "probe@mailwright.local"
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
@@ -109,17 +114,17 @@ class ReadSettings:
         non-ASCII text is left as raw UTF-8 for the IMAP client to send as a literal, with
         ``CHARSET UTF-8`` in front.
         """
-        tokens: list[_Token] = [_Token.atom("UNDELETED")]
+        tokens: list[Token] = [Token.atom("UNDELETED")]
         if self.unread_only:
-            tokens.append(_Token.atom("UNSEEN"))
+            tokens.append(Token.atom("UNSEEN"))
         for key, value in (("FROM", self.filters.from_), ("TO", self.filters.to), ("SUBJECT", self.filters.subject)):
             if value:
-                tokens += [_Token.atom(key), _Token.string(value)]
+                tokens += [Token.atom(key), Token.string(value)]
         if self.filters.since:
-            tokens += [_Token.atom("SINCE"), _Token.atom(imap_date(self.filters.since))]
+            tokens += [Token.atom("SINCE"), Token.atom(imap_date(self.filters.since))]
         if self.search:
-            tokens += [_Token.atom("("), *parse_search(self.search), _Token.atom(")")]
-        return _wire(tokens)
+            tokens += [Token.atom("("), *parse_search(self.search), Token.atom(")")]
+        return search_arguments(tokens)
 
 
 @dataclass(frozen=True)
@@ -269,7 +274,7 @@ def _line(errors: _Errors, path: str, value: Any) -> str:
     if not isinstance(value, str):
         errors.add(path, "must be text")
         return ""
-    if _CONTROL.search(value):
+    if CONTROL.search(value):
         errors.add(path, "must be a single line of text without control characters")
         return ""
     if len(value) > MAX_TEXT_LENGTH:
@@ -288,7 +293,7 @@ def _folder(errors: _Errors, path: str, value: Any, *, required: bool) -> str:
 def _iso_date(errors: _Errors, path: str, value: Any) -> date | None:
     if value in (None, ""):
         return None
-    if isinstance(value, str) and _ISO_DATE.match(value.strip()):
+    if isinstance(value, str) and ISO_DATE.match(value.strip()):
         try:
             return date.fromisoformat(value.strip())
         except ValueError:
@@ -328,242 +333,3 @@ def _builder_problem(name: str, value: Any) -> str:
     except InvalidMessage as exc:
         return str(exc).removeprefix(f"{exc.field}: ")
     return ""
-
-
-# IMAP SEARCH -----------------------------------------------------------------------------------
-
-
-class SearchSyntaxError(ValueError):
-    """A raw SEARCH string the server would refuse, or that we refuse to send."""
-
-
-def imap_date(day: date) -> str:
-    """``1-Feb-2024``: the IMAP date form (month names are English whatever the locale)."""
-    return f"{day.day}-{_MONTHS[day.month - 1]}-{day.year}"
-
-
-@dataclass(frozen=True)
-class _Token:
-    kind: str  # "atom" (keys, numbers, dates, parentheses) or "string" (user text)
-    value: str
-
-    @classmethod
-    def atom(cls, value: str) -> _Token:
-        return cls("atom", value)
-
-    @classmethod
-    def string(cls, value: str) -> _Token:
-        return cls("string", value)
-
-
-# What each SEARCH key takes after it; "key" is a nested search key (NOT, OR).
-_TEXT_KEYS = ("BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO")
-_DATE_KEYS = ("BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE")
-_FLAG_KEYS = (
-    "ALL", "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "NEW", "OLD", "RECENT", "SEEN", "UNANSWERED",
-    "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN",
-)  # fmt: skip
-SEARCH_KEYS: dict[str, tuple[str, ...]] = {
-    **{key: () for key in _FLAG_KEYS},
-    **{key: ("text",) for key in _TEXT_KEYS},
-    **{key: ("date",) for key in _DATE_KEYS},
-    "LARGER": ("number",),
-    "SMALLER": ("number",),
-    "OLDER": ("number",),
-    "YOUNGER": ("number",),
-    "KEYWORD": ("flag",),
-    "UNKEYWORD": ("flag",),
-    "HEADER": ("field", "text"),
-    "UID": ("sequence",),
-    "NOT": ("key",),
-    "OR": ("key", "key"),
-}
-_ARGUMENT_WORDS = {
-    "text": "a text in double quotes",
-    "date": "a date like 1-Feb-2024",
-    "number": "a whole number",
-    "flag": "a keyword (flag name)",
-    "field": "a header name",
-    "sequence": "UIDs like 1:100",
-    "key": "a search key",
-}
-_SEQUENCE = re.compile(r"^(\d+|\*)(:(\d+|\*))?(,(\d+|\*)(:(\d+|\*))?)*$")
-_IMAP_DATE = re.compile(r"^(\d{1,2})-([A-Za-z]{3})-(\d{4})$")
-_ATOM = re.compile(r'[^\s()"{]+')
-_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
-_FLAG_NAME = re.compile(r'^[^\s()"{\\%*\]]+$')
-
-
-def parse_search(text: str) -> list[_Token]:
-    """Validate a raw IMAP SEARCH string and return its tokens; ``SearchSyntaxError`` says what is wrong."""
-    if "\r" in text or "\n" in text:
-        raise SearchSyntaxError("must be a single line")
-    if _CONTROL.search(text):
-        raise SearchSyntaxError("must not contain control characters")
-    tokens = _lex(text)
-    if not tokens:
-        raise SearchSyntaxError("is empty")
-    parser = _SearchParser(tokens)
-    out: list[_Token] = []
-    while not parser.at_end():
-        out += parser.key()
-    return out
-
-
-def _lex(text: str) -> list[tuple[str, str]]:
-    """("open"|"close"|"string"|"atom", text) pairs; quoted strings are unescaped."""
-    tokens: list[tuple[str, str]] = []
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if char.isspace():
-            i += 1
-        elif char in "()":
-            tokens.append(("open" if char == "(" else "close", char))
-            i += 1
-        elif char == '"':
-            value, i = _quoted(text, i + 1)
-            tokens.append(("string", value))
-        elif char == "{":
-            raise SearchSyntaxError("literals ({n}) are not allowed: put the text in double quotes")
-        else:
-            match = _ATOM.match(text, i)
-            assert match is not None  # every other character starts an atom
-            tokens.append(("atom", match.group()))
-            i = match.end()
-    return tokens
-
-
-def _quoted(text: str, start: int) -> tuple[str, int]:
-    value: list[str] = []
-    i = start
-    while i < len(text):
-        char = text[i]
-        if char == '"':
-            return "".join(value), i + 1
-        if char == "\\":
-            if i + 1 >= len(text) or text[i + 1] not in '"\\':
-                raise SearchSyntaxError('inside double quotes a backslash may only escape " or \\')
-            char = text[i + 1]
-            i += 1
-        value.append(char)
-        i += 1
-    raise SearchSyntaxError("a double quote is never closed")
-
-
-class _SearchParser:
-    def __init__(self, tokens: list[tuple[str, str]]) -> None:
-        self.tokens = tokens
-        self.pos = 0
-
-    def at_end(self) -> bool:
-        return self.pos >= len(self.tokens)
-
-    def _next(self, wanted: str) -> tuple[str, str]:
-        if self.at_end():
-            raise SearchSyntaxError(f"ends where {wanted} was expected")
-        token = self.tokens[self.pos]
-        self.pos += 1
-        return token
-
-    def key(self) -> list[_Token]:
-        kind, value = self._next("a search key")
-        if kind == "open":
-            inner: list[_Token] = []
-            while not self.at_end() and self.tokens[self.pos][0] != "close":
-                inner += self.key()
-            if self.at_end():
-                raise SearchSyntaxError("a ( is never closed")
-            self.pos += 1
-            if not inner:
-                raise SearchSyntaxError("() is empty: put search keys inside")
-            return [_Token.atom("("), *inner, _Token.atom(")")]
-        if kind == "close":
-            raise SearchSyntaxError("a ) has no matching (")
-        if kind == "string":
-            raise SearchSyntaxError(f'"{value}" needs a search key in front, like SUBJECT "{value}"')
-        name = value.upper()
-        if _SEQUENCE.match(value):
-            return [_Token.atom(value)]  # a bare sequence set: message numbers
-        if name not in SEARCH_KEYS:
-            raise SearchSyntaxError(f"{value} is not an IMAP search key (text with spaces goes in double quotes)")
-        out = [_Token.atom(name)]
-        for argument in SEARCH_KEYS[name]:
-            if argument == "key":
-                out += self.key()
-            else:
-                out.append(self._argument(name, argument))
-        return out
-
-    def _argument(self, key: str, argument: str) -> _Token:
-        wanted = f"{key} needs {_ARGUMENT_WORDS[argument]}"
-        if self.at_end():
-            raise SearchSyntaxError(wanted)
-        kind, value = self.tokens[self.pos]
-        if kind in ("open", "close"):
-            raise SearchSyntaxError(wanted)
-        self.pos += 1
-        if argument == "text":
-            return _Token.string(value)
-        if argument == "date":
-            return _Token.atom(_search_date(value, wanted))
-        valid = {
-            "number": lambda v: v.isdigit() and v.isascii(),
-            "flag": lambda v: bool(_FLAG_NAME.match(v)),
-            "field": lambda v: bool(_HEADER_NAME.match(v)),
-            "sequence": lambda v: bool(_SEQUENCE.match(v)),
-        }[argument]
-        if not valid(value):
-            raise SearchSyntaxError(f"{wanted}, not {value!r}")
-        return _Token.string(value) if argument == "field" else _Token.atom(value)
-
-
-def _search_date(value: str, wanted: str) -> str:
-    """An IMAP date, also accepting the ISO form people type (2024-02-01)."""
-    if _ISO_DATE.match(value):
-        try:
-            return imap_date(date.fromisoformat(value))
-        except ValueError:
-            pass
-    match = _IMAP_DATE.match(value)
-    if match and match.group(2).title() in _MONTHS:
-        day, month, year = int(match.group(1)), _MONTHS.index(match.group(2).title()) + 1, int(match.group(3))
-        try:
-            return imap_date(date(year, month, day))
-        except ValueError:
-            pass
-    raise SearchSyntaxError(f"{wanted}, not {value!r}")
-
-
-def _wire(tokens: list[_Token]) -> list[bytes]:
-    """Encode tokens as SEARCH arguments, parentheses glued to their neighbours.
-
-    Text is a quoted string when it is ASCII. Otherwise it stays raw UTF-8: imapclient sends any
-    8-bit argument as a literal (RFC 3501 allows no 8-bit in quoted strings), which also needs
-    ``CHARSET UTF-8``.
-    """
-    out: list[bytes] = []
-    opening = b""
-    for token in tokens:
-        if token == _Token.atom("("):
-            opening += b"("
-        elif token == _Token.atom(")"):
-            # A ")" cannot be glued to a literal; "ALL" (true for every message, so neutral in
-            # a group, whose keys are ANDed) carries it without a stray space before ")".
-            out.append(out.pop() + b")" if out[-1].isascii() else b"ALL)")
-        else:
-            value = token.value
-            if token.kind == "atom" or value.isascii():
-                item = _quote(value) if token.kind == "string" else value.encode("ascii")
-            else:
-                item = value.encode("utf-8")
-            # After "(" the grammar always has a search key, an ASCII atom, to glue it to.
-            out.append(opening + item)
-            opening = b""
-    if not all(item.isascii() for item in out):
-        return [b"CHARSET", b"UTF-8", *out]
-    return out
-
-
-def _quote(value: str) -> bytes:
-    return b'"' + value.replace("\\", "\\\\").replace('"', '\\"').encode("ascii") + b'"'

@@ -16,8 +16,7 @@ from typing import Any, ClassVar
 
 from django import forms
 
-from connectors.base import ConfigError
-from connectors.email import mime
+from connectors.base import ConfigError, Prepared
 from connectors.email.activities import (
     AFTER_READ_ACTIONS,
     ATTACHMENT_MODES,
@@ -28,6 +27,8 @@ from connectors.email.activities import (
     parse_send_settings,
 )
 from connectors.email.forms import add_config_errors
+from connectors.email.message.build import OutgoingMessage
+from connectors.email.message.parse import parse_message
 
 # The settings that are objects; their keys become fields named "<group>_<key>".
 _GROUPS = ("filters", "defaults")
@@ -230,17 +231,17 @@ def sample_record() -> dict[str, Any]:
     )
     message.add_attachment(b"09:12 paper jam in tray 2\n", maintype="text", subtype="plain",
                            filename="printer-log.txt")
-    return mime.parse_message(bytes(message), uid=1, uidvalidity=1, folder="INBOX")
+    return parse_message(bytes(message), uid=1, uidvalidity=1, folder="INBOX")
 
 
 # Headers that describe the MIME structure rather than the message: the preview shows the parts.
 _STRUCTURE_HEADERS = {"mime-version", "content-type", "content-transfer-encoding"}
 
 
-def describe_prepared(prepared: Mapping[str, Any]) -> dict[str, Any]:
+def describe_prepared(prepared: Prepared) -> dict[str, Any]:
     """What a record prepared by ``EmailTarget.prepare`` would send: headers, envelope, bodies,
     attachments (names, types and sizes)."""
-    outgoing: mime.OutgoingMessage = prepared["_outgoing"]
+    outgoing: OutgoingMessage = prepared.outgoing
     message = outgoing.message
     plain, html = message.get_body(("plain",)), message.get_body(("html",))
     return {
@@ -271,7 +272,7 @@ class ActivityUI:
     # Sources: a record for previews without reading the source.
     sample: Callable[[], dict[str, Any]] | None = None
     # Targets: headers, bodies and attachments of a prepared record, for previews.
-    describe: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    describe: Callable[[Prepared], dict[str, Any]] | None = None
 
 
 ACTIVITY_UI = {

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from imapclient import IMAPClient
 
+from connectors import net
 from connectors.base import ConnectorError
 from connectors.email import oauth
 
 if TYPE_CHECKING:
-    from connectors import net
     from connectors.email.config import EmailConfig
 
 
@@ -63,6 +63,11 @@ class AuthMethod:
     def secrets_needed(self, settings: Mapping[str, Any]) -> tuple[AuthField, ...]:
         """The secret fields these settings use (a grant's password is not needed by another grant)."""
         return tuple(f for f in self.secret_fields if f.applies(settings))
+
+    def required_secrets(self, settings: Mapping[str, Any]) -> tuple[AuthField, ...]:
+        """The secrets a connection with these settings cannot work without: the one definition
+        that the form, the connection test, the engine and the project file import all follow."""
+        return tuple(f for f in self.secrets_needed(settings) if f.required)
 
     def obtain_credential(self, config: EmailConfig, secrets: Mapping[str, str], deadline: net.Deadline) -> str:
         """Run the ``credential_step`` and describe its result; raise ``ConnectorError`` when it fails."""
@@ -134,13 +139,11 @@ def _check_address(value: str) -> str | None:
 
 
 def _check_authority(value: str) -> str | None:
-    from connectors.email.config import is_valid_hostname  # config.py imports this module
-
     try:
         host, _port = oauth.split_authority(value)
     except ValueError:
         host = ""
-    if not host or not is_valid_hostname(host):
+    if not host or not net.is_valid_hostname(host):
         return "must be a host name with an optional port (login.microsoftonline.com), without https:// or a path"
     return None
 

@@ -23,7 +23,6 @@ from connectors.email.imap import (
     GuardedIMAPClient,
     close_imap,
     connect_imap,
-    describe_tls,
     login_imap,
     starttls_imap,
 )
@@ -35,6 +34,7 @@ from connectors.email.smtp import (
     login_smtp,
     starttls_smtp,
 )
+from connectors.email.tls import describe_tls
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ by its dotted path (``imap.port``).
 
 from __future__ import annotations
 
-import re
 import ssl
 from collections import defaultdict
 from collections.abc import Mapping
@@ -16,14 +15,16 @@ from typing import Any
 
 from connectors.base import ConfigError
 from connectors.email.auth import AUTH_METHODS
+from connectors.net import is_valid_hostname
 
 SECURITY_MODES = ("ssl", "starttls", "none")
 IMAP_DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 SMTP_DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
+# Bounds the courtesy LOGOUT / QUIT when closing: a dead server must not hold the caller up.
+CLOSE_TIMEOUT = 5.0
 CONNECT_TIMEOUT_RANGE = (1, 120)
 READ_TIMEOUT_RANGE = (1, 600)
 
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 
 
 @dataclass(frozen=True)
@@ -54,21 +55,6 @@ class EmailConfig:
             "timeouts": {"connect": self.connect_timeout, "read": self.read_timeout},
             "ehlo_name": self.ehlo_name,
         }
-
-
-def is_valid_hostname(value: str) -> bool:
-    """A DNS name or an IP literal; no scheme, port or spaces."""
-    if not value or len(value) > 253:
-        return False
-    if ":" in value:  # IPv6 literal
-        import ipaddress
-
-        try:
-            ipaddress.IPv6Address(value.strip("[]"))
-        except ValueError:
-            return False
-        return True
-    return all(_HOST_LABEL.match(label) for label in value.rstrip(".").split("."))
 
 
 class _Errors:
@@ -257,6 +243,3 @@ def split_email_secrets(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[s
     config["auth"] = auth
     return config, secrets
 
-
-def required_secret_names(config: EmailConfig) -> list[str]:
-    return [f.name for f in AUTH_METHODS[config.auth_method].secrets_needed(config.auth) if f.required]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -16,7 +17,7 @@ from connectors.email.activities import (
 )
 from connectors.email.auth import AUTH_METHODS
 from connectors.email.check import check_email_connection
-from connectors.email.config import EmailConfig, parse_email_config, required_secret_names, split_email_secrets
+from connectors.email.config import EmailConfig, parse_email_config, split_email_secrets
 from connectors.email.source import EmailSource, list_folders
 from connectors.email.target import EmailTarget
 
@@ -39,7 +40,7 @@ class EmailConnector(Connector):
         return split_email_secrets(data)
 
     def required_secret_names(self, config: EmailConfig) -> list[str]:
-        return required_secret_names(config)
+        return [f.name for f in AUTH_METHODS[config.auth_method].required_secrets(config.auth)]
 
     def check(self, config: EmailConfig, secrets: Mapping[str, str]) -> Iterator[CheckStep]:
         return check_email_connection(config, secrets)
@@ -56,6 +57,61 @@ class EmailConnector(Connector):
 
     def list_folders(self, config: EmailConfig, secrets: Mapping[str, str]) -> list[str]:
         return list_folders(config, secrets)
+
+    @property
+    def connection_form(self) -> type[Any]:
+        from connectors.email.forms import EmailConnectionForm
+
+        return EmailConnectionForm
+
+    @property
+    def activity_ui(self) -> Mapping[str, Any]:
+        from connectors.email.activity_forms import ACTIVITY_UI
+
+        return ACTIVITY_UI
+
+    @property
+    def urlpatterns(self) -> list[Any]:
+        from connectors.email.urls import urlpatterns
+
+        return urlpatterns
+
+    @property
+    def team_urlpatterns(self) -> list[Any]:
+        from connectors.email.urls import team_urlpatterns
+
+        return team_urlpatterns
+
+    def connection_page_context(self, request: Any, connection: Any) -> dict[str, Any]:
+        from connectors.email.views import sign_in_context
+
+        return sign_in_context(request, connection)
+
+    def source_lease_key(self, config: EmailConfig, settings: ReadSettings) -> str:
+        """One mailbox folder: server, port, account and folder name.
+
+        Host names and accounts are compared without case; folder names are case-sensitive except
+        INBOX (RFC 3501 §5.1).
+        """
+        server = config.imap
+        host, port = (server.host.lower().rstrip("."), server.port) if server else ("", 0)
+        account = str(config.auth.get("mailbox") or config.auth.get("username") or "").lower()
+        folder = "INBOX" if settings.folder.upper() == "INBOX" else settings.folder
+        return f"source:email:{host}:{port}:{account}:{folder}"
+
+    def record_identity(self, record: Mapping[str, Any]) -> str:
+        """A digest of the message's facts, for a message without a Message-ID: a recreated folder
+        still cannot resend it."""
+        facts = "\n".join(str(record.get(k, "")) for k in ("date", "from", "subject", "size", "text", "html"))
+        return "digest:" + hashlib.sha256(facts.encode("utf-8", "replace")).hexdigest()
+
+    def record_summary(self, record: Mapping[str, Any]) -> dict[str, str]:
+        to = record.get("to", "")
+        return {
+            "subject": str(record.get("subject", "")),
+            "from": str(record.get("from", "")),
+            "to": ", ".join(to) if isinstance(to, list) else str(to),
+        }
 
 
 EMAIL = register(EmailConnector())

@@ -89,9 +89,8 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 def check_secrets(config: EmailConfig, secrets: Mapping[str, str]) -> None:
     """Fail early, in words, when a secret the auth method needs was never stored."""
-    method = AUTH_METHODS[config.auth_method]
-    needed = method.secrets_needed(config.auth)
-    missing = [f.label.lower() for f in needed if f.required and not secrets.get(f.name)]
+    required = AUTH_METHODS[config.auth_method].required_secrets(config.auth)
+    missing = [f.label.lower() for f in required if not secrets.get(f.name)]
     if missing:
         raise ConnectorError(
             f"no {' or '.join(missing)} is stored for this connection: enter it in the connection's settings",

@@ -223,11 +223,12 @@ class EmailConnectionForm(forms.Form):
         self.new_secrets: dict[str, str] = {}
         method = AUTH_METHODS.get(cleaned.get("auth_method", ""))
         settings = {f.name: cleaned.get(f"auth_{f.name}") or f.default for f in method.setting_fields} if method else {}
+        required = {f.name for f in method.required_secrets(settings)} if method else set()
         for spec in method.secrets_needed(settings) if method else ():
             typed = cleaned.get(f"auth_{spec.name}", "")
             if typed:
                 self.new_secrets[spec.name] = typed
-            elif spec.required and spec.name not in self.stored_secrets:
+            elif spec.name in required and spec.name not in self.stored_secrets:
                 self.add_error(f"auth_{spec.name}", "This field is required.")
 
     def merged_secrets(self, stored: Mapping[str, str]) -> dict[str, str]:

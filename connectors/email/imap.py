@@ -1,4 +1,4 @@
-"""IMAP sessions for the Email connector: guarded sockets, our TLS rules, translated errors.
+"""IMAP sessions for the Email connector: guarded sockets, TLS from ``tls``, translated errors.
 
 ``GuardedIMAPClient`` is an ``IMAPClient`` whose connection is opened by ``connectors.net`` (so
 the outbound deny-list applies and DNS is asked once) and wrapped in TLS by the context
@@ -11,50 +11,15 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import socket
-import ssl
 from collections.abc import Iterator, Mapping, Sequence
 
 from imapclient import IMAPClient, SocketTimeout
 
 from connectors import net
 from connectors.email.auth import AUTH_METHODS
-from connectors.email.config import EmailConfig, ServerSettings
+from connectors.email.config import CLOSE_TIMEOUT, EmailConfig
 from connectors.email.errors import check_secrets, starttls_not_offered, translated
-
-# Bounds the courtesy LOGOUT / QUIT when closing: a dead server must not hold the caller up.
-CLOSE_TIMEOUT = 5.0
-
-
-def build_ssl_context(config: EmailConfig, server: ServerSettings) -> ssl.SSLContext:
-    """The TLS client context for ``server`` (IMAP or SMTP): verifying unless the user turned it off.
-
-    With a CA PEM, that CA is the *only* trust anchor: a private CA is not meant to widen what
-    the public ones may vouch for. With ``verify_tls`` off nothing is checked; the form shows a
-    warning next to that switch.
-    """
-    if not server.verify_tls:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if config.ca_pem:
-        return ssl.create_default_context(cadata=config.ca_pem)
-    return ssl.create_default_context()
-
-
-def describe_tls(sock: socket.socket, server: ServerSettings, config: EmailConfig) -> str:
-    """"TLSv1.3 (TLS_AES_256_GCM_SHA384), certificate verified" — for Test lines and logs."""
-    if not isinstance(sock, ssl.SSLSocket):
-        return "plain text (not encrypted)"
-    cipher = sock.cipher()
-    name = f" ({cipher[0]})" if cipher else ""
-    if not server.verify_tls:
-        trust = "certificate NOT verified"
-    elif config.ca_pem:
-        trust = "certificate verified against the given CA"
-    else:
-        trust = "certificate verified"
-    return f"{sock.version()}{name}, {trust}"
+from connectors.email.tls import build_ssl_context
 
 
 class _IMAP4OnSocket(imaplib.IMAP4):

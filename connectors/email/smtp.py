@@ -1,7 +1,7 @@
 """SMTP sessions for the Email connector: guarded sockets, our TLS rules, translated errors.
 
 ``GuardedSMTP`` / ``GuardedSMTP_SSL`` are smtplib's classes with one seam replaced: the socket
-comes from ``connectors.net`` (deny-list, one DNS answer) and TLS from ``build_ssl_context``.
+comes from ``connectors.net`` (deny-list, one DNS answer) and TLS from ``tls.build_ssl_context``.
 ``open_smtp`` is what the engine uses: greeting, EHLO, STARTTLS when asked, AUTH through the auth
 registry, and always QUIT.
 """
@@ -16,9 +16,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from connectors import net
 from connectors.email.auth import AUTH_METHODS
-from connectors.email.config import EmailConfig, ServerSettings
+from connectors.email.config import CLOSE_TIMEOUT, EmailConfig, ServerSettings
 from connectors.email.errors import check_secrets, starttls_not_offered, translated
-from connectors.email.imap import CLOSE_TIMEOUT, build_ssl_context
+from connectors.email.tls import build_ssl_context
 
 
 class _Guarded:

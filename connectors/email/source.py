@@ -27,12 +27,12 @@ from typing import Any, TypeVar
 from imapclient.response_parser import parse_message_list
 
 from connectors.base import ConnectorError, SourceItem, SourceKey, SourceSession, no_room_needed
-from connectors.email import mime
 from connectors.email.activities import MB, ReadSettings
 from connectors.email.config import EmailConfig
 from connectors.email.errors import translate
 from connectors.email.imap import GuardedIMAPClient, open_imap
-from connectors.email.setaside import StreamedMessage
+from connectors.email.message.parse import parse_message
+from connectors.email.message.setaside import StreamedMessage
 
 T = TypeVar("T")
 
@@ -200,7 +200,7 @@ class EmailSource(SourceSession):
         yield self._item(key, message, flags)
 
     def _item(self, key: SourceKey, raw: bytes | StreamedMessage, flags: tuple[str, ...]) -> SourceItem:
-        record = mime.parse_message(
+        record = parse_message(
             raw,
             uid=key.position,
             uidvalidity=self.uidvalidity,
@@ -216,7 +216,7 @@ class EmailSource(SourceSession):
         item = f"BODY.PEEK[HEADER.FIELDS ({SUMMARY_HEADERS})]"
         found = self._run("read message headers", lambda client: client.fetch([key.position], [item]))
         header = _fetched(found, key.position, b"BODY[HEADER") or b""
-        record = mime.parse_message(
+        record = parse_message(
             header, uid=key.position, uidvalidity=self.uidvalidity, folder=self.folder, flags=flags
         )
         reason = f"message is {size / MB:.1f} MB, larger than the limit of {self.settings.max_message_mb} MB"

@@ -22,10 +22,10 @@ import smtplib
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.base import ConnectionFailed, ConnectorError, Delivery, TargetSession
+from connectors.base import ConnectionFailed, ConnectorError, Delivery, Prepared, TargetSession
 from connectors.email.activities import SendSettings
 from connectors.email.config import EmailConfig
-from connectors.email.mime import InvalidMessage, OutgoingMessage, build_message
+from connectors.email.message.build import InvalidMessage, OutgoingMessage, build_message
 from connectors.email.smtp import SMTPSession, open_smtp, send_data
 
 _MESSAGE_ID = re.compile(r"<[!-;=?-~]+>")  # printable ASCII without "<", ">" or spaces
@@ -56,23 +56,19 @@ class EmailTarget(TargetSession):
     def __exit__(self, *exc: object) -> None:
         self._disconnect()
 
-    def prepare(self, record: Mapping[str, Any], message_id: str | None = None) -> dict[str, Any]:
-        """The record with its ``message_id`` (new, or the given one); ``InvalidMessage`` when it can never be sent.
-
-        The built message travels along under ``_outgoing`` so ``write`` does not build it twice.
-        """
+    def prepare(self, record: Mapping[str, Any], message_id: str | None = None) -> Prepared:
+        """The record with its ``message_id`` (new, or the given one) and its built message;
+        ``InvalidMessage`` when it can never be sent."""
         outgoing = self._build(record)
         if message_id:
             outgoing = _with_message_id(outgoing, message_id)
-        return {**record, "message_id": outgoing.message_id, "_outgoing": outgoing}
+        return Prepared({**record, "message_id": outgoing.message_id}, outgoing.message_id, outgoing)
 
-    def write(self, record: Mapping[str, Any]) -> Delivery:
-        """Send a prepared record (or build one, keeping a ``message_id`` it already has)."""
-        outgoing = record.get("_outgoing")
-        if not isinstance(outgoing, OutgoingMessage):
-            outgoing = self._build(record)
-            if record.get("message_id"):
-                outgoing = _with_message_id(outgoing, record["message_id"])
+    def write(self, prepared: Prepared | Mapping[str, Any]) -> Delivery:
+        """Send a prepared record (or prepare one, keeping a ``message_id`` it already has)."""
+        if not isinstance(prepared, Prepared):
+            prepared = self.prepare(prepared, prepared.get("message_id") or None)
+        outgoing: OutgoingMessage = prepared.outgoing
         try:
             smtp = self._smtp or self._connect()
         except ConnectorError as exc:

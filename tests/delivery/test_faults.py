@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from connectors.email import mime
+from connectors.email.message.parse import parse_message
 from designer import engine
 from designer.models import LedgerEntry, Operation, Run, RunRecord
 from tests.delivery.helpers import import_project, message, project_file
@@ -146,7 +146,7 @@ def source_messages(mailbox: Mailbox, folder: str) -> list[SourceMessage]:
     messages = []
     for uid, data in sorted(found.items()):
         header = data.get(b"BODY[HEADER]") or b""
-        record = mime.parse_message(header, uid=uid, uidvalidity=uidvalidity, folder=folder, flags=())
+        record = parse_message(header, uid=uid, uidvalidity=uidvalidity, folder=folder, flags=())
         flags = frozenset(f.decode() if isinstance(f, bytes) else str(f) for f in data[b"FLAGS"]) - {"\\Recent"}
         identity = record["message_id"] or f"uid:{uid}"
         messages.append(SourceMessage(folder, uidvalidity, int(uid), identity, flags))

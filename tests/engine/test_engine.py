@@ -362,10 +362,10 @@ def test_it_builds_the_next_message_while_the_target_takes_one(world, run_once, 
             next_one_built.set()
         return ready
 
-    def write(self, record):
-        if record["subject"] == "Fwd: m0":  # the first waits until the second is built
+    def write(self, prepared):
+        if prepared.record["subject"] == "Fwd: m0":  # the first waits until the second is built
             overlapped.append(next_one_built.wait(10) and threading.current_thread() is not threading.main_thread())
-        return original_write(self, record)
+        return original_write(self, prepared)
 
     monkeypatch.setattr(engine._Delivery, "_prepare", prepare)
     monkeypatch.setattr(fakes.FakeTarget, "write", write)
@@ -395,11 +395,11 @@ def test_two_large_messages_are_never_held_together(world, run_once, monkeypatch
             small_built.set()
         return ready
 
-    def write(self, record):
-        if record["subject"] == "Fwd: big1":  # a small message is read while a large one is sent
+    def write(self, prepared):
+        if prepared.record["subject"] == "Fwd: big1":  # a small message is read while a large one is sent
             events.append(f"small read meanwhile: {small_built.wait(10)}")
-        delivery = original_write(self, record)
-        events.append(f"sent {record['subject'].removeprefix('Fwd: ')}")
+        delivery = original_write(self, prepared)
+        events.append(f"sent {prepared.record['subject'].removeprefix('Fwd: ')}")
         return delivery
 
     monkeypatch.setattr(engine._Delivery, "_prepare", prepare)
@@ -427,9 +427,9 @@ def test_a_cancel_waits_for_the_message_in_flight_and_leaves_the_rest(world, run
             Run.objects.filter(pk=self.ctx.run.pk).update(cancel_requested=True)
         return original_prepare(self, item, row)
 
-    def write(self, record):
+    def write(self, prepared):
         time.sleep(1.1)  # the cancel check runs once a second
-        return original_write(self, record)
+        return original_write(self, prepared)
 
     monkeypatch.setattr(engine._Delivery, "_prepare", prepare)
     monkeypatch.setattr(fakes.FakeTarget, "write", write)

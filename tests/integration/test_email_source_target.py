@@ -18,7 +18,7 @@ from connectors.base import ConnectorError, SourceKey
 from connectors.email.activities import parse_read_settings, parse_send_settings
 from connectors.email.config import EmailConfig, parse_email_config
 from connectors.email.imap import GuardedIMAPClient
-from connectors.email.mime import InvalidMessage
+from connectors.email.message.build import InvalidMessage
 from connectors.email.source import EmailSource, list_folders
 from connectors.email.target import EmailTarget
 from tests.servers.certs import TestCerts
@@ -201,7 +201,7 @@ def test_it_downloads_bodies_in_batches_of_bounded_size(
 def test_it_downloads_a_large_message_in_pieces_and_reads_it_the_same(mailbox: Mailbox, fetches: list) -> None:
     import random
 
-    from connectors.email import mime
+    from connectors.email.message.parse import parse_message
     from connectors.email.source import PIECE_BYTES
 
     attachment = random.Random(5).randbytes(700_000)
@@ -218,7 +218,7 @@ def test_it_downloads_a_large_message_in_pieces_and_reads_it_the_same(mailbox: M
     assert [item.key.position for item in items] == [small, large]
     record = items[1].record
     assert record["attachments"][0]["content"] == attachment
-    assert record == mime.parse_message(raw, uid=large, uidvalidity=record["uidvalidity"], folder="INBOX")
+    assert record == parse_message(raw, uid=large, uidvalidity=record["uidvalidity"], folder="INBOX")
     pieces = [fetched for uids, fetched in fetches if uids == [large] and fetched[0].startswith("BODY.PEEK[]<")]
     assert pieces == [[f"BODY.PEEK[]<{n * PIECE_BYTES}.{PIECE_BYTES}>"] for n in range(len(raw) // PIECE_BYTES + 1)]
     assert room == [items[0].size] + [len(raw)] * len(pieces)  # told before each download
@@ -430,8 +430,8 @@ def test_it_sends_with_the_prepared_message_id_and_keeps_the_final_reply(
 
     [received] = smtp_server.messages
     assert delivery.reply == "250 2.0.0 OK queued"
-    assert delivery.message_id == prepared["message_id"] == received.message["Message-ID"]
-    assert prepared["message_id"].endswith("@example.com>")
+    assert delivery.message_id == prepared.message_id == received.message["Message-ID"]
+    assert prepared.message_id.endswith("@example.com>")
     assert (received.mail_from, received.rcpt_tos) == ("support@example.com", ("customer@example.org",))
     assert received.subject == "Your ticket"
 

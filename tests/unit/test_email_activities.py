@@ -16,12 +16,10 @@ from connectors.email.activities import (
     SEND_EMAIL_FIELDS,
     ReadFilters,
     ReadSettings,
-    SearchSyntaxError,
-    imap_date,
     parse_read_settings,
-    parse_search,
     parse_send_settings,
 )
+from connectors.email.search import SearchSyntaxError, imap_date, parse_search
 from connectors.email.source import has_attachment
 
 

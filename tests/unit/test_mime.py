@@ -12,15 +12,10 @@ from email.policy import default as default_policy
 
 import pytest
 
-from connectors.email.mime import (
-    RECORD_KEYS,
-    InvalidMessage,
-    OutgoingMessage,
-    build_message,
-    html_to_text,
-    parse_message,
-)
-from connectors.email.setaside import StreamedMessage
+from connectors.email.message.build import InvalidMessage, OutgoingMessage, build_message
+from connectors.email.message.html import html_to_text
+from connectors.email.message.parse import RECORD_KEYS, parse_message
+from connectors.email.message.setaside import StreamedMessage
 from tests.unit import hostile_mail as hostile
 
 
@@ -743,11 +738,12 @@ def _tree(msg: Message) -> list:
 
 
 def _without_set_aside(monkeypatch: pytest.MonkeyPatch, raw: bytes) -> tuple[dict, list]:
-    from connectors.email import mime, setaside
+    from connectors.email.message import parse as parsing
+    from connectors.email.message import setaside
 
     with monkeypatch.context() as patch:
         patch.setattr(setaside, "MIN_MESSAGE", 10**12)
-        return parse(raw), _tree(mime._parse(raw, None)[0])
+        return parse(raw), _tree(parsing._parse(raw, None)[0])
 
 
 def _streamed(raw: bytes, piece: int) -> StreamedMessage:
@@ -837,21 +833,22 @@ _ALL_CASES = _set_aside_cases() + _streamed_cases()
 
 @pytest.mark.parametrize("number", range(len(_ALL_CASES)))
 def test_setting_large_base64_runs_aside_changes_nothing(number: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    from connectors.email import mime, setaside
+    from connectors.email.message import parse as parsing
+    from connectors.email.message import setaside
 
     raw = _ALL_CASES[number]
     record, tree = _without_set_aside(monkeypatch, raw)
     assert parse(raw) == record
     assert number not in (5, 6) or record["defects"], "the slow path's defects, found by the fast one too"
-    assert _tree(mime._parse(*setaside.set_aside(raw))[0]) == tree
+    assert _tree(parsing._parse(*setaside.set_aside(raw))[0]) == tree
     # Downloaded in pieces (a line, a CRLF or the marker cut in two), with runs decoded on the way.
     for piece in (1000, 4099, 65_536, 256 * 1024):
         assert parse(_streamed(raw, piece)) == record, piece
-        assert _tree(mime._parse(*_streamed(raw, piece).finish())[0]) == tree, piece
+        assert _tree(parsing._parse(*_streamed(raw, piece).finish())[0]) == tree, piece
 
 
 def test_it_sets_large_base64_runs_aside() -> None:
-    from connectors.email import setaside
+    from connectors.email.message import setaside
 
     raw = hostile.large_attachment()
     collapsed, runs = setaside.set_aside(raw)

@@ -8,10 +8,12 @@ import pytest
 
 from connectors.base import ConfigError, ConnectorError
 from connectors.email import aadsts
-from connectors.email.config import parse_email_config, required_secret_names, split_email_secrets
+from connectors.email.config import parse_email_config, split_email_secrets
+from connectors.email.connector import EMAIL
 from connectors.email.errors import check_secrets
 from connectors.email.forms import EmailConnectionForm
-from connectors.email.oauth import GuardedHTTP, OAuthSettings, split_authority, xoauth2
+from connectors.email.oauth import OAuthSettings, split_authority, xoauth2
+from connectors.email.oauth_http import GuardedHTTP
 from tests.web.helpers import form_data
 
 TENANT = "7d1c2b3a-0000-4000-8000-00000000abcd"
@@ -35,7 +37,7 @@ def test_it_defaults_to_client_credentials_at_the_public_cloud():
     config = parse_email_config(_data())
     assert config.auth == {"tenant_id": TENANT, "client_id": CLIENT, "mailbox": "support@contoso.com",
                            "grant": "client_credentials", "authority": "login.microsoftonline.com"}
-    assert required_secret_names(config) == ["client_secret"]
+    assert EMAIL.required_secret_names(config) == ["client_secret"]
     assert OAuthSettings.of(config).scopes == ["https://outlook.office365.com/.default"]
 
 
@@ -54,10 +56,10 @@ def test_it_keys_each_problem_by_its_auth_field():
 def test_it_needs_a_username_and_password_for_the_password_grant_only():
     assert _errors(grant="password") == {"auth.username": ["is required"]}
     password = parse_email_config(_data(grant="password", username="svc@contoso.com"))
-    assert required_secret_names(password) == ["client_secret", "password"]
+    assert EMAIL.required_secret_names(password) == ["client_secret", "password"]
     browser = parse_email_config(_data(grant="authorization_code", username="ignored@contoso.com"))
     assert "username" not in browser.auth  # another grant's field is not kept
-    assert required_secret_names(browser) == ["client_secret"]
+    assert EMAIL.required_secret_names(browser) == ["client_secret"]
     with pytest.raises(ConnectorError, match="no password is stored"):
         check_secrets(password, {"client_secret": "x"})
     check_secrets(browser, {"client_secret": "x"})

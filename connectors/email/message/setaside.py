@@ -25,7 +25,7 @@ import io
 import re
 from dataclasses import dataclass
 
-from connectors.email.wire import encode_lines
+from connectors.email.message.codec import encode_lines
 
 MIN_MESSAGE = 64 * 1024  # smaller messages are parsed as they are
 MIN_RUN = 4 * 1024

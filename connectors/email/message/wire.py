@@ -13,7 +13,6 @@ them (tested byte for byte): CRLF line ends, 76 base64 characters a line.
 
 from __future__ import annotations
 
-import binascii
 import re
 import secrets
 from collections.abc import Iterator, Sequence
@@ -23,7 +22,8 @@ from email.message import Message
 from io import BytesIO
 from typing import Any
 
-LINE = 76  # base64 characters per line: the email package's, for a 78-character line limit
+from connectors.email.message.codec import LINE, encode_lines
+
 _INPUT_PER_LINE = LINE // 4 * 3
 _INPUT_PER_SLICE = _INPUT_PER_LINE * 1024  # bytes encoded at a time while sending: ~78 KB on the wire
 
@@ -85,12 +85,6 @@ def base64_lines(data: bytes) -> Iterator[bytes]:
     view = memoryview(data)
     for start in range(0, len(view), _INPUT_PER_SLICE):
         yield encode_lines(view[start : start + _INPUT_PER_SLICE]) + b"\r\n"
-
-
-def encode_lines(data: bytes | memoryview, line_length: int = LINE, line_break: bytes = b"\r\n") -> bytes:
-    """``data`` in base64, ``line_length`` characters a line, the lines joined by ``line_break``."""
-    encoded = binascii.b2a_base64(data, newline=False)
-    return line_break.join([encoded[i : i + line_length] for i in range(0, len(encoded), line_length)])
 
 
 class _Generator(BytesGenerator):

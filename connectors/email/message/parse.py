@@ -1,0 +1,370 @@
+"""Raw message in, Read Email record out (SPEC §3): ``parse_message``, which never raises.
+
+The structure is parsed with a ``compat32`` parser that hands values back raw; decoding is done
+by ``decode`` and ``headers``. See the package docstring for the record's types.
+"""
+
+from __future__ import annotations
+
+import binascii
+import mimetypes
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import Compat32
+from typing import Any, cast
+
+from connectors.email.message import setaside
+from connectors.email.message.decode import (
+    Defects,
+    b64decode,
+    clean,
+    decode_header_value,
+    decode_labelled,
+    decode_words,
+    unraw,
+)
+from connectors.email.message.headers import message_ids, read_addresses, read_date, read_headers
+from connectors.email.message.html import html_to_text
+from connectors.email.message.setaside import MARKER, MARKERS, Run, SetAside, StreamedMessage
+
+RECORD_KEYS = (
+    "uid",
+    "uidvalidity",
+    "folder",
+    "message_id",
+    "in_reply_to",
+    "references",
+    "date",
+    "from",
+    "to",
+    "cc",
+    "reply_to",
+    "subject",
+    "text",
+    "html",
+    "headers",
+    "attachments",
+    "size",
+    "flags",
+    "defects",
+)
+
+
+class _RawHeaders(Compat32):
+    """compat32 that hands header values back as they arrived (folds, 8-bit bytes and all).
+
+    All header decoding then happens in ``decode`` and ``headers``, where it is lenient and cannot raise.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        return value
+
+
+class _Part(Message):
+    """A parsed part that gives its body exactly as it arrived.
+
+    ``Message.get_payload()`` decodes an 8-bit body with its declared charset, lossily, and raises
+    when that charset label holds 8-bit bytes; ``get_payload(decode=True)`` applies the stdlib's
+    own base64 repair. Neither is what we want, so nothing here calls ``get_payload``.
+    """
+
+    def get_content_type(self) -> str:
+        # The parser asks this to decide whether to descend into a part. Kept out of message/*
+        # parts, it leaves their bytes alone, so an attached message comes back byte for byte
+        # instead of being re-serialised (which the stdlib cannot do for every hostile message).
+        content_type = super().get_content_type()
+        return "application/octet-stream" if content_type.startswith("message/") else content_type
+
+    def get_boundary(self, failobj: Any = None) -> Any:
+        # The parser calls this too; the stdlib's RFC 2231 decoding raises on some parameter
+        # mixes. No boundary is a case we repair from the body.
+        try:
+            return super().get_boundary(failobj)
+        except (TypeError, ValueError):
+            return failobj
+
+    def children(self) -> list[_Part] | None:
+        """The sub-parts of a multipart part, None for a leaf."""
+        return self._payload if isinstance(self._payload, list) else None
+
+    # The runs set aside before parsing (see ``setaside``); None when none.
+    set_aside: SetAside | None = None
+
+    def raw_body(self) -> bytes:
+        """The body before any transfer decoding, exactly as it arrived."""
+        payload = self._payload
+        if not isinstance(payload, str):
+            return b""
+        if self.set_aside is not None and MARKER in payload:
+            return self.set_aside.restore(payload)
+        # The bytes parser maps every non-ASCII byte to a lone surrogate; this maps them back.
+        return payload.encode("ascii", "surrogateescape")
+
+    def set_aside_body(self) -> Run | None:
+        """The body's run when the body is one set-aside run and nothing else."""
+        payload = self._payload
+        if self.set_aside is None or not isinstance(payload, str):
+            return None
+        found = MARKERS.fullmatch(payload.strip())
+        return self.set_aside.run(int(found.group(1))) if found else None
+
+
+_PARSE_POLICY = _RawHeaders(message_factory=_Part)
+
+
+def parse_message(
+    raw: bytes | StreamedMessage,
+    *,
+    uid: int,
+    uidvalidity: int,
+    folder: str,
+    flags: Iterable[str | bytes] = (),
+    include_attachments: bool = True,
+    max_attachment_bytes: int | None = None,
+) -> dict[str, Any]:
+    """The Read Email record (SPEC §3, plus ``defects``) of one raw message; never raises.
+
+    ``raw`` is the message's bytes, or the ``StreamedMessage`` it was downloaded into. ``flags`` may
+    be str or bytes (imapclient gives bytes). See the module docstring for the type of every key.
+    """
+    if isinstance(raw, StreamedMessage):
+        size = raw.size
+        collapsed, runs = raw.finish()
+    else:
+        size = len(raw)
+        collapsed, runs = setaside.set_aside(bytes(raw))
+    del raw
+    defects = Defects()
+    if not collapsed.strip():  # markers stand for runs of text: collapsed is empty only when raw was
+        defects.add("message: empty")
+    msg, complete = _parse(collapsed, runs)
+    if not complete:
+        defects.add("message: MIME nesting too deep to follow (the body is read as text)")
+    headers = read_headers(msg, defects)
+    content = _read_content(msg, complete, defects, include_attachments, max_attachment_bytes)
+    return {
+        "uid": uid,
+        "uidvalidity": uidvalidity,
+        "folder": folder,
+        "message_id": next(iter(message_ids(headers.first("Message-ID"))), ""),
+        "in_reply_to": next(iter(message_ids(headers.first("In-Reply-To"))), ""),
+        "references": message_ids(headers.first("References")),
+        "date": read_date(headers.first("Date"), defects),
+        "from": next(iter(read_addresses([headers.first("From")], "From", defects)), ""),
+        "to": read_addresses(headers.all("To"), "To", defects),
+        "cc": read_addresses(headers.all("Cc"), "Cc", defects),
+        "reply_to": read_addresses(headers.all("Reply-To"), "Reply-To", defects),
+        "subject": decode_header_value(headers.first("Subject"), "Subject", defects),
+        "text": content.text,
+        "html": content.html,
+        "headers": headers.decoded,
+        "attachments": content.attachments,
+        "size": size,
+        "flags": [f.decode("utf-8", "replace") if isinstance(f, bytes) else str(f) for f in flags],
+        "defects": defects.as_list(),
+    }
+
+
+def _parse(collapsed: bytes, set_aside: SetAside | None) -> tuple[_Part, bool]:
+    """The parsed message, and whether its whole structure could be followed."""
+    parser = BytesParser(policy=_PARSE_POLICY)
+    try:
+        msg, complete = cast(_Part, parser.parsebytes(collapsed)), True
+    except RecursionError:
+        # The parser recurses once per nesting level; thousands of levels are an attack, not mail.
+        msg, complete = cast(_Part, parser.parsebytes(collapsed, headersonly=True)), False
+    if set_aside is not None:
+        _hand_out(msg, set_aside)
+    return msg, complete
+
+
+def _hand_out(msg: Message, set_aside: SetAside) -> None:
+    """Give every part of the tree the runs its body may name; put them back in preambles and epilogues."""
+
+    def restore(text: Any) -> Any:
+        if isinstance(text, str) and MARKER in text:
+            return set_aside.restore(text).decode("ascii", "surrogateescape")
+        return text
+
+    stack = [msg]
+    while stack:
+        part = stack.pop()
+        if isinstance(part._payload, list):
+            stack.extend(p for p in part._payload if isinstance(p, Message))
+        else:
+            part.set_aside = set_aside
+        part.preamble = restore(part.preamble)
+        part.epilogue = restore(part.epilogue)
+
+
+@dataclass
+class _Content:
+    text: str
+    html: str
+    attachments: list[dict[str, Any]]
+
+
+def _read_content(
+    msg: _Part, complete: bool, defects: Defects, include_attachments: bool, max_attachment_bytes: int | None
+) -> _Content:
+    text: str | None = None
+    html: str | None = None
+    attachments: list[dict[str, Any]] = []
+    for number, (where, part, content_type) in enumerate(_leaves(msg, complete, defects), 1):
+        filename = _filename(part, where, defects)
+        data = _transfer_decode(part, where, defects)
+        inline_body = not filename and _disposition(part) != "attachment"
+        if inline_body and content_type == "text/plain" and text is None:
+            text = _body_text(data, part, content_type, where, defects)
+            continue
+        if inline_body and content_type == "text/html" and html is None:
+            html = _body_text(data, part, content_type, where, defects)
+            continue
+        attachment: dict[str, Any] = {
+            "filename": filename or f"part-{number}{_extension(content_type)}",
+            "content_type": content_type,
+            "size": len(data),
+            "content": data if include_attachments else None,
+        }
+        if include_attachments and max_attachment_bytes is not None and len(data) > max_attachment_bytes:
+            attachment["content"] = None
+            attachment["skipped"] = f"larger than {max_attachment_bytes} bytes"
+        attachments.append(attachment)
+    html = html or ""
+    if text is None:
+        text = html_to_text(html) if html else ""
+    return _Content(text=text, html=html, attachments=attachments)
+
+
+def _leaves(msg: _Part, repair: bool, defects: Defects) -> Iterator[tuple[str, _Part, str]]:
+    """``(where, part, content type)`` of every leaf part in document order.
+
+    Iterative on purpose: the tree can be as deep as the parser managed to go. ``repair`` is off
+    when the parser gave up on the nesting: re-parsing would only hit the same wall, slowly.
+    """
+    stack: list[tuple[str, _Part]] = [("", msg)]
+    while stack:
+        path, part = stack.pop()
+        where = f"part {path}" if path else "message"
+        for defect in part.defects:
+            defects.add(f"{where}: {_defect_text(defect)}")
+        content_type = _content_type(part, where, defects)
+        children = part.children()
+        if children is not None:
+            stack.extend(reversed([(f"{path}.{i}" if path else str(i), c) for i, c in enumerate(children, 1)]))
+            continue
+        if content_type.startswith("multipart/"):
+            repaired = _repair_multipart(part, content_type) if repair else None
+            if repaired is not None:
+                defects.add(f"{where}: {content_type} boundary missing or wrong (guessed from the body)")
+                stack.append((path, repaired))
+                continue
+            defects.add(f"{where}: {content_type} without a usable boundary (read as text/plain)")
+            content_type = "text/plain"
+        yield where, part, content_type
+
+
+def _defect_text(defect: Exception) -> str:
+    doc = (type(defect).__doc__ or "").strip().splitlines()
+    return doc[0].rstrip(".") if doc else type(defect).__name__
+
+
+_TYPE = re.compile(r"\s*([A-Za-z0-9!#$&^_.+-]+)\s*/\s*([A-Za-z0-9!#$&^_.+-]+)")
+
+
+def _content_type(part: Message, where: str, defects: Defects) -> str:
+    raw = part.get("content-type")
+    if raw is None:
+        return part.get_default_type()
+    match = _TYPE.match(unraw(raw, where, defects))
+    if not match:
+        defects.add(f"{where}: invalid Content-Type (read as text/plain)")
+        return "text/plain"
+    return f"{match.group(1)}/{match.group(2)}".lower()
+
+
+# RFC 2046 boundary characters; the first delimiter line of the body gives the boundary away.
+_BOUNDARY_LINE = re.compile(rb"^--([0-9A-Za-z'()+_,./:=?-][0-9A-Za-z'()+_,./:=? -]{0,69})[ \t]*\r?$", re.M)
+
+
+def _repair_multipart(part: _Part, content_type: str) -> _Part | None:
+    """The multipart re-parsed with a boundary guessed from its body, or None."""
+    body = part.raw_body()
+    match = _BOUNDARY_LINE.search(body)
+    if not match:
+        return None
+    head = b'Content-Type: %s; boundary="%s"\r\n\r\n' % (content_type.encode(), match.group(1).rstrip())
+    repaired, complete = _parse(*setaside.set_aside(head + body))
+    return repaired if complete and repaired.children() is not None else None
+
+
+def _param(part: Message, name: str, header: str, where: str, defects: Defects) -> str | None:
+    """A MIME parameter decoded by RFC 2231 or RFC 2047, whichever it uses, or None."""
+    try:
+        value = part.get_param(name, header=header)
+    except (TypeError, ValueError):  # the stdlib trips on some mixes of RFC 2231 continuations
+        defects.add(f"{where}: unreadable {header} parameters")
+        return None
+    if value is None:
+        return None
+    if isinstance(value, tuple):  # RFC 2231: (charset, language, percent-decoded text)
+        charset, _language, text = value
+        data = text.encode("latin-1", "surrogateescape")
+        return decode_labelled(data, charset or "", where, defects)
+    return decode_words(unraw(value, where, defects), where, defects)
+
+
+def _filename(part: Message, where: str, defects: Defects) -> str:
+    name = _param(part, "filename", "Content-Disposition", where, defects)
+    if not name:
+        name = _param(part, "name", "Content-Type", where, defects)
+    return clean(name or "", f"{where} file name", defects)
+
+
+def _disposition(part: Message) -> str:
+    value = part.get("content-disposition") or ""
+    return value.split(";", 1)[0].strip().lower()
+
+
+def _extension(content_type: str) -> str:
+    return mimetypes.guess_extension(content_type) or ".bin"
+
+
+def _transfer_decode(part: _Part, where: str, defects: Defects) -> bytes:
+    encoding = (part.get("content-transfer-encoding") or "").split(";", 1)[0].strip().lower()
+    if encoding == "base64":
+        run = part.set_aside_body()
+        decoded = run.decoded() if run is not None else None
+        if decoded is not None:
+            return decoded
+    data = part.raw_body()
+    if encoding == "base64":
+        data, problem = b64decode(data)
+        if problem:
+            defects.add(f"{where}: {problem}")
+    elif encoding == "quoted-printable":
+        if _BAD_QP.search(data):
+            defects.add(f"{where}: invalid quoted-printable escapes (kept as they are)")
+        data = binascii.a2b_qp(data)
+    elif encoding not in ("", "7bit", "8bit", "binary"):
+        defects.add(f"{where}: unknown transfer encoding {encoding[:40]!r} (content kept as it is)")
+    return data
+
+
+_BAD_QP = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]*\r?\n|[ \t]*\Z)")
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9._:-]{1,40})""", re.I)
+
+
+def _body_text(data: bytes, part: Message, content_type: str, where: str, defects: Defects) -> str:
+    charset = _param(part, "charset", "Content-Type", where, defects)
+    if not charset and content_type == "text/html" and not data.isascii():
+        found = _META_CHARSET.search(data, 0, 4096)
+        charset = found.group(1).decode("ascii") if found else None
+    text = decode_labelled(data, charset or "", where, defects)
+    if "\x00" in text:  # PostgreSQL cannot store NUL in text
+        defects.add(f"{where}: NUL characters replaced")
+        text = text.replace("\x00", "\ufffd")
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
