@@ -145,19 +145,39 @@ def build_message(
     else:
         message.set_content(text)
     token = wire.new_placeholder_token()
-    for index, (filename, content_type, _data) in enumerate(attachments):
+    streamed: list[bytes] = []
+    for filename, content_type, data in attachments:
         maintype, subtype = content_type.split("/")
-        # Encoded while it is sent (``wire``): the part holds a placeholder meanwhile.
+        inline = maintype == "message" and _seven_bit(data)
+        if maintype == "message" and not inline:
+            # RFC 2046 allows no base64 in a message/* body, and this message is 7-bit (no 8BITMIME
+            # needed): an 8-bit or long-lined one travels as octets, under its own file name.
+            maintype, subtype = "application", "octet-stream"
         message.add_attachment(b"", maintype=maintype, subtype=subtype, filename=filename)
-        message.get_payload()[-1].set_payload(wire.placeholder(token, index))
+        part = message.get_payload()[-1]
+        if inline:
+            # A forwarded message or delivery report goes as it is, 7bit, as RFC 2046 asks.
+            part.replace_header("Content-Transfer-Encoding", "7bit")
+            part.set_payload(data.decode("ascii"))
+        else:
+            # Encoded while it is sent (``wire``): the part holds a placeholder meanwhile.
+            part.set_payload(wire.placeholder(token, len(streamed)))
+            streamed.append(data)
 
     recipients: dict[str, str] = {}
     for mailbox in (*to, *cc, *bcc):
         recipients.setdefault(mailbox.address.lower(), mailbox.address)
     return OutgoingMessage(
         message=message, sender=senders[0].address, recipients=list(recipients.values()), message_id=message_id,
-        attachments=tuple(data for _filename, _type, data in attachments), placeholder_token=token,
+        attachments=tuple(streamed), placeholder_token=token,
     )
+
+
+def _seven_bit(data: bytes) -> bool:
+    """Whether ``data`` can be sent as it is in a 7-bit message: ASCII, no NUL, lines of at most 998 octets."""
+    if not data.isascii() or b"\0" in data:
+        return False
+    return all(len(line) <= 998 for line in data.replace(b"\r\n", b"\n").split(b"\n"))
 
 
 def _merge(record: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:

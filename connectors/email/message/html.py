@@ -12,7 +12,11 @@ _LINE_TAGS = {
     "p", "div", "br", "tr", "table", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6",
     "blockquote", "pre", "hr", "section", "article", "header", "footer", "dl", "dt", "dd",
 }  # fmt: skip
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^<>]*>|<[!?][^<>]*>")
+# Possessive quantifiers: a tag name runs into its attributes with no boundary between them, and
+# backtracking over that would make an unclosed tag followed by letters cost the square of its length.
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*+)[^<>]*+>|<[!?][^<>]*+>")
+# Where a tag may start: any other "<" is text, skipped over without a step of the loop.
+_TAG_START = re.compile(r"<[A-Za-z/!?]")
 _SPACES = re.compile(r"[ \t\r\n\f\v\xa0]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
@@ -20,12 +24,14 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 def html_to_text(html: str) -> str:
     """A plain reading of HTML: tags dropped, blocks on their own lines, entities decoded.
 
-    Written as one forward scan so hostile HTML (unclosed tags, a million ``<``) stays linear.
+    Written as one forward scan with no backtracking pattern, so hostile HTML (unclosed tags, a
+    million ``<``, an unclosed comment or script) costs time linear in its length.
     """
     out: list[str] = []
     position, end = 0, len(html)
     while position < end:
-        start = html.find("<", position)
+        found = _TAG_START.search(html, position)
+        start = found.start() if found else -1
         if start < 0:
             out.append(_SPACES.sub(" ", html[position:]))
             break

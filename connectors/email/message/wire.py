@@ -65,8 +65,7 @@ def flatten(message: Message, token: str, attachments: Sequence[bytes]) -> Wire:
     while (found := text.find(needle, start)) >= 0:
         index = int(text[found + len(needle) : found + len(needle) + 6])
         end = found + len(needle) + 6
-        # A message/rfc822 part's payload is written as it is, so its line end is a bare LF.
-        end += 2 if text[end : end + 2] == b"\r\n" else 1
+        end += 2  # the placeholder's CRLF
         pieces += [text[start:found], index]
         size += found - start + base64_size(len(attachments[index]))
         start = end
@@ -97,6 +96,20 @@ class _Generator(BytesGenerator):
     def _write_lines(self, lines: str) -> None:
         if lines:
             self.write(lines.replace("\n", self._NL) if "\r" not in lines else NLCRE.sub(self._NL, lines))
+
+    def _handle_message(self, msg: Message) -> None:
+        # A message/* part built from bytes (a forwarded message, a delivery report) holds its text,
+        # which is written as it is; the stock handlers expect parsed sub-messages.
+        if isinstance(msg.get_payload(), str):
+            self._handle_text(msg)
+        else:
+            super()._handle_message(msg)
+
+    def _handle_message_delivery_status(self, msg: Message) -> None:
+        if isinstance(msg.get_payload(), str):
+            self._handle_text(msg)
+        else:
+            super()._handle_message_delivery_status(msg)
 
     @classmethod
     def _make_boundary(cls, text: Any = None) -> str:
