@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from connectors.net import Deadline
 
 
 class TokenStore(Protocol):
@@ -50,6 +53,29 @@ class ConnectorError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class OutcomeUnknown(ConnectorError):
+    """The record went out but its outcome never came back (no reply after SMTP's final dot).
+
+    The target may have accepted it: the engine records it *in doubt* and never sends it again in
+    the same run; a later run may resend it only under the same Message-ID, so receivers that
+    deduplicate drop the copy.
+    """
+
+
+# Exceptions that stop a run from outside (a worker's time limit): connectors let them through as
+# they are, never translated into a ConnectorError. The host application registers its own.
+_STOP_EXCEPTIONS: list[type[BaseException]] = []
+
+
+def register_stop_exception(kind: type[BaseException]) -> None:
+    if kind not in _STOP_EXCEPTIONS:
+        _STOP_EXCEPTIONS.append(kind)
+
+
+def is_stop_exception(exc: BaseException) -> bool:
+    return isinstance(exc, tuple(_STOP_EXCEPTIONS))
 
 
 class ConnectionFailed(ConnectorError):
@@ -234,10 +260,14 @@ class Connector:
         """Validate an activity's settings (``ConfigError`` keyed by dotted path)."""
         raise NotImplementedError
 
-    def open_source(self, config: Any, secrets: Mapping[str, str], settings: Any) -> SourceSession:
+    def open_source(self, config: Any, secrets: Mapping[str, str], settings: Any,
+                    deadline: Deadline | None = None) -> SourceSession:
+        """The source for one run; every network wait of it ends by ``deadline`` (the run's timeout)."""
         raise NotImplementedError
 
-    def open_target(self, config: Any, secrets: Mapping[str, str], settings: Any) -> TargetSession:
+    def open_target(self, config: Any, secrets: Mapping[str, str], settings: Any,
+                    deadline: Deadline | None = None) -> TargetSession:
+        """The target for one run; every network wait of it ends by ``deadline`` (the run's timeout)."""
         raise NotImplementedError
 
     # The web layer is reached through properties so that a worker, which never serves a page,

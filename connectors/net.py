@@ -14,10 +14,11 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple, Self
 
 from connectors.base import ConnectorError
+from connectors.conf import setting
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -72,23 +73,15 @@ class Address(NamedTuple):
         return self.ip
 
 
-def _setting(name: str, default: Iterable[str]) -> Iterable[str]:
-    try:
-        from django.conf import settings
-    except ImportError:  # the connectors also run outside Django (scripts, unit tests)
-        return default
-    return getattr(settings, name, default) if settings.configured else default
-
-
 def denied_networks() -> list[IPNetwork]:
     """The deny-list: ``settings.MAILWRIGHT_DENY_NETWORKS`` when Django is configured, else the default."""
-    cidrs = _setting("MAILWRIGHT_DENY_NETWORKS", DEFAULT_DENY_NETWORKS)
+    cidrs = setting("MAILWRIGHT_DENY_NETWORKS", DEFAULT_DENY_NETWORKS)
     return [ipaddress.ip_network(cidr, strict=False) for cidr in cidrs]
 
 
 def allowed_networks() -> list[IPNetwork]:
     """Networks opened despite the deny-list: ``settings.MAILWRIGHT_ALLOW_NETWORKS`` (none outside Django)."""
-    return [ipaddress.ip_network(cidr, strict=False) for cidr in _setting("MAILWRIGHT_ALLOW_NETWORKS", ())]
+    return [ipaddress.ip_network(cidr, strict=False) for cidr in setting("MAILWRIGHT_ALLOW_NETWORKS", ())]
 
 
 def denied_by(

@@ -1,4 +1,7 @@
+from celery.exceptions import SoftTimeLimitExceeded
 from django.apps import AppConfig
+
+from connectors.base import register_stop_exception
 
 
 class DesignerConfig(AppConfig):
@@ -8,3 +11,6 @@ class DesignerConfig(AppConfig):
     def ready(self) -> None:
         # Importing the connector packages registers them.
         import connectors.email  # noqa: F401
+
+        # A worker's soft time limit must stop the run, not pass for a server's failure.
+        register_stop_exception(SoftTimeLimitExceeded)

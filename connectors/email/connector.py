@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from connectors import net
 from connectors.base import ActivityType, CheckStep, Connector, register
 from connectors.email.activities import (
     READ_EMAIL_FIELDS,
@@ -49,11 +50,13 @@ class EmailConnector(Connector):
         parsers = {"read_email": parse_read_settings, "send_email": parse_send_settings}
         return parsers[self.activity_type(activity_type).key](data)
 
-    def open_source(self, config: EmailConfig, secrets: Mapping[str, str], settings: ReadSettings) -> EmailSource:
-        return EmailSource(config, secrets, settings)
+    def open_source(self, config: EmailConfig, secrets: Mapping[str, str], settings: ReadSettings,
+                    deadline: net.Deadline | None = None) -> EmailSource:
+        return EmailSource(config, secrets, settings, deadline)
 
-    def open_target(self, config: EmailConfig, secrets: Mapping[str, str], settings: SendSettings) -> EmailTarget:
-        return EmailTarget(config, secrets, settings)
+    def open_target(self, config: EmailConfig, secrets: Mapping[str, str], settings: SendSettings,
+                    deadline: net.Deadline | None = None) -> EmailTarget:
+        return EmailTarget(config, secrets, settings, deadline)
 
     def list_folders(self, config: EmailConfig, secrets: Mapping[str, str]) -> list[str]:
         return list_folders(config, secrets)

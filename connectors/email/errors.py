@@ -27,7 +27,7 @@ from contextlib import contextmanager
 
 from imapclient.exceptions import CapabilityError
 
-from connectors.base import ConnectorError
+from connectors.base import ConnectorError, is_stop_exception
 from connectors.email.auth import AUTH_METHODS
 from connectors.email.config import EmailConfig, ServerSettings
 from connectors.net import ResolveTimeout
@@ -61,7 +61,11 @@ def translated(
     """
     try:
         yield
+    except ConnectorError:  # told in words already, and its kind (e.g. an unknown outcome) matters
+        raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message, a bug's included
+        if is_stop_exception(exc):  # a time limit stops the run; it is no failure of the server's
+            raise
         # "from None": the original may hold a secret in its args; keep it out of tracebacks.
         raise translate(exc, server=server, phase=phase, timeout=timeout, secrets=secrets) from None
 

@@ -15,10 +15,15 @@ import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from connectors import net
+from connectors.base import OutcomeUnknown, is_stop_exception
+from connectors.conf import setting
 from connectors.email.auth import AUTH_METHODS
 from connectors.email.config import CLOSE_TIMEOUT, EmailConfig, ServerSettings
-from connectors.email.errors import check_secrets, starttls_not_offered, translated
+from connectors.email.errors import check_secrets, starttls_not_offered, translate, translated
 from connectors.email.tls import build_ssl_context
+
+# RFC 5321 4.5.3.2.6: a server may take 10 minutes to answer the end of the data.
+DATA_REPLY_TIMEOUT = 600.0
 
 
 class _Guarded:
@@ -199,8 +204,26 @@ def send_data(smtp: SMTPSession, chunks: Iterable[bytes]) -> tuple[int, bytes]:
         if at_line_start and chunk[:1] == b".":
             held = b"." + held
         at_line_start = chunk[-1:] == b"\n"
-    smtp.send(held + (b".\r\n" if at_line_start else b"\r\n.\r\n"))
-    return smtp.getreply()
+    # From the final dot on, the server may have stored the message: a lost reply is no failure to
+    # retry but an unknown outcome, and the reply gets the time RFC 5321 gives it, not a read timeout.
+    wait = data_reply_timeout(smtp)
+    try:
+        smtp.send(held + (b".\r\n" if at_line_start else b"\r\n.\r\n"))
+        if smtp.sock is not None:
+            smtp.sock.settimeout(wait)
+        return smtp.getreply()
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the message may be delivered
+        if is_stop_exception(exc):
+            raise
+        error = translate(exc, server=smtp.server, phase="DATA", timeout=wait)
+        raise OutcomeUnknown(f"{error.message}; the server may have accepted the message") from None
+
+
+def data_reply_timeout(smtp: SMTPSession) -> float:
+    """How long to wait for the reply to the end of the data: RFC 5321 4.5.3.2.6's 10 minutes by
+    default (``MAILWRIGHT_SMTP_DATA_REPLY_TIMEOUT``), never past the deadline."""
+    seconds = float(setting("MAILWRIGHT_SMTP_DATA_REPLY_TIMEOUT", DATA_REPLY_TIMEOUT))
+    return smtp.deadline.cap(seconds) if smtp.deadline is not None else seconds
 
 
 def close_smtp(smtp: SMTPSession) -> None:

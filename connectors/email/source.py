@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from imapclient.response_parser import parse_message_list
 
+from connectors import net
 from connectors.base import ConnectorError, SourceItem, SourceKey, SourceSession, no_room_needed
 from connectors.email.activities import MB, ReadSettings
 from connectors.email.config import EmailConfig
@@ -53,8 +54,10 @@ _CONNECTION_LOST = (imaplib.IMAP4.abort, OSError, EOFError)
 class EmailSource(SourceSession):
     """A Read Email activity's folder, open for one run. Use as a context manager."""
 
-    def __init__(self, config: EmailConfig, secrets: Mapping[str, str], settings: ReadSettings) -> None:
+    def __init__(self, config: EmailConfig, secrets: Mapping[str, str], settings: ReadSettings,
+                 deadline: net.Deadline | None = None) -> None:
         self.config = config
+        self.deadline = deadline
         self.secrets = secrets
         self.settings = settings
         self.folder = settings.folder
@@ -75,7 +78,7 @@ class EmailSource(SourceSession):
     def _connect(self) -> GuardedIMAPClient:
         session = contextlib.ExitStack()
         try:
-            client = session.enter_context(open_imap(self.config, self.secrets))
+            client = session.enter_context(open_imap(self.config, self.secrets, deadline=self.deadline))
             with client.translating(f"open the folder {self.folder}"):
                 uidvalidity = self._select(client)
         except BaseException:

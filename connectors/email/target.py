@@ -22,6 +22,7 @@ import smtplib
 from collections.abc import Mapping
 from typing import Any
 
+from connectors import net
 from connectors.base import ConnectionFailed, ConnectorError, Delivery, Prepared, TargetSession
 from connectors.email.activities import SendSettings
 from connectors.email.config import EmailConfig
@@ -43,8 +44,10 @@ class _Outcome:
 class EmailTarget(TargetSession):
     """A Send Email activity, open for one run. Use as a context manager."""
 
-    def __init__(self, config: EmailConfig, secrets: Mapping[str, str], settings: SendSettings) -> None:
+    def __init__(self, config: EmailConfig, secrets: Mapping[str, str], settings: SendSettings,
+                 deadline: net.Deadline | None = None) -> None:
         self.config = config
+        self.deadline = deadline
         self.secrets = secrets
         self.settings = settings
         self._smtp: SMTPSession | None = None
@@ -98,7 +101,7 @@ class EmailTarget(TargetSession):
 
     def _connect(self) -> SMTPSession:
         session = contextlib.ExitStack()
-        self._smtp = session.enter_context(open_smtp(self.config, self.secrets))
+        self._smtp = session.enter_context(open_smtp(self.config, self.secrets, deadline=self.deadline))
         self._session = session
         return self._smtp
 

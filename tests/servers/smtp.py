@@ -92,6 +92,7 @@ class _Faults:
     fail_when: Callable[[ReceivedMessage], FaultReply | None] | None = None
     fail_always: FaultReply | None = None
     rejected_rcpts: dict[str, FaultReply] = field(default_factory=dict)
+    reply_delay: float = 0.0  # seconds between storing a message and answering its final dot
 
 
 def token_of_xoauth2(blob: bytes) -> tuple[str, str]:
@@ -180,6 +181,9 @@ class _Handler:
             server.transport.abort()
             # connection_lost() cancels this handler task; never reply.
             await asyncio.sleep(3600)
+        delay = self.owner._faults.reply_delay
+        if delay and decision.startswith("250"):
+            await asyncio.sleep(delay)  # the message is stored already: a slow server, not a lost one
         return decision
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802 - aiosmtpd's hook name
@@ -398,6 +402,11 @@ class SMTPServer:
         """Abort the connection (no reply at all) at the end of DATA for the next *n* messages."""
         with self._lock:
             self._faults.drop_next = n
+
+    def delay_replies(self, seconds: float) -> None:
+        """Store each message at once but answer its final dot only ``seconds`` later."""
+        with self._lock:
+            self._faults.reply_delay = seconds
 
     def reject_recipient(self, address: str, code: int = 550, text: str = "5.1.1 Mailbox unavailable") -> None:
         """Refuse RCPT TO:<address> (case-insensitive) until clear_faults()."""
