@@ -174,11 +174,19 @@ class EmailSource(SourceSession):
             return
         make_room(sum(size for _key, size, _flags in batch))
         uids = [key.position for key, _size, _flags in batch]
-        bodies = self._run(f"download {len(uids)} messages", lambda client: client.fetch(uids, ["BODY.PEEK[]"]))
-        for key, _size, flags in batch:
-            raw = bodies.pop(key.position, {}).get(b"BODY[]")
+        # At most a piece and a byte each: a server that announces less than it holds cannot make
+        # a batch bring in more than the pieces would; such a message goes on in pieces.
+        item = f"BODY.PEEK[]<0.{PIECE_BYTES + 1}>"
+        bodies = self._run(f"download {len(uids)} messages", lambda client: client.fetch(uids, [item]))
+        for key, size, flags in batch:
+            raw = _fetched(bodies, key.position, b"BODY[]")
+            bodies.pop(key.position, None)
             if raw is None:
                 continue  # expunged since the sizes were read
+            if len(raw) > PIECE_BYTES:
+                del raw
+                yield from self._downloaded_in_pieces(key, size, flags, make_room)
+                continue
             yield self._item(key, raw, flags)
             del raw  # parsed: the engine need not hold the raw bytes too while it delivers
 
@@ -195,6 +203,9 @@ class EmailSource(SourceSession):
             if piece is None:
                 return  # expunged since the sizes were read
             message.feed(piece)
+            if message.size > self.settings.max_message_bytes:  # more than the server announced
+                yield self._oversized(key, message.size, flags, announced=size)
+                return
             # A short piece is the last one; a server that gives less than asked before the size
             # it announced is asked again from there, until it gives nothing.
             if not piece or (len(piece) < PIECE_BYTES and message.size >= size):
@@ -214,7 +225,8 @@ class EmailSource(SourceSession):
         )
         return SourceItem(_with_identity(key, record), record, summary=summarize(record), size=record["size"])
 
-    def _oversized(self, key: SourceKey, size: int, flags: tuple[str, ...]) -> SourceItem:
+    def _oversized(self, key: SourceKey, size: int, flags: tuple[str, ...], announced: int | None = None
+                   ) -> SourceItem:
         """A message above the size limit: skipped with a reason; only a few headers are read."""
         item = f"BODY.PEEK[HEADER.FIELDS ({SUMMARY_HEADERS})]"
         found = self._run("read message headers", lambda client: client.fetch([key.position], [item]))
@@ -223,6 +235,9 @@ class EmailSource(SourceSession):
             header, uid=key.position, uidvalidity=self.uidvalidity, folder=self.folder, flags=flags
         )
         reason = f"message is {size / MB:.1f} MB, larger than the limit of {self.settings.max_message_mb} MB"
+        if announced is not None:
+            reason = (f"message is larger than the limit of {self.settings.max_message_mb} MB "
+                      f"(the server announced {announced} bytes, then sent more)")
         return SourceItem(_with_identity(key, record), None, skip_reason=reason, summary=summarize(record))
 
     # Acknowledging ------------------------------------------------------------------------------

@@ -145,7 +145,7 @@ def test_it_skips_a_30mb_message_unfetched_and_unflagged_and_delivers_the_rest(t
     record = run.records.get(status=RunRecord.Status.SKIPPED)
     assert re.fullmatch(r"message is 3\d\.\d MB, larger than the limit of 25 MB", record.error), record.error
     assert record.subject == "the quarterly archive"  # read from the headers alone
-    bodies = [uids for uids, items in requested if "BODY.PEEK[]" in items]
+    bodies = [uids for uids, items in requested if any(i.startswith("BODY.PEEK[]") for i in items)]
     assert bodies and all(big_uid not in uids for uids in bodies), requested
     outcome = assert_exactly_once(operation, mailbox, smtp,
                                   expected={identity("huge"), "<q1@example.org>", "<q2@example.org>"})
@@ -153,7 +153,8 @@ def test_it_skips_a_30mb_message_unfetched_and_unflagged_and_delivers_the_rest(t
     # A later run does not download it either.
     requested.clear()
     run_inline(operation)
-    assert not [uids for uids, items in requested if big_uid in uids and "BODY.PEEK[]" in items]
+    bodies = [uids for uids, items in requested if any(i.startswith("BODY.PEEK[]") for i in items)]
+    assert not [uids for uids in bodies if big_uid in uids]
 
 
 @pytest.mark.parametrize(("field", "template", "error"), [

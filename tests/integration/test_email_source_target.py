@@ -6,6 +6,7 @@ was marked" is what a second client sees, not what our code believes.
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -176,7 +177,7 @@ def test_it_skips_an_oversized_message_without_downloading_it(mailbox: Mailbox, 
     assert items[1].skip_reason == "message is 2.1 MB, larger than the limit of 1 MB"
     assert items[1].summary["subject"] == "huge scan"
     assert items[1].key.identity.endswith("@example.com>")
-    downloaded = [uids for uids, fetched in fetches if "BODY.PEEK[]" in fetched]
+    downloaded = [uids for uids, fetched in fetches if any(i.startswith("BODY.PEEK[]") for i in fetched)]
     assert downloaded == [[small]]
     assert mailbox.flags() == {small: set(), big: set()}
 
@@ -193,7 +194,7 @@ def test_it_downloads_bodies_in_batches_of_bounded_size(
 
     assert [item.record["subject"] for item in items if item.record] == [f"message {n}" for n in range(5)]
     probes = [batch for batch, fetched in fetches if "RFC822.SIZE" in fetched]
-    bodies = [batch for batch, fetched in fetches if "BODY.PEEK[]" in fetched]
+    bodies = [batch for batch, fetched in fetches if any(i.startswith("BODY.PEEK[]") for i in fetched)]
     assert probes == [uids[0:2], uids[2:4], uids[4:5]]
     assert bodies == [[uid] for uid in uids]  # each message is ~0.6 kB: two would pass 1000 bytes
 
@@ -567,3 +568,28 @@ def test_it_fails_when_every_recipient_is_refused(
     )
     assert caught.value.permanent is permanent
     assert smtp_server.messages == []
+
+
+def test_it_does_not_trust_the_size_the_server_announces(mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that announces 1 KB for a 2 MB message cannot make a 1 MB limit read 2 MB whole."""
+    original = GuardedIMAPClient.fetch
+
+    def understated(self: GuardedIMAPClient, messages: Any, data: Any, modifiers: Any = None) -> Any:
+        found = original(self, messages, data, modifiers)
+        for facts in found.values():
+            if b"RFC822.SIZE" in facts:
+                facts[b"RFC822.SIZE"] = 1000
+        return found
+
+    monkeypatch.setattr(GuardedIMAPClient, "fetch", understated)
+    small = mailbox.append("INBOX", message("small"))
+    huge = mailbox.append("INBOX", message("huge", attachment=random.Random(7).randbytes(2_000_000)))
+
+    with source(mailbox, max_message_mb=1) as inbox:
+        items = list(inbox.fetch(inbox.candidates()))
+
+    assert [item.key.position for item in items] == [small, huge]
+    assert items[0].record is not None
+    assert items[1].record is None
+    assert "announced 1000 bytes, then sent more" in items[1].skip_reason
+    assert mailbox.flags() == {small: set(), huge: set()}
