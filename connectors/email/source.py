@@ -32,7 +32,7 @@ from connectors.email.activities import MB, ReadSettings
 from connectors.email.config import EmailConfig
 from connectors.email.errors import translate
 from connectors.email.imap import GuardedIMAPClient, open_imap
-from connectors.email.message.parse import parse_message
+from connectors.email.message.parse import MessageTooComplex, parse_message
 from connectors.email.message.setaside import StreamedMessage
 
 T = TypeVar("T")
@@ -214,7 +214,14 @@ class EmailSource(SourceSession):
         yield self._item(key, message, flags)
 
     def _item(self, key: SourceKey, raw: bytes | StreamedMessage, flags: tuple[str, ...]) -> SourceItem:
-        record = parse_message(
+        try:
+            record = self._parse(key, raw, flags)
+        except MessageTooComplex as exc:
+            return SourceItem(key, None, skip_reason=str(exc))
+        return SourceItem(_with_identity(key, record), record, summary=summarize(record), size=record["size"])
+
+    def _parse(self, key: SourceKey, raw: bytes | StreamedMessage, flags: tuple[str, ...]) -> dict[str, Any]:
+        return parse_message(
             raw,
             uid=key.position,
             uidvalidity=self.uidvalidity,
@@ -223,7 +230,6 @@ class EmailSource(SourceSession):
             include_attachments=self.settings.attachments == "include",
             max_attachment_bytes=self.settings.max_attachment_bytes,
         )
-        return SourceItem(_with_identity(key, record), record, summary=summarize(record), size=record["size"])
 
     def _oversized(self, key: SourceKey, size: int, flags: tuple[str, ...], announced: int | None = None
                    ) -> SourceItem:
@@ -231,9 +237,12 @@ class EmailSource(SourceSession):
         item = f"BODY.PEEK[HEADER.FIELDS ({SUMMARY_HEADERS})]"
         found = self._run("read message headers", lambda client: client.fetch([key.position], [item]))
         header = _fetched(found, key.position, b"BODY[HEADER") or b""
-        record = parse_message(
-            header, uid=key.position, uidvalidity=self.uidvalidity, folder=self.folder, flags=flags
-        )
+        try:
+            record = parse_message(
+                header, uid=key.position, uidvalidity=self.uidvalidity, folder=self.folder, flags=flags
+            )
+        except MessageTooComplex:  # thousands of copies of a summary header: nothing worth showing
+            record = {}
         reason = f"message is {size / MB:.1f} MB, larger than the limit of {self.settings.max_message_mb} MB"
         if announced is not None:
             reason = (f"message is larger than the limit of {self.settings.max_message_mb} MB "

@@ -593,3 +593,19 @@ def test_it_does_not_trust_the_size_the_server_announces(mailbox: Mailbox, monke
     assert items[1].record is None
     assert "announced 1000 bytes, then sent more" in items[1].skip_reason
     assert mailbox.flags() == {small: set(), huge: set()}
+
+
+def test_a_message_beyond_the_structure_limits_is_skipped_with_the_reason(
+    mailbox: Mailbox, settings: Any
+) -> None:
+    settings.MAILWRIGHT_MAX_PARTS = 20
+    parts = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" for _ in range(30))
+    crowded = mailbox.append("INBOX", b'From: a@example.com\r\nSubject: parts\r\nContent-Type: multipart/mixed; '
+                             b'boundary="b"\r\n\r\n' + parts + b"--b--\r\n")
+    after = mailbox.append("INBOX", message("after"))
+
+    with source(mailbox) as inbox:
+        items = list(inbox.fetch(inbox.candidates()))
+
+    assert [(item.key.position, item.record is None) for item in items] == [(crowded, True), (after, False)]
+    assert items[0].skip_reason == "the message has more than 20 MIME parts"

@@ -9,7 +9,7 @@ import pytest
 
 from connectors.email.message.build import build_message
 from connectors.email.message.html import html_to_text
-from connectors.email.message.parse import parse_message
+from connectors.email.message.parse import MAX_HEADERS, MessageTooComplex, parse_message
 
 CPYTHON_SAMPLES = Path(sysconfig.get_paths()["stdlib"]) / "test" / "test_email" / "data"
 MEGABYTES = 2 * 1024 * 1024
@@ -88,3 +88,27 @@ def test_a_pathological_html_only_message_is_read_with_its_text() -> None:
            + b"b" * MEGABYTES + b"\r\n")
     record = parse_message(raw, uid=1, uidvalidity=1, folder="INBOX")
     assert record["text"].startswith("Hello")
+
+
+def _many_parts(count: int) -> bytes:
+    parts = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" for _ in range(count))
+    return b'From: a@example.com\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts + b"--b--\r\n"
+
+
+def test_a_message_with_too_many_parts_is_refused_with_the_reason(settings) -> None:
+    settings.MAILWRIGHT_MAX_PARTS = 50
+    parse_message(_many_parts(50), uid=1, uidvalidity=1, folder="INBOX")
+    with pytest.raises(MessageTooComplex, match="more than 50 MIME parts"):
+        parse_message(_many_parts(51), uid=1, uidvalidity=1, folder="INBOX")
+
+
+def test_a_message_with_too_many_attachments_is_refused_with_the_reason(settings) -> None:
+    settings.MAILWRIGHT_MAX_ATTACHMENTS = 10
+    with pytest.raises(MessageTooComplex, match="more than 10 attachments"):
+        parse_message(_many_parts(12), uid=1, uidvalidity=1, folder="INBOX")
+
+
+def test_a_message_with_too_many_header_fields_is_refused_with_the_reason() -> None:
+    raw = b"".join(b"X-Spam: %d\r\n" % n for n in range(MAX_HEADERS + 1)) + b"\r\nbody\r\n"
+    with pytest.raises(MessageTooComplex, match=f"more than {MAX_HEADERS}"):
+        parse_message(raw, uid=1, uidvalidity=1, folder="INBOX")

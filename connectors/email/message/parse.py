@@ -16,6 +16,7 @@ from email.parser import BytesParser
 from email.policy import Compat32
 from typing import Any, cast
 
+from connectors.conf import setting
 from connectors.email.message import setaside
 from connectors.email.message.decode import (
     Defects,
@@ -114,6 +115,20 @@ class _Part(Message):
 
 _PARSE_POLICY = _RawHeaders(message_factory=_Part)
 
+# Below the size limit a message can still hold a million tiny parts or headers: past these it is
+# skipped with the reason rather than read (settings of the same names raise them).
+MAX_PARTS = 1000
+MAX_HEADERS = 1000
+MAX_ATTACHMENTS = 250
+
+
+class MessageTooComplex(ValueError):
+    """A message beyond the structure limits: recorded as skipped with this reason, never read."""
+
+
+def _limit(name: str, default: int) -> int:
+    return int(setting(f"MAILWRIGHT_{name}", default))
+
 
 def parse_message(
     raw: bytes | StreamedMessage,
@@ -125,7 +140,9 @@ def parse_message(
     include_attachments: bool = True,
     max_attachment_bytes: int | None = None,
 ) -> dict[str, Any]:
-    """The Read Email record (SPEC §3, plus ``defects``) of one raw message; never raises.
+    """The Read Email record (SPEC §3, plus ``defects``) of one raw message.
+
+    Raises only ``MessageTooComplex``, for a message beyond the structure limits.
 
     ``raw`` is the message's bytes, or the ``StreamedMessage`` it was downloaded into. ``flags`` may
     be str or bytes (imapclient gives bytes). See the module docstring for the type of every key.
@@ -143,6 +160,9 @@ def parse_message(
     msg, complete = _parse(collapsed, runs)
     if not complete:
         defects.add("message: MIME nesting too deep to follow (the body is read as text)")
+    max_headers = _limit("MAX_HEADERS", MAX_HEADERS)
+    if len(msg) > max_headers:
+        raise MessageTooComplex(f"the message has {len(msg)} header fields, more than {max_headers}")
     headers = read_headers(msg, defects)
     content = _read_content(msg, complete, defects, include_attachments, max_attachment_bytes)
     return {
@@ -213,7 +233,10 @@ def _read_content(
     text: str | None = None
     html: str | None = None
     attachments: list[dict[str, Any]] = []
+    max_parts, max_attachments = _limit("MAX_PARTS", MAX_PARTS), _limit("MAX_ATTACHMENTS", MAX_ATTACHMENTS)
     for number, (where, part, content_type) in enumerate(_leaves(msg, complete, defects), 1):
+        if number > max_parts:
+            raise MessageTooComplex(f"the message has more than {max_parts} MIME parts")
         filename = _filename(part, where, defects)
         data = _transfer_decode(part, where, defects)
         inline_body = not filename and _disposition(part) != "attachment"
@@ -233,6 +256,8 @@ def _read_content(
             attachment["content"] = None
             attachment["skipped"] = f"larger than {max_attachment_bytes} bytes"
         attachments.append(attachment)
+        if len(attachments) > max_attachments:
+            raise MessageTooComplex(f"the message has more than {max_attachments} attachments")
     html = html or ""
     if text is None:
         text = html_to_text(html) if html else ""
