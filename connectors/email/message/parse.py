@@ -119,7 +119,7 @@ _PARSE_POLICY = _RawHeaders(message_factory=_Part)
 # skipped with the reason rather than read (settings of the same names raise them).
 MAX_PARTS = 1000
 MAX_HEADERS = 1000
-MAX_ATTACHMENTS = 250
+MAX_ATTACHMENTS = 500
 
 
 class MessageTooComplex(ValueError):
