@@ -6,7 +6,7 @@ rig's Dovecot and an aiosmtpd sink on 127.0.0.1, seeds one mailbox (1000 message
 
 (a) raw: imapclient (``BODY.PEEK[]`` in batches) + one smtplib connection + ``STORE +FLAGS \\Seen``
     per message; no database, no mapping: the limit the servers and the wire allow;
-(b) engine: ``designer.engine.execute`` in this machine's Python, as ``run_operation --inline``;
+(b) engine: ``designer.running.engine.execute`` in this machine's Python, as ``run_operation --inline``;
 (c) worker: the same run through a real ``celery worker --pool solo`` on Redis (db 15).
 
 Each phase runs in a process of its own, so its peak RSS is its own (the SMTP sink lives in this
@@ -300,8 +300,8 @@ def child_engine(spec: dict[str, Any]) -> dict[str, Any]:
     import django
 
     django.setup()
-    from designer import engine
     from designer.models import Run
+    from designer.running import engine
 
     warm = Run.objects.create(operation_id=spec["warm_up_id"], trigger=Run.Trigger.COMMAND)
     engine.execute(warm.pk)
@@ -364,7 +364,7 @@ def through_worker(workdir: Path, operation_id: int, warm_up_id: int) -> dict[st
     import redis
 
     from designer.models import Operation, Run
-    from designer.tasks import execute_run
+    from designer.running.tasks import execute_run
 
     queue = f"mailwright-bench-{uuid.uuid4().hex[:8]}"
     broker = redis.Redis.from_url(REDIS_URL)

@@ -74,7 +74,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.urls import reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from designer import history  # noqa: E402
+from designer.history import queries as history  # noqa: E402
 from designer.models import Membership, Operation, Project, Role, Run, Team  # noqa: E402
 
 SMALL_RUNS = 1_000

@@ -139,7 +139,7 @@ def install(team: Any, sandbox: Sandbox, user: Any = None) -> None:
     The project is the newcomer's to change afterwards: a restart must not undo their edits.
     """
     # Imported here: they need Django's app registry, which the sandbox process never loads.
-    from designer import projectfile
+    from designer.authoring import projectfile
     from designer.models import Connection
 
     connection = Connection.objects.filter(project__team=team, project__name=PROJECT, name=CONNECTION).first()

@@ -184,7 +184,7 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 # A locked-out attacker who keeps trying must not keep the real user locked out for ever.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "designer.lockout.locked_out"
+AXES_LOCKOUT_CALLABLE = "designer.teams.lockout.locked_out"
 AXES_VERBOSE = False
 
 LOGIN_URL = "login"

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from designer.views import canvas, connections, oauth, projectfile, teams
+from designer.web import canvas, connections, oauth, projectfile, teams
 
 team_patterns = [
     path("", teams.team_home, name="team"),
@@ -20,8 +20,8 @@ team_patterns = [
     path("connections/<int:connection>/test/", connections.connection_test, name="connection_test"),
     path("connections/<int:connection>/microsoft-sign-in/", oauth.sign_in, name="connection_microsoft_sign_in"),
     path("checks/<int:check>/", connections.check_status, name="check_status"),
-    path("", include("designer.urls_canvas")),
-    path("", include("designer.urls_runs")),
+    path("", include("designer.web.urls_canvas")),
+    path("", include("designer.web.urls_runs")),
 ]
 
 urlpatterns = [

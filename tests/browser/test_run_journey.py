@@ -18,8 +18,9 @@ from django.utils import timezone
 from imapclient import IMAPClient
 from playwright.sync_api import Page, expect
 
-from designer import demo, engine
+from designer import demo
 from designer.models import Operation, Project, Run
+from designer.running import engine
 from tests.browser.conftest import SCREENSHOTS, screenshot
 from tests.delivery.helpers import import_project, message, project_file, smtp_with_auth
 from tests.fixtures import PASSWORD
@@ -29,7 +30,7 @@ WORKER_DELAY = 1.5
 
 
 class _ThreadWorker:
-    """Stands in for ``designer.tasks.execute_run``: runs the engine in a thread after a delay."""
+    """Stands in for ``designer.running.tasks.execute_run``: runs the engine in a thread after a delay."""
 
     def __init__(self) -> None:
         self.threads: list[threading.Thread] = []
@@ -51,7 +52,7 @@ class _ThreadWorker:
 @pytest.fixture
 def worker(monkeypatch):
     fake = _ThreadWorker()
-    monkeypatch.setattr("designer.tasks.execute_run", fake)
+    monkeypatch.setattr("designer.running.tasks.execute_run", fake)
     yield fake
     for thread in fake.threads:
         thread.join(timeout=30)

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from connectors.email.message.parse import parse_message
-from designer import engine
 from designer.models import LedgerEntry, Operation, Run, RunRecord
+from designer.running import engine
 from tests.delivery.helpers import import_project, message, project_file
 from tests.servers.dovecot import Dovecot, Mailbox
 from tests.servers.smtp import FaultReply, ReceivedMessage, SMTPServer

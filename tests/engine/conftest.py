@@ -23,7 +23,7 @@ def operation(project, world) -> Operation:
 
 @pytest.fixture
 def run_once(operation):
-    from designer import engine
+    from designer.running import engine
 
     def run(op=None, **fields) -> Run:
         created = Run.objects.create(operation=op or operation, trigger=Run.Trigger.COMMAND, **fields)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from designer import leases, runs
 from designer.models import Activity, LedgerEntry, Run, RunRecord
+from designer.running import leases, runs
 
 
 def _subjects(world):
@@ -48,7 +48,7 @@ def test_it_acknowledges_without_resending_what_was_sent_but_not_marked(world, r
 
 
 def test_a_failed_acknowledgement_batch_does_not_hide_the_others(world, run_once, operation, monkeypatch):
-    from designer import engine
+    from designer.running import engine
 
     monkeypatch.setattr(engine, "ACK_BATCH", 2)
     monkeypatch.setattr(engine, "ACK_FAILURE_LIMIT", 1)
@@ -183,7 +183,7 @@ def test_it_recognises_earlier_deliveries_among_new_messages_of_a_recreated_fold
 
 
 def test_it_looks_for_earlier_epochs_once_per_run_not_per_message(world, run_once, monkeypatch):
-    from designer import engine
+    from designer.running import engine
 
     calls = []
     monkeypatch.setattr(engine, "_delivered_elsewhere", lambda *a: calls.append(a))
@@ -216,7 +216,7 @@ def test_it_takes_back_its_own_lease_after_a_worker_loss(world, run_once, operat
     world.add("m")
     queued = Run.objects.create(operation=operation, status=Run.Status.RUNNING)
     leases.acquire([f"operation:{operation.pk}"], f"run-{queued.pk}")
-    from designer import engine
+    from designer.running import engine
 
     run = engine.execute(queued.pk)
     assert run.status == "succeeded"
@@ -345,7 +345,7 @@ def test_it_sends_a_failure_notification_through_a_send_activity(world, run_once
 def test_it_builds_the_next_message_while_the_target_takes_one(world, run_once, monkeypatch):
     import threading
 
-    from designer import engine
+    from designer.running import engine
     from tests import fakes
 
     for n in range(3):
@@ -378,7 +378,7 @@ def test_it_builds_the_next_message_while_the_target_takes_one(world, run_once, 
 def test_two_large_messages_are_never_held_together(world, run_once, monkeypatch):
     import threading
 
-    from designer import engine
+    from designer.running import engine
     from tests import fakes
 
     large = engine.LOOKAHEAD_MAX_BYTES + 1
@@ -415,7 +415,7 @@ def test_two_large_messages_are_never_held_together(world, run_once, monkeypatch
 def test_a_cancel_waits_for_the_message_in_flight_and_leaves_the_rest(world, run_once, monkeypatch):
     import time
 
-    from designer import engine
+    from designer.running import engine
     from tests import fakes
 
     for n in range(3):
@@ -448,7 +448,7 @@ def test_a_cancel_waits_for_the_message_in_flight_and_leaves_the_rest(world, run
 def test_a_run_keeps_sqlite_s_page_cache_small_and_gives_it_back(world, run_once, monkeypatch):
     from django.db import connection
 
-    from designer import engine
+    from designer.running import engine
 
     if connection.vendor != "sqlite":
         pytest.skip("a SQLite setting")

@@ -16,7 +16,7 @@ from django.db import connection as db_connection
 
 from designer.celery import app
 from designer.models import ConnectionCheck
-from designer.tasks import check_connection
+from designer.running.tasks import check_connection
 from tests.servers.fixtures import IMAP_PASSWORD
 from tests.web.helpers import make_connection, real_server_config
 

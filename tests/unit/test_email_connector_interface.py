@@ -9,7 +9,7 @@ from connectors.email.activities import parse_read_settings
 from connectors.email.activity_forms import ACTIVITY_UI
 from connectors.email.config import parse_email_config
 from connectors.email.forms import EmailConnectionForm
-from designer import engine
+from designer.running import engine
 
 EMAIL = get_connector("email")
 

@@ -1,4 +1,4 @@
-from designer.schedules import validate_cron, validate_timezone
+from designer.running.schedules import validate_cron, validate_timezone
 
 
 def test_it_reads_cron_fields_in_their_usual_order():

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from designer import history
+from designer.history import queries as history
 from designer.models import Activity, Connection, Operation, Project, Run
 from tests.web.helpers import make_connection
 from tests.web.test_projectfile import SPEC_FILE

@@ -4,9 +4,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from designer import projectfile
+from designer.authoring import projectfile
+from designer.authoring.validation import operation_problems
 from designer.models import AuditEntry, Connection, Operation, Project, Team
-from designer.validation import operation_problems
 
 SPEC_FILE = {
     "format": "mailwright.project/1",

@@ -2,9 +2,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from designer import audit
 from designer.models import Membership, Role, Team
-from designer.teampolicy import describe_team
+from designer.teams import audit
+from designer.teams.policy import describe_team
 
 
 class Command(BaseCommand):

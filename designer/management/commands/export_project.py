@@ -3,8 +3,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from designer import projectfile
-from designer.lookup import project_by_name, team_by_name
+from designer.authoring import projectfile
+from designer.teams.lookup import project_by_name, team_by_name
 
 
 class Command(BaseCommand):

@@ -3,9 +3,9 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from designer import projectfile
+from designer.authoring import projectfile
 from designer.models import Team
-from designer.teampolicy import describe_team
+from designer.teams.policy import describe_team
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from designer import runs
+from designer.running import runs
 
 
 class Command(BaseCommand):

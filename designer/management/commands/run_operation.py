@@ -2,9 +2,9 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from designer import engine, runs
-from designer.lookup import operation_by_name, project_by_name, team_by_name
 from designer.models import Run
+from designer.running import engine, runs
+from designer.teams.lookup import operation_by_name, project_by_name, team_by_name
 
 
 class Command(BaseCommand):

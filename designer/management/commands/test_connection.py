@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from designer import audit, checks
-from designer.lookup import connection_by_name, project_by_name, team_by_name
+from designer.authoring import connection_tests as checks
+from designer.teams import audit
+from designer.teams.lookup import connection_by_name, project_by_name, team_by_name
 
 
 class Command(BaseCommand):

@@ -16,10 +16,12 @@ from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
 from connectors.base import ActivityType, ConfigError, ConnectorError, all_connectors
-from designer import audit, history, schedules
+from designer.authoring.validation import operation_problems
 from designer.crypto import SecretsUnreadable
+from designer.history import queries as history
 from designer.models import Activity, Connection, Operation, Project, Workflow
-from designer.validation import operation_problems
+from designer.running import schedules
+from designer.teams import audit
 
 DEFAULT_WORKFLOW = "Main"
 NEW_OPERATION = "New operation"

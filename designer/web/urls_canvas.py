@@ -6,7 +6,7 @@ Included under /t/<team>/ by designer/urls.py. The designer page itself is the p
 
 from django.urls import path
 
-from designer.views import activities, canvas, operations
+from designer.web import activities, canvas, operations
 
 urlpatterns = [
     path("projects/<int:project>/workflows/new/", canvas.workflow_create, name="workflow_create"),

@@ -10,8 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from connectors.base import ConfigError, ConnectorError
-from designer import audit, leases
 from designer.models import Operation, Run, RunLog, RunRecord
+from designer.running import leases
+from designer.teams import audit
 
 # Records a person may send again on purpose.
 REPLAYABLE = (RunRecord.Status.FAILED, RunRecord.Status.SKIPPED, RunRecord.Status.RETRY)
@@ -26,7 +27,7 @@ class ReplayRefused(Exception):
 def start(operation: Operation, trigger: str, *, parent: Run | None = None, user: Any = None,
           replay_of: RunRecord | None = None) -> Run:
     """Create the run and enqueue it once the row is committed."""
-    from designer.tasks import execute_run
+    from designer.running.tasks import execute_run
 
     with transaction.atomic():
         run = Run.objects.create(operation=operation, trigger=trigger, parent=parent, replay_of=replay_of)

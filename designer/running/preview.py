@@ -17,11 +17,11 @@ from typing import Any
 import nh3
 
 from connectors.base import ConnectorError, SourceKey
+from designer.authoring.forms import activity_ui
 from designer.crypto import SecretsUnreadable
-from designer.engine import RunAborted, endpoint
-from designer.forms_canvas import activity_ui
-from designer.mapping import MappingError, condition_holds, context_for, render_mapping
 from designer.models import Activity, Operation
+from designer.running.engine import RunAborted, endpoint
+from designer.running.mapping import MappingError, condition_holds, context_for, render_mapping
 
 SAMPLE = "sample"
 LATEST = 10

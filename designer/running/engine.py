@@ -40,10 +40,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from connectors.base import ConfigError, ConnectionFailed, ConnectorError, Delivery, Prepared, SourceItem, SourceKey
-from designer import leases
 from designer.crypto import SecretsUnreadable
-from designer.mapping import MappingError, condition_holds, context_for, render_mapping
 from designer.models import Activity, LedgerEntry, Operation, Run, RunLog, RunRecord
+from designer.running import leases
+from designer.running.mapping import MappingError, condition_holds, context_for, render_mapping
 
 log = logging.getLogger(__name__)
 
@@ -790,7 +790,7 @@ def _summary_line(ctx: _RunContext) -> str:
 
 def _after_run(run: Run) -> None:
     """Chained operations and notifications, once the run has its final status."""
-    from designer import runs  # the enqueueing side; imported here to keep engine free of Celery at import
+    from designer.running import runs  # the enqueueing side; imported here to keep engine free of Celery at import
 
     operation = run.operation
     follow = operation.on_success if run.status == Run.Status.SUCCEEDED else operation.on_failure

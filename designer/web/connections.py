@@ -12,8 +12,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from connectors.email.forms import EmailConnectionForm
-from designer import audit, connection_store
-from designer.access import (
+from designer.authoring import connection_store
+from designer.models import Connection, ConnectionCheck, Membership, Project, Role
+from designer.running.tasks import check_connection
+from designer.teams import audit
+from designer.teams.access import (
     can_change_connection,
     get_check,
     get_connection,
@@ -22,9 +25,7 @@ from designer.access import (
     require_connection_change,
     require_role,
 )
-from designer.models import Connection, ConnectionCheck, Membership, Project, Role
-from designer.tasks import check_connection
-from designer.views import oauth as oauth_views
+from designer.web import oauth as oauth_views
 
 
 class ConnectionMetaForm(forms.ModelForm):

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from django.utils import timezone
 
 from connectors.base import CheckStep, ConfigError
-from designer import audit
 from designer.crypto import SecretsUnreadable
 from designer.models import Connection, ConnectionCheck
+from designer.teams import audit
 
 
 def check_steps(connection: Connection) -> Iterator[CheckStep]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from designer.mapping import check_condition, check_template
 from designer.models import Activity, Operation
+from designer.running.mapping import check_condition, check_template
 
 
 def _fields(activity: Activity | None) -> tuple[str, ...]:

@@ -15,12 +15,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from designer import design, preview
-from designer.access import get_membership, get_operation
-from designer.forms_canvas import OperationForm, activity_ui, timezone_names
+from designer.authoring import canvas as design
+from designer.authoring.forms import OperationForm, activity_ui, timezone_names
+from designer.authoring.validation import operation_problems
 from designer.models import Membership, Operation, Role
-from designer.validation import operation_problems
-from designer.views.canvas import designer_url, editor, run_enabled
+from designer.running import preview
+from designer.teams.access import get_membership, get_operation
+from designer.web.canvas import designer_url, editor, run_enabled
 
 TEMPLATE = "designer/canvas/operation.html"
 

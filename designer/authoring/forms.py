@@ -20,11 +20,11 @@ from django.utils import timezone
 
 from connectors.email.activity_forms import ACTIVITY_UI as EMAIL_ACTIVITY_UI
 from connectors.email.activity_forms import ActivitySettingsForm, ActivityUI
-from designer import design
-from designer.mapping import check_condition, check_template
+from designer.authoring import canvas as design
+from designer.authoring.rules import parse_options
 from designer.models import Activity, Operation, Project, Workflow
 from designer.models.operations import MAX_DEBUG_AHEAD
-from designer.operation_spec import parse_options
+from designer.running.mapping import check_condition, check_template
 
 __all__ = ["ACTIVITY_UI", "ActivityMetaForm", "ActivitySettingsForm", "ActivityUI", "OperationCardForm",
            "OperationForm", "WorkflowForm", "activity_ui", "timezone_names"]

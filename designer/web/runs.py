@@ -19,9 +19,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
-from designer import audit, charts, history, projectfile, runs
-from designer.access import get_membership, get_operation, get_project, get_run, require_role
+from designer.authoring import projectfile
+from designer.history import chart as charts
+from designer.history import queries as history
 from designer.models import Membership, Project, Role, Run, RunRecord
+from designer.running import runs
+from designer.teams import audit
+from designer.teams.access import get_membership, get_operation, get_project, get_run, require_role
 
 # A project file is a few kilobytes; this only stops a mistaken upload of something else.
 MAX_IMPORT_BYTES = 2 * 1024 * 1024

@@ -5,7 +5,7 @@ Included under /t/<team>/ by designer/urls.py.
 
 from django.urls import path
 
-from designer.views import health, runs
+from designer.web import health, runs
 
 urlpatterns = [
     path("operations/<int:operation>/run/", runs.operation_run, name="operation_run"),

@@ -11,10 +11,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from designer.mapping import check_condition, check_template
 from designer.models import Operation
 from designer.models.operations import MAX_DEBUG_AHEAD
-from designer.schedules import validate_cron, validate_timezone
+from designer.running.mapping import check_condition, check_template
+from designer.running.schedules import validate_cron, validate_timezone
 
 # Keys an operation entry may have besides these options.
 REFERENCE_KEYS = ("name", "source", "target", "on_success", "on_failure", "workflow", "notify")

@@ -16,9 +16,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from connectors.base import ConfigError, ConnectorError
 from connectors.email import oauth
-from designer import audit
-from designer.access import get_connection, get_membership, require_connection_change
 from designer.models import Connection
+from designer.teams import audit
+from designer.teams.access import get_connection, get_membership, require_connection_change
 
 SESSION_KEY = "microsoft_sign_ins"
 # Sign-ins started but not finished that a session keeps (a user may start several and abandon some).

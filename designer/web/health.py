@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from designer import history
-from designer.access import get_membership
+from designer.history import queries as history
+from designer.teams.access import get_membership
 
 
 def sources(request: HttpRequest, team: str) -> HttpResponse:

@@ -18,9 +18,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from connectors.base import ConfigError, connector_for_activity, get_connector
-from designer import audit, connection_store, operation_spec, schedules
+from designer.authoring import connection_store
+from designer.authoring import rules as operation_spec
+from designer.authoring.validation import operation_problems
 from designer.models import Activity, Connection, Operation, Project, Team, Workflow, validate_object_name
-from designer.validation import operation_problems
+from designer.running import schedules
+from designer.teams import audit
 
 FORMAT = "mailwright.project/1"
 

@@ -10,10 +10,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from designer import audit
-from designer.access import get_membership, require_role
 from designer.models import Membership, Project, Role, Team
-from designer.teampolicy import may_create_team
+from designer.teams import audit
+from designer.teams.access import get_membership, require_role
+from designer.teams.policy import may_create_team
 
 
 @login_not_required

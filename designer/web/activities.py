@@ -15,11 +15,12 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
 from connectors.base import connector_for_activity
-from designer import audit, design
-from designer.access import get_activity, get_connection, get_membership, get_project, require_role
-from designer.forms_canvas import ActivityMetaForm, ActivitySettingsForm, activity_ui
+from designer.authoring import canvas as design
+from designer.authoring.forms import ActivityMetaForm, ActivitySettingsForm, activity_ui
 from designer.models import Activity, Membership, Role
-from designer.views.canvas import designer_url, editor, redirect_to
+from designer.teams import audit
+from designer.teams.access import get_activity, get_connection, get_membership, get_project, require_role
+from designer.web.canvas import designer_url, editor, redirect_to
 
 TEMPLATE = "designer/canvas/activity_form.html"
 

@@ -16,16 +16,17 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from designer import audit, design
-from designer.access import get_membership, get_operation, get_project, get_workflow, require_role
-from designer.forms_canvas import OperationCardForm, WorkflowForm
+from designer.authoring import canvas as design
+from designer.authoring.forms import OperationCardForm, WorkflowForm
 from designer.models import Membership, Operation, Project, Role, Workflow
+from designer.teams import audit
+from designer.teams.access import get_membership, get_operation, get_project, get_workflow, require_role
 
 PALETTE_TABS = ("project", "team")
 DESIGN = "change this project's design"
 
 
-# Objects of the membership's team only: another team's id is a 404, as with designer.access.
+# Objects of the membership's team only: another team's id is a 404, as with designer.teams.access.
 
 
 def editor(request: HttpRequest, team: str) -> Membership:

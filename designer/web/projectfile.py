@@ -1,8 +1,8 @@
 from django.http import HttpRequest, HttpResponse
 from django.utils.text import slugify
 
-from designer import projectfile
-from designer.access import get_membership, get_project
+from designer.authoring import projectfile
+from designer.teams.access import get_membership, get_project
 
 
 def export(request: HttpRequest, team: str, project: int) -> HttpResponse:

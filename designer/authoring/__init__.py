@@ -1,0 +1,1 @@
+"""Designing: the canvas, operation rules, forms, connection tests and the project file."""

@@ -1,0 +1,1 @@
+"""Run history: the queries behind the history page, its chart and the sources' health."""

@@ -1,0 +1,1 @@
+"""Running operations: the engine and its ledger, leases, Celery tasks, schedules, mapping."""

@@ -1,0 +1,1 @@
+"""Teams, their members and roles: who may see and change what, and the audit trail."""

@@ -1,0 +1,1 @@
+"""The web layer: thin views and their URLs, grouped as the packages they serve."""
