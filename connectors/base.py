@@ -293,6 +293,9 @@ class Connector:
         """This connector's own URLs under a team's prefix (``t/<team>/``): views take ``team``."""
         return []
 
+    def bind_connection_form(self, form: Any, request: Any) -> None:
+        """Give the connection form what it shows of this request (e.g. a sign-in redirect URI)."""
+
     def connection_page_context(self, request: Any, connection: Any) -> dict[str, Any]:
         """What the connection page shows about this connector's own features (e.g. a sign-in)."""
         return {}
@@ -337,3 +340,18 @@ def connector_for_activity(activity_type: str) -> Connector:
             return connector
     known = sorted(t.key for c in _REGISTRY.values() for t in c.activity_types)
     raise LookupError(f"unknown activity type {activity_type!r}; known: {', '.join(known)}")
+
+
+def activity_ui(activity_type: str) -> Any:
+    """The designer's view of an activity type (settings form, checks, previews), from its connector."""
+    return connector_for_activity(activity_type).activity_ui[activity_type]
+
+
+def root_urlpatterns() -> list[Any]:
+    """Every connector's own URLs at the site's root."""
+    return [pattern for connector in all_connectors() for pattern in connector.urlpatterns]
+
+
+def team_urlpatterns() -> list[Any]:
+    """Every connector's own URLs under a team's prefix."""
+    return [pattern for connector in all_connectors() for pattern in connector.team_urlpatterns]

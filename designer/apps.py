@@ -1,5 +1,8 @@
+from importlib import import_module
+
 from celery.exceptions import SoftTimeLimitExceeded
 from django.apps import AppConfig
+from django.conf import settings
 
 from connectors.base import register_stop_exception
 
@@ -9,8 +12,9 @@ class DesignerConfig(AppConfig):
     verbose_name = "Mailwright designer"
 
     def ready(self) -> None:
-        # Importing the connector packages registers them.
-        import connectors.email  # noqa: F401
+        # Importing a connector's package registers it.
+        for name in settings.MAILWRIGHT_CONNECTORS:
+            import_module(name)
 
         # A worker's soft time limit must stop the run, not pass for a server's failure.
         register_stop_exception(SoftTimeLimitExceeded)

@@ -99,6 +99,9 @@ if MAILWRIGHT_TEAM_CREATION not in ("staff", "anyone"):
 # How long the Test button waits for a worker to pick a check up before saying none is running.
 MAILWRIGHT_CHECK_PICKUP_SECONDS = envint("MAILWRIGHT_CHECK_PICKUP_SECONDS", 15)
 
+# The connector packages this installation offers; importing one registers it.
+MAILWRIGHT_CONNECTORS = ["connectors.email"]
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from designer.web import canvas, connections, oauth, projectfile, teams
+from connectors.base import root_urlpatterns, team_urlpatterns
+from designer.web import canvas, connections, projectfile, teams
 
 team_patterns = [
     path("", teams.team_home, name="team"),
@@ -18,8 +19,8 @@ team_patterns = [
     path("connections/<int:connection>/edit/", connections.connection_edit, name="connection_edit"),
     path("connections/<int:connection>/delete/", connections.connection_delete, name="connection_delete"),
     path("connections/<int:connection>/test/", connections.connection_test, name="connection_test"),
-    path("connections/<int:connection>/microsoft-sign-in/", oauth.sign_in, name="connection_microsoft_sign_in"),
     path("checks/<int:check>/", connections.check_status, name="check_status"),
+    *team_urlpatterns(),
     path("", include("designer.web.urls_canvas")),
     path("", include("designer.web.urls_runs")),
 ]
@@ -30,8 +31,8 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("teams/new/", teams.team_create, name="team_create"),
-    # One fixed callback for every connection: the app registration lists exactly this URI.
-    path("oauth/microsoft/callback", oauth.callback, name="oauth_microsoft_callback"),
+    # Each connector's own pages (the Email connector's Microsoft sign-in callback).
+    *root_urlpatterns(),
     path("t/<slug:team>/", include(team_patterns)),
     path("admin/", admin.site.urls),
 ]

@@ -85,6 +85,11 @@ class EmailConnector(Connector):
 
         return team_urlpatterns
 
+    def bind_connection_form(self, form: Any, request: Any) -> None:
+        from connectors.email.views import redirect_uri
+
+        form.show_redirect_uri(redirect_uri(request))
+
     def connection_page_context(self, request: Any, connection: Any) -> dict[str, Any]:
         from connectors.email.views import sign_in_context
 

@@ -18,19 +18,14 @@ from django.core.validators import validate_email
 from django.db import models
 from django.utils import timezone
 
-from connectors.email.activity_forms import ACTIVITY_UI as EMAIL_ACTIVITY_UI
-from connectors.email.activity_forms import ActivitySettingsForm, ActivityUI
+from connectors.base import activity_ui
 from designer.authoring import canvas as design
 from designer.authoring.rules import parse_options
 from designer.models import Activity, Operation, Project, Workflow
 from designer.models.operations import MAX_DEBUG_AHEAD
 from designer.running.mapping import check_condition, check_template
 
-__all__ = ["ACTIVITY_UI", "ActivityMetaForm", "ActivitySettingsForm", "ActivityUI", "OperationCardForm",
-           "OperationForm", "WorkflowForm", "activity_ui", "timezone_names"]
-
-# Each connector's activity forms, by activity type: a new connector adds its line here.
-ACTIVITY_UI: dict[str, ActivityUI] = {**EMAIL_ACTIVITY_UI}
+__all__ = ["ActivityMetaForm", "OperationCardForm", "OperationForm", "WorkflowForm", "activity_ui", "timezone_names"]
 
 # Bodies get room; every other target field is one line.
 _LONG_FIELDS = ("text", "html")
@@ -40,13 +35,6 @@ _OPTION_ERROR_FIELDS = {"schedule.every_minutes": "interval_minutes", "schedule.
 _OPTION_FIELDS = ("enabled", "schedule", "interval_minutes", "cron", "timezone", "timeout_minutes", "retries",
                   "retry_backoff_seconds", "log_level", "debug_until")
 _DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
-
-
-def activity_ui(kind: str) -> ActivityUI:
-    try:
-        return ACTIVITY_UI[kind]
-    except KeyError:
-        raise LookupError(f"the designer has no form for activity type {kind!r}") from None
 
 
 def _unique_in_project(model: type[models.Model], project: Project, name: str, pk: int | None, what: str) -> None:

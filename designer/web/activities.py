@@ -8,6 +8,7 @@ parser that checks the saved settings.
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import messages
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
@@ -16,11 +17,12 @@ from django.views.decorators.http import require_http_methods
 
 from connectors.base import connector_for_activity
 from designer.authoring import canvas as design
-from designer.authoring.forms import ActivityMetaForm, ActivitySettingsForm, activity_ui
+from designer.authoring.forms import ActivityMetaForm, activity_ui
 from designer.models import Activity, Membership, Role
 from designer.teams import audit
 from designer.teams.access import get_activity, get_connection, get_membership, get_project, require_role
-from designer.web.canvas import designer_url, editor, redirect_to
+from designer.web.canvas import designer_url, editor
+from designer.web.htmx import redirect_to
 
 TEMPLATE = "designer/canvas/activity_form.html"
 
@@ -47,7 +49,7 @@ def activity_edit(request: HttpRequest, team: str, activity: int) -> HttpRespons
     return _wizard(request, membership, activity_obj)
 
 
-def _first_invalid_step(meta: ActivityMetaForm, form: ActivitySettingsForm, last: int) -> int | None:
+def _first_invalid_step(meta: ActivityMetaForm, form: forms.Form, last: int) -> int | None:
     """The first step up to ``last`` with an error (name and connection are on the first)."""
     if form.non_field_errors():
         return last
@@ -109,7 +111,7 @@ def _wizard(request: HttpRequest, membership: Membership, activity: Activity) ->
     }, status=status)
 
 
-def _save(request: HttpRequest, membership: Membership, meta: ActivityMetaForm, form: ActivitySettingsForm,
+def _save(request: HttpRequest, membership: Membership, meta: ActivityMetaForm, form: forms.Form,
           creating: bool) -> HttpResponse:
     activity = meta.instance
     before = {} if creating else Activity.objects.values("name", "connection_id", "settings").get(pk=activity.pk)

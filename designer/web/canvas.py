@@ -36,15 +36,6 @@ def editor(request: HttpRequest, team: str) -> Membership:
     return membership
 
 
-def redirect_to(request: HttpRequest, url: str) -> HttpResponse:
-    """A redirect that htmx follows as a full page load (HX-Redirect), and a browser as a 302."""
-    if request.htmx:
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = url
-        return response
-    return redirect(url)
-
-
 def designer_url(project: Project, workflow: Workflow | None = None) -> str:
     url = reverse("project", kwargs={"team": project.team.slug, "project": project.pk})
     return f"{url}?{urlencode({'workflow': workflow.pk})}" if workflow else url

@@ -4,14 +4,14 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from connectors.email.forms import EmailConnectionForm
+from connectors.base import all_connectors, get_connector
 from designer.authoring import connection_store
 from designer.models import Connection, ConnectionCheck, Membership, Project, Role
 from designer.running.tasks import check_connection
@@ -25,7 +25,7 @@ from designer.teams.access import (
     require_connection_change,
     require_role,
 )
-from designer.web import oauth as oauth_views
+from designer.web.htmx import redirect_to
 
 
 class ConnectionMetaForm(forms.ModelForm):
@@ -60,9 +60,11 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
     """Create or edit: one view body for both, as the style guide asks."""
     creating = connection.pk is None
     stored = connection.get_secrets() if connection.secrets_token else {}
+    connector = connection.connector_type
+    form_class = connector.connection_form
     if request.method == "POST":
         meta = ConnectionMetaForm(request.POST, instance=connection)
-        settings_form = EmailConnectionForm(request.POST, stored_secrets=stored)
+        settings_form = form_class(request.POST, stored_secrets=stored)
         if meta.is_valid() and settings_form.is_valid():
             changes = connection_store.apply(
                 connection,
@@ -78,18 +80,14 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
                          {} if creating else {"fields": changes})
             messages.success(request, f"Connection {connection.name} {'created' if creating else 'saved'}.")
             url = reverse("connection", kwargs={"team": membership.team.slug, "connection": connection.pk})
-            if request.htmx:
-                response = HttpResponse(status=204)
-                response["HX-Redirect"] = url
-                return response
-            return redirect(url)
+            return redirect_to(request, url)
         status = 400
     else:
         meta = ConnectionMetaForm(instance=connection)
-        initial = EmailConnectionForm.initial_from_config(connection.config) if not creating else None
-        settings_form = EmailConnectionForm(initial=initial, stored_secrets=stored)
+        initial = form_class.initial_from_config(connection.config) if not creating else None
+        settings_form = form_class(initial=initial, stored_secrets=stored)
         status = 200
-    settings_form.show_redirect_uri(oauth_views.redirect_uri(request))
+    connector.bind_connection_form(settings_form, request)
     template = "designer/connection_form.html#form" if request.htmx else "designer/connection_form.html"
     return render(request, template, {
         "membership": membership,
@@ -109,7 +107,7 @@ def connection_create(request: HttpRequest, team: str, project: int | None = Non
         require_role(membership, Role.ADMIN, "create a team connection (its credentials are shared)")
     else:
         require_role(membership, Role.EDITOR, "create a connection")
-    connection = Connection(team=membership.team, project=project_obj, connector="email")
+    connection = Connection(team=membership.team, project=project_obj, connector=_connector_key(request))
     return _save(request, membership, connection, project_obj)
 
 
@@ -133,7 +131,7 @@ def connection_detail(request: HttpRequest, team: str, connection: int) -> HttpR
         "last_check": connection_obj.checks.first(),
         "history": audit.history(connection_obj),
         "dependents": connection_obj.dependents(),
-        **oauth_views.sign_in_context(request, connection_obj),
+        **connection_obj.connector_type.connection_page_context(request, connection_obj),
     })
 
 
@@ -190,3 +188,12 @@ def check_status(request: HttpRequest, team: str, check: int) -> HttpResponse:
         stop = HttpResponseStopPolling(response.content)
         return stop
     return response
+
+
+def _connector_key(request: HttpRequest) -> str:
+    """The kind of connection to create: ``?connector=`` when given, else the first one registered."""
+    key = request.GET.get("connector") or all_connectors()[0].key
+    try:
+        return get_connector(key).key
+    except LookupError:
+        raise Http404(f"no connector {key!r}") from None

@@ -11,7 +11,7 @@ import json
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -26,18 +26,10 @@ from designer.models import Membership, Project, Role, Run, RunRecord
 from designer.running import runs
 from designer.teams import audit
 from designer.teams.access import get_membership, get_operation, get_project, get_run, require_role
+from designer.web.htmx import redirect_to
 
 # A project file is a few kilobytes; this only stops a mistaken upload of something else.
 MAX_IMPORT_BYTES = 2 * 1024 * 1024
-
-
-def _go(request: HttpRequest, url: str) -> HttpResponse:
-    """After an action: a full page load of ``url``, for htmx (HX-Redirect) and plain forms (303) alike."""
-    if request.htmx:
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = url
-        return response
-    return HttpResponseRedirect(url, status=303)
 
 
 def _run_url(membership: Membership, run: Run) -> str:
@@ -52,7 +44,7 @@ def operation_run(request: HttpRequest, team: str, operation: int) -> HttpRespon
     membership = get_membership(request, team)
     require_role(membership, Role.EDITOR, "run an operation")
     run = runs.start(get_operation(membership, operation), Run.Trigger.MANUAL, user=request.user)
-    return _go(request, _run_url(membership, run))
+    return redirect_to(request, _run_url(membership, run), status=303)
 
 
 def _run_context(membership: Membership, run: Run) -> dict:
@@ -130,7 +122,7 @@ def run_cancel(request: HttpRequest, team: str, run: int) -> HttpResponse:
             runs.cancel(run_obj)
             audit.record(request.user, membership.team, "cancelled", run_obj.operation, {"run": run_obj.pk})
             messages.success(request, f"Run {run_obj.pk} is being cancelled: it stops before its next message.")
-        return _go(request, _run_url(membership, run_obj))
+        return redirect_to(request, _run_url(membership, run_obj), status=303)
     return render(request, "designer/runs/confirm.html", {
         "membership": membership, "run": run_obj, "action": "cancel",
     })
@@ -148,9 +140,9 @@ def record_replay(request: HttpRequest, team: str, run: int, record: int) -> Htt
             replay = runs.replay(record_obj, user=request.user)
         except runs.ReplayRefused as exc:
             messages.error(request, f"Not replayed: {exc}.")
-            return _go(request, _run_url(membership, run_obj))
+            return redirect_to(request, _run_url(membership, run_obj), status=303)
         messages.success(request, f"Replaying “{record_obj.subject or '(no subject)'}” as run {replay.pk}.")
-        return _go(request, _run_url(membership, replay))
+        return redirect_to(request, _run_url(membership, replay), status=303)
     return render(request, "designer/runs/confirm.html", {
         "membership": membership, "run": run_obj, "record": record_obj, "action": "replay",
     })
