@@ -364,7 +364,7 @@ def through_worker(workdir: Path, operation_id: int, warm_up_id: int) -> dict[st
     import redis
 
     from designer.models import Operation, Run
-    from designer.running.tasks import execute_run
+    from designer.running.runs import execute_run
 
     queue = f"mailwright-bench-{uuid.uuid4().hex[:8]}"
     broker = redis.Redis.from_url(REDIS_URL)

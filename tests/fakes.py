@@ -5,6 +5,7 @@ Registered under the key "fake"; tests configure its behaviour through module-le
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,11 +147,20 @@ class FakeConnector(BaseConnector):
             raise ConfigError({k: ["is not a known setting"] for k in unknown})
         return FakeSettings(**data)
 
-    def open_source(self, config: Any, secrets: Mapping[str, str], settings: Any) -> FakeSource:
+    def open_source(self, config: Any, secrets: Mapping[str, str], settings: Any, deadline: Any = None) -> FakeSource:
         return FakeSource()
 
-    def open_target(self, config: Any, secrets: Mapping[str, str], settings: Any) -> FakeTarget:
+    def open_target(self, config: Any, secrets: Mapping[str, str], settings: Any, deadline: Any = None) -> FakeTarget:
         return FakeTarget()
+
+    def source_lease_key(self, config: Any, settings: Any) -> str:
+        return "source:fake:world"  # one in-memory world
+
+    def record_identity(self, record: Mapping[str, Any]) -> str:
+        return "digest:" + hashlib.sha256(repr(sorted(record.items())).encode()).hexdigest()
+
+    def record_summary(self, record: Mapping[str, Any]) -> dict[str, str]:
+        return {name: str(record.get(name, "")) for name in ("subject", "from", "to")}
 
 
 register(FakeConnector())

@@ -16,12 +16,11 @@ from typing import Any
 
 import nh3
 
-from connectors.base import ConnectorError, SourceKey
-from designer.authoring.forms import activity_ui
+from connectors.base import ConnectorError, SourceKey, activity_ui
 from designer.crypto import SecretsUnreadable
 from designer.models import Activity, Operation
-from designer.running.engine import RunAborted, endpoint
-from designer.running.mapping import MappingError, condition_holds, context_for, render_mapping
+from designer.running.context import RunAborted, endpoint
+from designer.running.transform import transform
 
 SAMPLE = "sample"
 LATEST = 10
@@ -115,21 +114,19 @@ def build(operation: Operation, mapping: Mapping[str, Any], condition: str, reco
           label: str) -> Preview:
     """Render ``mapping`` for ``record`` and let the operation's target prepare the message."""
     preview = Preview(source_label=label)
-    context = context_for(record, operation.project.variables)
-    try:
-        preview.condition_holds = condition_holds(condition, context)
-        rendered = render_mapping(mapping, context)
-    except MappingError as exc:
-        preview.error = f"{exc.field}: {exc.message}"
+    result = transform(operation, record, mapping=mapping, condition=condition, render_when_false=True)
+    preview.condition_holds = result.holds
+    if result.error:
+        preview.error = result.error
         return preview
-    preview.fields = [(name, _shown(value)) for name, value in rendered.items()]
+    preview.fields = [(name, _shown(value)) for name, value in result.rendered.items()]
     target = operation.target
     if target is None:
         return preview
     describe = activity_ui(target.type).describe
     try:
         with _open(target, "target") as session:
-            prepared = session.prepare(rendered)
+            prepared = session.prepare(result.rendered)
     except PreviewError as exc:
         preview.error = str(exc)
         return preview

@@ -1,23 +1,59 @@
-"""Starting runs (through Celery, ids only), replaying a message, notifications and retention."""
+"""Runs onto the queue and off it: starting (through Celery, ids only), executing with what follows
+(chains, notifications), replaying a message, cancelling, retention."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
+from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from connectors.base import ConfigError, ConnectorError
 from designer.models import Operation, Run, RunLog, RunRecord
-from designer.running import leases
+from designer.running import engine, leases
 from designer.teams import audit
 
 # Records a person may send again on purpose.
 REPLAYABLE = (RunRecord.Status.FAILED, RunRecord.Status.SKIPPED, RunRecord.Status.RETRY)
 # How long past its timeout a run may stay "running" before the reaper calls its worker lost.
 STALE_GRACE = timedelta(minutes=10)
+
+
+@shared_task(acks_late=True, name="designer.tasks.execute_run")
+def execute_run(run_id: int) -> None:
+    # Time limits come with each message, from the operation's timeout (``start``).
+    execute(run_id)
+
+
+@shared_task(name="designer.tasks.run_scheduled")
+def run_scheduled(operation_id: int) -> None:
+    operation = Operation.objects.filter(pk=operation_id, enabled=True).first()
+    if operation is not None:
+        start(operation, Run.Trigger.SCHEDULE)
+
+
+def execute(run_id: int) -> Run:
+    """Execute a queued run (``engine.execute``), then what follows it: chained runs, notifications."""
+    run = engine.execute(run_id)
+    after_run(run)
+    return run
+
+
+def after_run(run: Run) -> None:
+    """Chained operations and notifications, once the run has its final status."""
+    if not run.finished:
+        return
+    operation = run.operation
+    follow = operation.on_success if run.status == Run.Status.SUCCEEDED else operation.on_failure
+    if follow is not None and run.status != Run.Status.CANCELLED and follow.project_id == operation.project_id:
+        start(follow, Run.Trigger.CHAINED, parent=run)
+    if operation.notify == Operation.Notify.ALWAYS or (
+        operation.notify == Operation.Notify.FAILURE and run.status in (Run.Status.FAILED, Run.Status.PARTIAL)
+    ):
+        notify(run)
 
 
 class ReplayRefused(Exception):
@@ -27,7 +63,6 @@ class ReplayRefused(Exception):
 def start(operation: Operation, trigger: str, *, parent: Run | None = None, user: Any = None,
           replay_of: RunRecord | None = None) -> Run:
     """Create the run and enqueue it once the row is committed."""
-    from designer.running.tasks import execute_run
 
     with transaction.atomic():
         run = Run.objects.create(operation=operation, trigger=trigger, parent=parent, replay_of=replay_of)

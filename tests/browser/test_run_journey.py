@@ -30,7 +30,7 @@ WORKER_DELAY = 1.5
 
 
 class _ThreadWorker:
-    """Stands in for ``designer.running.tasks.execute_run``: runs the engine in a thread after a delay."""
+    """Stands in for ``designer.running.runs.execute_run``: runs the engine in a thread after a delay."""
 
     def __init__(self) -> None:
         self.threads: list[threading.Thread] = []
@@ -52,7 +52,7 @@ class _ThreadWorker:
 @pytest.fixture
 def worker(monkeypatch):
     fake = _ThreadWorker()
-    monkeypatch.setattr("designer.running.tasks.execute_run", fake)
+    monkeypatch.setattr("designer.running.runs.execute_run", fake)
     yield fake
     for thread in fake.threads:
         thread.join(timeout=30)

@@ -26,7 +26,7 @@ import pytest
 
 from connectors.email.message.parse import parse_message
 from designer.models import LedgerEntry, Operation, Run, RunRecord
-from designer.running import engine
+from designer.running import engine, ledger
 from tests.delivery.helpers import import_project, message, project_file
 from tests.servers.dovecot import Dovecot, Mailbox
 from tests.servers.smtp import FaultReply, ReceivedMessage, SMTPServer
@@ -528,17 +528,17 @@ def test_it_resends_under_the_same_message_id_when_killed_between_the_reply_and_
     """
     operation = setup_operation(tmp_path, monkeypatch, dovecot, smtp)
     seed(mailbox, questions(range(3)))
-    original = engine._Delivery._record
+    original = ledger.Ledger.record
 
     def crash_on_sent(self: Any, key: Any, row: Any, summary: Any, status: str, *args: Any, **kwargs: Any) -> Any:
         if status == RunRecord.Status.SENT and key.identity == "<q1@example.org>":
             raise SystemExit("worker killed")  # inside the atomic block: "sent" is rolled back
         return original(self, key, row, summary, status, *args, **kwargs)
 
-    monkeypatch.setattr(engine._Delivery, "_record", crash_on_sent)
+    monkeypatch.setattr(ledger.Ledger, "record", crash_on_sent)
     with pytest.raises(SystemExit):
         run_inline(operation)
-    monkeypatch.setattr(engine._Delivery, "_record", original)
+    monkeypatch.setattr(ledger.Ledger, "record", original)
     assert LedgerEntry.objects.get(identity="<q1@example.org>").state == LedgerEntry.State.SENDING
 
     second = run_inline(operation)

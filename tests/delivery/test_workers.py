@@ -38,7 +38,7 @@ import redis
 
 from designer.celery import app
 from designer.models import LedgerEntry, Operation, Run, RunRecord
-from designer.running.tasks import execute_run
+from designer.running.runs import execute_run
 from tests.delivery.test_faults import (
     assert_exactly_once,
     ids,

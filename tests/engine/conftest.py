@@ -23,10 +23,10 @@ def operation(project, world) -> Operation:
 
 @pytest.fixture
 def run_once(operation):
-    from designer.running import engine
+    from designer.running import runs
 
     def run(op=None, **fields) -> Run:
         created = Run.objects.create(operation=op or operation, trigger=Run.Trigger.COMMAND, **fields)
-        return engine.execute(created.pk)
+        return runs.execute(created.pk)
 
     return run

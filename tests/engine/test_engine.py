@@ -48,10 +48,10 @@ def test_it_acknowledges_without_resending_what_was_sent_but_not_marked(world, r
 
 
 def test_a_failed_acknowledgement_batch_does_not_hide_the_others(world, run_once, operation, monkeypatch):
-    from designer.running import engine
+    from designer.running import acks, context, engine, pipeline  # noqa: F401
 
-    monkeypatch.setattr(engine, "ACK_BATCH", 2)
-    monkeypatch.setattr(engine, "ACK_FAILURE_LIMIT", 1)
+    monkeypatch.setattr(acks, "ACK_BATCH", 2)
+    monkeypatch.setattr(acks, "ACK_FAILURE_LIMIT", 1)
     operation.condition = "'urgent' in subject"
     operation.save()
     operation.source.settings = {"on_skip": "delete"}
@@ -183,10 +183,10 @@ def test_it_recognises_earlier_deliveries_among_new_messages_of_a_recreated_fold
 
 
 def test_it_looks_for_earlier_epochs_once_per_run_not_per_message(world, run_once, monkeypatch):
-    from designer.running import engine
+    from designer.running import acks, context, engine, pipeline  # noqa: F401
 
     calls = []
-    monkeypatch.setattr(engine, "_delivered_elsewhere", lambda *a: calls.append(a))
+    monkeypatch.setattr(pipeline, "delivered_elsewhere", lambda *a: calls.append(a))
     for n in range(5):
         world.add(f"hello {n}")
     run = run_once()
@@ -216,7 +216,7 @@ def test_it_takes_back_its_own_lease_after_a_worker_loss(world, run_once, operat
     world.add("m")
     queued = Run.objects.create(operation=operation, status=Run.Status.RUNNING)
     leases.acquire([f"operation:{operation.pk}"], f"run-{queued.pk}")
-    from designer.running import engine
+    from designer.running import acks, context, engine, pipeline  # noqa: F401
 
     run = engine.execute(queued.pk)
     assert run.status == "succeeded"
@@ -345,14 +345,14 @@ def test_it_sends_a_failure_notification_through_a_send_activity(world, run_once
 def test_it_builds_the_next_message_while_the_target_takes_one(world, run_once, monkeypatch):
     import threading
 
-    from designer.running import engine
+    from designer.running import acks, context, engine, pipeline  # noqa: F401
     from tests import fakes
 
     for n in range(3):
         world.add(f"m{n}")
     prepared: list[str] = []
     overlapped: list[bool] = []
-    original_prepare, original_write = engine._Delivery._prepare, fakes.FakeTarget.write
+    original_prepare, original_write = pipeline.Pipeline._prepare, fakes.FakeTarget.write
     next_one_built = threading.Event()
 
     def prepare(self, item, row):
@@ -367,7 +367,7 @@ def test_it_builds_the_next_message_while_the_target_takes_one(world, run_once, 
             overlapped.append(next_one_built.wait(10) and threading.current_thread() is not threading.main_thread())
         return original_write(self, prepared)
 
-    monkeypatch.setattr(engine._Delivery, "_prepare", prepare)
+    monkeypatch.setattr(pipeline.Pipeline, "_prepare", prepare)
     monkeypatch.setattr(fakes.FakeTarget, "write", write)
     run = run_once()
     assert run.status == "succeeded", run.message
@@ -378,15 +378,15 @@ def test_it_builds_the_next_message_while_the_target_takes_one(world, run_once, 
 def test_two_large_messages_are_never_held_together(world, run_once, monkeypatch):
     import threading
 
-    from designer.running import engine
+    from designer.running import acks, context, engine, pipeline  # noqa: F401
     from tests import fakes
 
-    large = engine.LOOKAHEAD_MAX_BYTES + 1
+    large = pipeline.LOOKAHEAD_MAX_BYTES + 1
     for subject, size in [("big1", large), ("small", 100), ("big2", large), ("big3", large)]:
         world.add(subject, bytes=size)
     events: list[str] = []
     small_built = threading.Event()
-    original_prepare, original_write = engine._Delivery._prepare, fakes.FakeTarget.write
+    original_prepare, original_write = pipeline.Pipeline._prepare, fakes.FakeTarget.write
 
     def prepare(self, item, row):
         events.append(f"read {item.record['subject']}")
@@ -402,7 +402,7 @@ def test_two_large_messages_are_never_held_together(world, run_once, monkeypatch
         events.append(f"sent {prepared.record['subject'].removeprefix('Fwd: ')}")
         return delivery
 
-    monkeypatch.setattr(engine._Delivery, "_prepare", prepare)
+    monkeypatch.setattr(pipeline.Pipeline, "_prepare", prepare)
     monkeypatch.setattr(fakes.FakeTarget, "write", write)
     run = run_once()
     assert run.status == "succeeded", run.message
@@ -415,12 +415,12 @@ def test_two_large_messages_are_never_held_together(world, run_once, monkeypatch
 def test_a_cancel_waits_for_the_message_in_flight_and_leaves_the_rest(world, run_once, monkeypatch):
     import time
 
-    from designer.running import engine
+    from designer.running import acks, context, engine, pipeline  # noqa: F401
     from tests import fakes
 
     for n in range(3):
         world.add(f"m{n}")
-    original_prepare, original_write = engine._Delivery._prepare, fakes.FakeTarget.write
+    original_prepare, original_write = pipeline.Pipeline._prepare, fakes.FakeTarget.write
 
     def prepare(self, item, row):
         if item.record["subject"] == "m1":
@@ -431,7 +431,7 @@ def test_a_cancel_waits_for_the_message_in_flight_and_leaves_the_rest(world, run
         time.sleep(1.1)  # the cancel check runs once a second
         return original_write(self, prepared)
 
-    monkeypatch.setattr(engine._Delivery, "_prepare", prepare)
+    monkeypatch.setattr(pipeline.Pipeline, "_prepare", prepare)
     monkeypatch.setattr(fakes.FakeTarget, "write", write)
     run = run_once()
     assert run.status == "cancelled", run.message
@@ -448,7 +448,7 @@ def test_a_cancel_waits_for_the_message_in_flight_and_leaves_the_rest(world, run
 def test_a_run_keeps_sqlite_s_page_cache_small_and_gives_it_back(world, run_once, monkeypatch):
     from django.db import connection
 
-    from designer.running import engine
+    from designer.running import acks, context, engine, pipeline  # noqa: F401
 
     if connection.vendor != "sqlite":
         pytest.skip("a SQLite setting")
@@ -459,14 +459,14 @@ def test_a_run_keeps_sqlite_s_page_cache_small_and_gives_it_back(world, run_once
 
     before = cache_size()
     during: list[int] = []
-    original_run = engine._Delivery.run
+    original_run = pipeline.Pipeline.run
 
     def run(self):
         during.append(cache_size())
         return original_run(self)
 
-    monkeypatch.setattr(engine._Delivery, "run", run)
+    monkeypatch.setattr(pipeline.Pipeline, "run", run)
     world.add("m")
     assert run_once().status == "succeeded"
-    assert during == [-engine.RUN_SQLITE_CACHE_KB]
+    assert during == [-context.RUN_SQLITE_CACHE_KB]
     assert cache_size() == before

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from connectors.base import SourceItem, SourceKey, get_connector
+from connectors.base import get_connector
 from connectors.email.activities import parse_read_settings
 from connectors.email.activity_forms import ACTIVITY_UI
 from connectors.email.config import parse_email_config
 from connectors.email.forms import EmailConnectionForm
-from designer.running import engine
 
 EMAIL = get_connector("email")
 
@@ -54,13 +54,12 @@ def test_it_gives_a_record_identity_from_its_content() -> None:
     identity = EMAIL.record_identity(record)
     assert identity.startswith("digest:") and identity == EMAIL.record_identity(dict(record))
     assert identity != EMAIL.record_identity({**record, "text": "y"})
-    assert identity == engine._fallback_identity(record)  # the engine's answer today
+    facts = "\n".join(str(record[k]) for k in ("date", "from", "subject", "size", "text", "html"))
+    assert identity == "digest:" + hashlib.sha256(facts.encode()).hexdigest()
 
 
 def test_it_summarises_a_record_as_the_engine_does() -> None:
     record = {"subject": "Hi", "from": "a@example.com", "to": ["b@example.com", "c@example.com"]}
     assert EMAIL.record_summary(record) == {"subject": "Hi", "from": "a@example.com",
                                             "to": "b@example.com, c@example.com"}
-    item = SourceItem(SourceKey("INBOX", 1, 1), record)
-    assert EMAIL.record_summary(record) == engine._summary(item)
     assert EMAIL.record_summary({"to": "d@example.com"}) == {"subject": "", "from": "", "to": "d@example.com"}

@@ -3,7 +3,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from designer.models import Run
-from designer.running import engine, runs
+from designer.running import runs
 from designer.teams.lookup import operation_by_name, project_by_name, team_by_name
 
 
@@ -26,7 +26,7 @@ class Command(BaseCommand):
         if inline:
             run = Run.objects.create(operation=operation_obj, trigger=Run.Trigger.COMMAND)
             self.stdout.write(f"run {run.pk} started in this process")
-            run = engine.execute(run.pk)
+            run = runs.execute(run.pk)
         else:
             run = runs.start(operation_obj, Run.Trigger.COMMAND)
             self.stdout.write(f"run {run.pk} queued; waiting for a worker (celery -A designer worker)")

@@ -1,0 +1,139 @@
+"""The state of one executing run: counts, logging, checkpoints (cancel, timeout, lease), its endpoints."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection
+from django.db.models import F
+from django.utils import timezone
+
+from connectors.base import ConfigError
+from designer.crypto import SecretsUnreadable
+from designer.models import Activity, Operation, Run, RunLog
+from designer.running import leases
+
+# SQLite's page cache for a run's connection, in KiB (see ``small_page_cache``).
+RUN_SQLITE_CACHE_KB = 256
+# Environment variable a fault-injection test sets to kill the worker at a named point.
+FAULT_POINT_ENV = "MAILWRIGHT_FAULT_POINT"
+
+
+
+class RunAborted(Exception):
+    """The run cannot go on (cancelled, timed out, lease lost, source gone)."""
+
+    def __init__(self, message: str, status: str = Run.Status.FAILED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def fault_point(name: str) -> None:
+    if os.environ.get(FAULT_POINT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class Endpoint:
+    activity: Activity
+    config: Any
+    secrets: dict[str, str]
+    settings: Any
+
+
+def endpoint(activity: Activity | None, role: str) -> Endpoint:
+    if activity is None:
+        raise RunAborted(f"the operation has no {role}")
+    connection = activity.connection
+    connector = connection.connector_type
+    kind = connector.activity_type(activity.type)
+    if kind.role != role:
+        raise RunAborted(f"{activity.name} is a {kind.label} activity, which cannot be a {role}")
+    try:
+        return Endpoint(
+            activity=activity,
+            config=connector.parse_config(connection.config),
+            secrets=connection.get_secrets(),
+            settings=connector.parse_activity_settings(activity.type, activity.settings),
+        )
+    except ConfigError as exc:
+        raise RunAborted(f"{activity.name}: invalid settings: {exc}") from None
+    except SecretsUnreadable as exc:
+        raise RunAborted(f"{connection.name}: {exc}") from None
+
+
+class RunContext:
+    """The state of one executing run: counts, logging, lease renewal, cancel and timeout checks."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.operation = run.operation
+        self.holder = f"run-{run.pk}"
+        self.lease_keys: list[str] = []
+        self.deadline = time.monotonic() + self.operation.timeout.total_seconds()
+        self.last_renew = time.monotonic()
+        self.last_cancel_check = time.monotonic()
+        self.debug = bool(self.operation.debug_until and self.operation.debug_until > timezone.now())
+        self.unacknowledged = 0
+        self.pending: dict[str, int] = {}
+        self.last_flush = time.monotonic()
+
+    def log(self, text: str, level: str = "info") -> None:
+        if level == "info" and self.operation.log_level == Operation.LogLevel.ERRORS:
+            return
+        RunLog.objects.create(run=self.run, level=level, text=text[:10000])
+
+    def bump(self, **counts: int) -> None:
+        """Count in memory and write at most once a second: live progress without a write per message."""
+        for name, value in counts.items():
+            self.pending[name] = self.pending.get(name, 0) + value
+        if time.monotonic() - self.last_flush > 1:
+            self.flush_counts()
+
+    def flush_counts(self) -> None:
+        if self.pending:
+            Run.objects.filter(pk=self.run.pk).update(**{k: F(k) + v for k, v in self.pending.items()})
+            self.pending.clear()
+        self.last_flush = time.monotonic()
+        self.run.refresh_from_db(fields=["read_count", "sent_count", "skipped_count", "failed_count"])
+
+    def checkpoint(self) -> None:
+        """Between messages: honour cancel and timeout, keep our leases alive."""
+        now = time.monotonic()
+        if now > self.deadline:
+            raise RunAborted(f"stopped: the operation's timeout of {self.operation.timeout} was reached")
+        if now - self.last_cancel_check > 1:
+            self.last_cancel_check = now
+            if Run.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
+                raise RunAborted("cancelled by a user", Run.Status.CANCELLED)
+        if now - self.last_renew > leases.DEFAULT_TTL.total_seconds() / 3:
+            self.last_renew = now
+            if not leases.renew(self.lease_keys, self.holder):
+                raise RunAborted("lost the run's lease (the worker stalled longer than the lease); stopping")
+
+
+@contextmanager
+def small_page_cache() -> Iterator[None]:
+    """On SQLite, a small page cache for the run's connection (restored after it).
+
+    A run appends to the ledger and reads little back, and SQLite's default cache (2 MB a
+    connection) would fill with the pages it wrote: memory a run's bound, a few times its largest
+    message, has no room for. PostgreSQL caches on the server.
+    """
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        previous = int(cursor.execute("PRAGMA cache_size").fetchone()[0])
+        cursor.execute(f"PRAGMA cache_size = -{RUN_SQLITE_CACHE_KB}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA cache_size = {previous}")

@@ -1,0 +1,150 @@
+"""The delivery ledger of one run: a row per message, written before each side effect, and the run's records.
+
+Rows are keyed by (operation, connection, scope, epoch, position) plus the record's identity; the
+README's "How delivery works" tells the states and the windows that remain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from connectors.base import SourceKey
+from designer.models import LedgerEntry, RunRecord
+from designer.running.context import RunContext
+
+if TYPE_CHECKING:
+    from designer.running.acks import PendingAck
+    from designer.running.pipeline import Ready
+
+# Ledger look-ups are chunked to stay under SQLite's limit on query parameters.
+LOOKUP_CHUNK = 500
+
+
+def ledger_rows(operation_id: int, connection_id: int,
+                 keys: Sequence[SourceKey]) -> dict[tuple[str, int, int], LedgerEntry]:
+    rows: dict[tuple[str, int, int], LedgerEntry] = {}
+    by_scope: dict[tuple[str, int], list[int]] = {}
+    for key in keys:
+        by_scope.setdefault((key.scope, key.epoch), []).append(key.position)
+    for (scope, epoch), positions in by_scope.items():
+        for start in range(0, len(positions), LOOKUP_CHUNK):
+            chunk = positions[start : start + LOOKUP_CHUNK]
+            for row in LedgerEntry.objects.filter(
+                operation_id=operation_id, connection_id=connection_id, scope=scope, epoch=epoch, position__in=chunk
+            ):
+                rows[(row.scope, row.epoch, row.position)] = row
+    return rows
+
+
+def delivered_elsewhere(operation_id: int, connection_id: int, key: SourceKey) -> LedgerEntry | None:
+    """The same message (by Message-ID) already delivered under an older UIDVALIDITY."""
+    if not key.identity:
+        return None
+    return (
+        LedgerEntry.objects.filter(
+            operation_id=operation_id,
+            connection_id=connection_id,
+            scope=key.scope,
+            identity=key.identity,
+            state__in=(LedgerEntry.State.SENT, LedgerEntry.State.ACKNOWLEDGED),
+        )
+        .exclude(epoch=key.epoch)
+        .first()
+    )
+
+
+def first_record_facts(ledger_ids: list[int]) -> dict[int, dict[str, str]]:
+    """Subject, sender and recipients of each ledger row's first run record, in one query."""
+    facts: dict[int, dict[str, str]] = {}
+    records = RunRecord.objects.filter(ledger_id__in=ledger_ids).order_by("ledger_id", "id")
+    for ledger_id, subject, sender, recipients in records.values_list("ledger_id", "subject", "sender", "recipients"):
+        facts.setdefault(ledger_id, {"subject": subject, "from": sender, "to": recipients})
+    return facts
+
+
+def debug_copy(message: dict[str, Any]) -> dict[str, Any]:
+    """What debug mode stores of a rendered message: attachments by name and size only."""
+    copy = {k: v for k, v in message.items() if k != "attachments"}
+    attachments = message.get("attachments") or []
+    if isinstance(attachments, list):
+        copy["attachments"] = [
+            {"filename": a.get("filename", ""), "size": a.get("size") or len(a.get("content") or b"")}
+            for a in attachments
+            if isinstance(a, dict)
+        ]
+    plain = (str, int, float, bool, list, dict, type(None))
+    return {k: (v if isinstance(v, plain) else str(v)) for k, v in copy.items()}
+
+
+class Ledger:
+    """Ledger rows and run records of one run, for one source connection."""
+
+    def __init__(self, ctx: RunContext, connection_id: int) -> None:
+        self.ctx = ctx
+        self.connection_id = connection_id
+
+
+    def new_row(self, key: SourceKey, state: str, **fields: Any) -> LedgerEntry:
+        return LedgerEntry.objects.create(
+            connection_id=self.connection_id, scope=key.scope, epoch=key.epoch, position=key.position,
+            identity=key.identity[:998], state=state, operation=self.ctx.operation, **fields,
+        )
+
+    def save_row(self, key: SourceKey, row: LedgerEntry | None, state: str, **fields: Any) -> LedgerEntry:
+        if row is None:
+            return self.new_row(key, state, **fields)
+        row.state = state
+        for name, value in fields.items():
+            setattr(row, name, value)
+        row.save()
+        return row
+
+    def record(self, key: SourceKey, row: LedgerEntry | None, summary: dict[str, str], status: str,
+                error: str = "", rendered: dict[str, Any] | None = None) -> RunRecord:
+        return RunRecord.objects.create(
+            run=self.ctx.run, ledger=row, position=key.position, identity=key.identity[:998],
+            subject=summary.get("subject", "")[:2000], sender=summary.get("from", "")[:2000],
+            recipients=summary.get("to", "")[:5000], status=status, error=error[:10000],
+            rendered=debug_copy(rendered) if rendered is not None and self.ctx.debug else None,
+        )
+
+    def fail(self, key: SourceKey, row: LedgerEntry | None, summary: dict[str, str], error: str,
+              transient: bool, rendered: dict[str, Any] | None = None) -> None:
+        state = LedgerEntry.State.RETRY if transient else LedgerEntry.State.FAILED
+        status = RunRecord.Status.RETRY if transient else RunRecord.Status.FAILED
+        with transaction.atomic():
+            row = self.save_row(key, row, state, error=error)
+            self.record(key, row, summary, status, error, rendered)
+        self.ctx.bump(failed_count=1)
+        self.ctx.log(f"{summary.get('subject')!r}: {error}", "error")
+
+    def mark_sending(self, ready: Ready) -> LedgerEntry:
+        attempts_so_far = ready.row.attempts if ready.row else 0
+        return self.save_row(ready.key, ready.row, LedgerEntry.State.SENDING,
+                              out_message_id=ready.prepared.message_id, attempts=attempts_so_far + 1)
+
+    def mark_acknowledged(self, batch: list[PendingAck]) -> None:
+        rows = [p for p in batch if p.row is not None]
+        if not rows:
+            return
+        earlier = [p for p in rows if p.earlier]
+        # Without the message in hand (acknowledge-only), its first run's record tells what it was.
+        first_facts = first_record_facts([p.row.pk for p in earlier if p.summary is None])
+        with transaction.atomic():
+            LedgerEntry.objects.filter(pk__in=[p.row.pk for p in rows]).update(
+                state=LedgerEntry.State.ACKNOWLEDGED, updated_at=timezone.now())
+            RunRecord.objects.bulk_create(
+                [self._acknowledged_record(p, p.summary or first_facts.get(p.row.pk, {})) for p in earlier])
+
+    def _acknowledged_record(self, pending: PendingAck, facts: dict[str, str]) -> RunRecord:
+        row = pending.row
+        return RunRecord(
+            run=self.ctx.run, ledger=row, position=pending.key.position,
+            identity=(pending.key.identity or row.identity)[:998],
+            subject=facts.get("subject", "")[:2000], sender=facts.get("from", "")[:2000],
+            recipients=facts.get("to", "")[:5000], status=RunRecord.Status.ACKNOWLEDGED,
+        )

@@ -1,0 +1,330 @@
+"""The delivery pipeline of one run: read, transform and hand each message to the target.
+
+Sending runs on a thread of its own while the run's thread reads, maps and builds the next
+messages (the lookahead queue); the ledger order holds per message (see the README).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+from django.db import transaction
+
+from connectors.base import ConnectionFailed, ConnectorError, Delivery, Prepared, SourceItem, SourceKey
+from designer.models import LedgerEntry, RunRecord
+from designer.running.acks import Acknowledgements, PendingAck
+from designer.running.context import Endpoint, RunAborted, RunContext, fault_point
+from designer.running.ledger import Ledger, delivered_elsewhere, ledger_rows
+from designer.running.transform import transform
+
+# How many consecutive transient target failures end a run early: the target is down, and
+# trying every remaining message would only delay the next run.
+TRANSIENT_STREAK_LIMIT = 3
+# While the target takes one message the next ones are read, mapped and built: up to this many
+# messages, of which one at most larger than LOOKAHEAD_MAX_BYTES and the others that much together.
+# Memory then holds one large message, never two.
+LOOKAHEAD_MAX_MESSAGES = 8
+LOOKAHEAD_MAX_BYTES = 256 * 1024
+
+
+@dataclass
+class Ready:
+    """A message mapped and built for the target, not sent yet."""
+
+    key: SourceKey
+    row: LedgerEntry | None
+    summary: dict[str, str]
+    prepared: Prepared
+    size: int
+
+
+@dataclass
+class Flight:
+    """A message the target is being given, on the sender thread; its ledger row says "sending"."""
+
+    ready: Ready
+    row: LedgerEntry
+    future: Future
+
+
+
+class Pipeline:
+    """Delivers the messages of one run through an open source and target.
+
+    Sending runs on a thread of its own, one message at a time, so the target's time on one message
+    (network, the server's checks) is spent reading, mapping and building the next ones: they wait,
+    prepared, in ``_ready`` (no ledger row written yet), up to ``LOOKAHEAD_MAX_MESSAGES``, and the
+    source asks before each download for room (``_make_room``), which keeps the sender busy and a
+    second large message out while one is held. Everything else — the database, the source —
+    stays on the run's thread. The ledger order holds per message: "sending" is committed before
+    it is handed to the sender, "sent" once it was accepted. A message still in ``_ready`` when the
+    run stops is left, unrecorded, for the next run.
+    """
+
+    def __init__(self, ctx: RunContext, source_ep: Endpoint, source: Any, target_ep: Endpoint, target: Any,
+                 replay: RunRecord | None) -> None:
+        self.ctx = ctx
+        self.source_ep = source_ep
+        self.source = source
+        self.target = target
+        self.target_ep = target_ep
+        self.connection_id = source_ep.activity.connection_id
+        self.settings = source_ep.settings
+        self.replay = replay
+        self.transient_streak = 0
+        self.connector = source_ep.activity.connection.connector_type
+        self.ledger = Ledger(ctx, self.connection_id)
+        self.acks = Acknowledgements(ctx, source, self.ledger)
+        # (scope, epoch) -> whether this operation delivered anything from the scope under another epoch.
+        self._other_epochs: dict[tuple[str, int], bool] = {}
+        self._sender: ThreadPoolExecutor | None = None
+        self._in_flight: Flight | None = None
+        self._ready: deque[Ready] = deque()  # prepared, not yet handed to the sender (no ledger row written)
+
+    # -- the run as a whole -------------------------------------------------------------------
+
+    def run(self) -> None:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.ctx.holder}-send") as self._sender:
+            try:
+                self._deliver()
+            except Exception:
+                self.acks.flush(final=True)  # what was delivered before the run stopped
+                raise
+        self.acks.flush(final=True)
+
+    def _deliver(self) -> None:
+        keys = self.source.candidates()
+        rows = ledger_rows(self.ctx.operation.pk, self.connection_id, keys)
+        acknowledge_only: list[tuple[SourceKey, LedgerEntry]] = []
+        deliver: list[SourceKey] = []
+        for key in keys:
+            row = rows.get((key.scope, key.epoch, key.position))
+            if self.replay is not None:
+                if row is not None and row.pk == self.replay.ledger_id:
+                    deliver.append(key)
+                continue
+            if row is None or row.state in (LedgerEntry.State.SENDING, LedgerEntry.State.RETRY):
+                deliver.append(key)
+            elif row.state == LedgerEntry.State.SENT:
+                acknowledge_only.append((key, row))
+        if self.replay is not None and not deliver:
+            raise RunAborted("the message to replay is no longer in the source folder (or its folder was recreated)")
+
+        for key, row in acknowledge_only:
+            self.ctx.checkpoint()
+            self.acks.add(PendingAck(key, row, earlier=True), self.settings.after_read)
+
+        limit = self.settings.max_messages
+        if len(deliver) > limit:
+            self.ctx.log(f"{len(deliver)} messages waiting; this run takes the oldest {limit}")
+            deliver = deliver[:limit]
+        elif deliver:
+            self.ctx.log(f"{len(deliver)} message(s) to deliver")
+        else:
+            self.ctx.log("no new messages")
+        try:
+            for item in self.source.fetch(deliver, make_room=self._make_room):
+                if self._target_failing():  # a message landed while the source made room
+                    break
+                self.ctx.checkpoint()
+                ready = self._prepare(item, rows.get((item.key.scope, item.key.epoch, item.key.position)))
+                del item  # the record lives on in ``ready`` only as long as its message is needed
+                if ready is not None:
+                    self._ready.append(ready)
+                ready = None  # locals outlive an iteration: the queue alone holds the message
+                self._pump(wait=False)
+                if self._target_failing():
+                    break
+        except ConnectorError:
+            self._drain()  # the source failed: what it gave before is still delivered
+            raise
+        else:
+            self._drain()
+        finally:
+            # Whatever stops the run, a message handed over gets its outcome; the others are left.
+            flight, self._in_flight = self._in_flight, None
+            if flight is not None:
+                self._land(flight)
+            self._leave_ready()
+        if self._target_failing():
+            self.ctx.log(
+                f"the target failed {self.transient_streak} messages in a row with temporary errors; "
+                "the remaining messages are left for the next run", "error",
+            )
+
+    def _target_failing(self) -> bool:
+        return self.transient_streak >= TRANSIENT_STREAK_LIMIT
+
+    def _pump(self, wait: bool) -> None:
+        """Move the pipeline on by one step: land the message in flight once the target answered
+        (waiting for that when ``wait``) and launch the next ready one, or launch one when none flies."""
+        flight = self._in_flight
+        if wait:
+            self.ctx.checkpoint()  # a cancel or the deadline stops the run here too, not only between reads
+        elif flight is not None and not flight.future.done():
+            return
+        if self._target_failing():
+            self._leave_ready()
+        then = self._ready.popleft() if self._ready else None
+        # ``_in_flight`` is cleared before landing: a flight is landed once, even when landing raises.
+        self._in_flight = None
+        if flight is not None:
+            self._in_flight = self._land(flight, then=then)
+        elif then is not None:
+            self._in_flight = self._launch(then)
+
+    def _leave_ready(self) -> None:
+        """Drop the messages built but not handed over: unsent and unrecorded, the next run reads them again."""
+        self.ctx.bump(read_count=-len(self._ready))
+        self._ready.clear()
+
+    def _drain(self) -> None:
+        while self._in_flight is not None or self._ready:
+            self._pump(wait=True)
+
+    def _make_room(self, size: int) -> None:
+        """Before the source downloads (a message of) ``size`` bytes: keep the sender busy, and
+        deliver what is held until the download fits beside it."""
+        self._pump(wait=False)
+        while self._holds_too_much_for(size):
+            self._pump(wait=True)
+
+    def _holds_too_much_for(self, size: int) -> bool:
+        held = [r.size for r in self._ready] + ([self._in_flight.ready.size] if self._in_flight else [])
+        if not held:
+            return False
+        if len(held) >= LOOKAHEAD_MAX_MESSAGES:
+            return True
+        if size > LOOKAHEAD_MAX_BYTES:  # a large message: never beside another
+            return max(held) > LOOKAHEAD_MAX_BYTES
+        return sum(n for n in held if n <= LOOKAHEAD_MAX_BYTES) + size > LOOKAHEAD_MAX_BYTES
+
+    # -- one message ----------------------------------------------------------------------------
+
+    def _prepare(self, item: SourceItem, row: LedgerEntry | None) -> Ready | None:
+        """The message ready to send, or None when it was skipped, failed or needs no sending (recorded)."""
+        ctx = self.ctx
+        ctx.bump(read_count=1)
+        summary = {**self.connector.record_summary(item.record or {}), **item.summary}
+        if item.record is not None and not item.key.identity:
+            item.key = replace(item.key, identity=self.connector.record_identity(item.record))
+        if row is None and self._delivered_under_other_epochs(item.key):
+            earlier = delivered_elsewhere(self.ctx.operation.pk, self.connection_id, item.key)
+            if earlier is not None:
+                row = self.ledger.new_row(item.key, LedgerEntry.State.SENT, out_message_id=earlier.out_message_id,
+                                    reply=f"delivered before the folder was recreated: {earlier.reply}")
+                ctx.log(f"{item.key.identity}: already delivered under UIDVALIDITY {earlier.epoch}; not sent again")
+                self.acks.add(PendingAck(item.key, row, earlier=True, summary=summary), self.settings.after_read)
+                return None
+        if item.record is None:
+            self._skip(item.key, row, summary, item.skip_reason or "the message could not be read", acknowledge=False)
+            return None
+        # A message left in "sending", or failed with an unknown outcome (connection lost at the end of
+        # DATA), may have been delivered: send it again under the same Message-ID.
+        reuse = row.out_message_id if row is not None and row.state in (
+            LedgerEntry.State.SENDING, LedgerEntry.State.RETRY) else None
+        result = transform(ctx.operation, item.record, self.target, apply_condition=self.replay is None,
+                           message_id=reuse or None)
+        if result.error:
+            # Later runs try again, so fixing the mapping (or the condition) is enough.
+            self.ledger.fail(item.key, row, summary, result.error, transient=True)
+            return None
+        if result.holds is False:
+            self._skip(item.key, row, summary, "the condition is false", acknowledge=True)
+            return None
+        prepared = result.prepared
+        return Ready(item.key, row, summary, prepared, item.size)
+
+    def _delivered_under_other_epochs(self, key: SourceKey) -> bool:
+        """Whether a message of ``key``'s scope was ever delivered under another epoch (one query per run).
+
+        Only then can a new message be one delivered before its folder was recreated. The answer
+        cannot change during the run: the operation's lease keeps other runs of it out, and this
+        run only writes rows under the epoch it reads.
+        """
+        scope = (key.scope, key.epoch)
+        if scope not in self._other_epochs:
+            self._other_epochs[scope] = (
+                LedgerEntry.objects.filter(
+                    operation_id=self.ctx.operation.pk,
+                    connection_id=self.connection_id,
+                    scope=key.scope,
+                    state__in=(LedgerEntry.State.SENT, LedgerEntry.State.ACKNOWLEDGED),
+                )
+                .exclude(epoch=key.epoch)
+                .exists()
+            )
+        return self._other_epochs[scope]
+
+    def _skip(self, key: SourceKey, row: LedgerEntry | None, summary: dict[str, str], reason: str,
+              acknowledge: bool) -> None:
+        with transaction.atomic():
+            row = self.ledger.save_row(key, row, LedgerEntry.State.SKIPPED, error=reason)
+            self.ledger.record(key, row, summary, RunRecord.Status.SKIPPED, reason)
+        self.ctx.bump(skipped_count=1)
+        self.ctx.log(f"skipped {summary.get('subject')!r}: {reason}")
+        if acknowledge and self.settings.on_skip != "leave":
+            self.acks.add(PendingAck(key, None), self.settings.on_skip)
+
+    def _launch(self, ready: Ready, row: LedgerEntry | None = None) -> Flight:
+        """Hand ``ready`` to the sender; ``row`` is its "sending" row when already committed."""
+        if row is None:
+            with transaction.atomic():
+                row = self.ledger.mark_sending(ready)
+        return Flight(ready, row, self._sender.submit(self.target.write, ready.prepared))
+
+    def _land(self, flight: Flight, then: Ready | None = None) -> Flight | None:
+        """Wait for ``flight``'s outcome and record it; then launch ``then``, whose "sending" row is
+        committed in the same transaction as this one's "sent" (one commit a message)."""
+        delivery = self._outcome(flight)
+        launch = then is not None and not self._target_failing()
+        with transaction.atomic():
+            if delivery is not None:
+                row = flight.row
+                row.state = LedgerEntry.State.SENT
+                row.reply = delivery.reply[:2000]
+                row.out_message_id = delivery.message_id or row.out_message_id
+                row.error = ""
+                row.save()
+                self.ledger.record(flight.ready.key, row, flight.ready.summary, RunRecord.Status.SENT,
+                             rendered=flight.ready.prepared.record)
+            next_row = self.ledger.mark_sending(then) if launch else None
+        if delivery is not None:
+            self.ctx.bump(sent_count=1)
+            fault_point("after_sent")
+            # Before the launch: acknowledging may stop the run, and a launched message must be landed.
+            self.acks.add(PendingAck(flight.ready.key, flight.row), self.settings.after_read)
+        if then is not None and not launch:
+            self._ready.appendleft(then)  # back in line: left for the next run with the rest
+        return self._launch(then, next_row) if launch else None
+
+    def _outcome(self, flight: Flight) -> Delivery | None:
+        """The target's ``Delivery`` for ``flight``, retrying transient failures; None when it failed (recorded)."""
+        ctx, ready = self.ctx, flight.ready
+        attempts = ctx.operation.retries + 1
+        future: Future | None = flight.future
+        for attempt in range(attempts):
+            try:
+                delivery = future.result() if future is not None else self.target.write(ready.prepared)
+            except ConnectionFailed as exc:
+                self.ledger.fail(ready.key, flight.row, ready.summary, f"not sent: {exc}", transient=True)
+                raise RunAborted(f"the target is unavailable: {exc}") from None
+            except ConnectorError as exc:
+                if exc.permanent or attempt == attempts - 1:
+                    self.transient_streak = 0 if exc.permanent else self.transient_streak + 1
+                    reason = str(exc) if exc.permanent else f"{exc} (will be tried again by the next run)"
+                    self.ledger.fail(ready.key, flight.row, ready.summary, reason, transient=not exc.permanent,
+                               rendered=ready.prepared.record)
+                    return None
+                backoff = ctx.operation.retry_backoff_seconds * (2**attempt)
+                ctx.log(f"{ready.summary.get('subject')!r}: {exc}; trying again in {backoff} s", "warning")
+                time.sleep(min(backoff, max(0.0, ctx.deadline - time.monotonic())))
+                future = None  # the sender thread is idle: retry from here
+                continue
+            self.transient_streak = 0
+            return delivery
+        return None
