@@ -16,9 +16,9 @@ from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
 from connectors.base import ActivityType, ConfigError, ConnectorError, all_connectors
-from designer.authoring.validation import operation_problems
+from designer.authoring.rules import operation_problems
 from designer.crypto import SecretsUnreadable
-from designer.history import queries as history
+from designer.history import health
 from designer.models import Activity, Connection, Operation, Project, Workflow
 from designer.running import schedules
 from designer.teams import audit
@@ -196,7 +196,7 @@ class Card:
 
 def project_activities(project: Project) -> list[Activity]:
     """The project's activities, each with its source health (SPEC §10) for the palette's badges."""
-    return history.attach_health(project.activities.select_related("connection"))
+    return health.attach_health(project.activities.select_related("connection"))
 
 
 def usable_connections(project: Project) -> QuerySet[Connection]:

@@ -138,7 +138,7 @@ def _known_names(source: Activity | None) -> tuple[str, ...] | None:
 
 def _messages(problems: list[Any], known: tuple[str, ...] | None) -> list[str]:
     # Without a source every name is unknown; only syntax can be judged.
-    return [p.message for p in problems if known is not None or "does not have" not in p.message]
+    return [p.message for p in problems if known is not None or not p.unknown_name]
 
 
 class OperationForm(forms.Form):

@@ -20,7 +20,7 @@ from django.db import transaction
 from connectors.base import ConfigError, connector_for_activity, get_connector
 from designer.authoring import connection_store
 from designer.authoring import rules as operation_spec
-from designer.authoring.validation import operation_problems
+from designer.authoring.rules import operation_problems
 from designer.models import Activity, Connection, Operation, Project, Team, Workflow, validate_object_name
 from designer.running import schedules
 from designer.teams import audit
@@ -364,10 +364,6 @@ def _apply_operations(file_plan: _Plan, project: Project, activities: dict[str, 
         _report(report, "operation", entry["name"], created, changed)
         for problem in operation_problems(operation):
             report.append(f"  warning: operation {entry['name']}: {problem}")
-
-
-def import_text(text: str | bytes, team: Team, user: Any = None, environ: Mapping[str, str] | None = None) -> list[str]:
-    return apply(plan(loads(text), environ), team, user)
 
 
 def export(project: Project) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""An operation's definition as plain data (the project file's shape) <-> the model's fields.
+"""Operation rules: its definition as plain data (the project file's shape) <-> the model's fields, and
+why an operation cannot run yet (the reasons the canvas marks and the project file reports).
 
 Validation collects every problem with its path, like the connection settings do.
 """
@@ -11,7 +12,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from designer.models import Operation
+from designer.models import Activity, Operation
 from designer.models.operations import MAX_DEBUG_AHEAD
 from designer.running.mapping import check_condition, check_template
 from designer.running.schedules import validate_cron, validate_timezone
@@ -83,14 +84,14 @@ def parse_options(errors: list[str], path: str, entry: Mapping[str, Any]) -> dic
     for field, template in mapping.items():
         if isinstance(template, str):
             errors.extend(f"{path}.mapping.{field}: {p.message}" for p in check_template(field, template, ())
-                          if "does not have" not in p.message)
+                          if not p.unknown_name)
     fields["mapping"] = dict(mapping)
     condition = entry.get("condition") or ""
     if not isinstance(condition, str):
         errors.append(f"{path}.condition: must be a string or null")
         condition = ""
     errors.extend(f"{path}.condition: {p.message}" for p in check_condition(condition, ())
-                  if "does not have" not in p.message)
+                  if not p.unknown_name)
     fields["condition"] = condition
     fields.update(parse_schedule(errors, f"{path}.schedule", entry.get("schedule")))
     enabled = entry.get("enabled", True)
@@ -141,3 +142,47 @@ def export(operation: Operation) -> dict[str, Any]:
         entry["notify"] = {"when": operation.notify, "activity": operation.notify_activity.name,
                            "to": operation.notify_to}
     return entry
+
+
+def _fields(activity: Activity | None) -> tuple[str, ...]:
+    if activity is None:
+        return ()
+    try:
+        return activity.activity_type.fields
+    except LookupError:
+        return ()
+
+
+def operation_problems(operation: Operation) -> list[str]:
+    source, target = operation.source, operation.target
+    if source is None and target is None and not operation.mapping:
+        return ["empty: place a source and a target"]
+    problems = []
+    if source is None:
+        problems.append("source missing")
+    elif not source.is_source:
+        problems.append(f"{source.name} cannot be a source")
+    if target is None:
+        problems.append("target missing")
+    elif target.is_source:
+        problems.append(f"{target.name} cannot be a target")
+    problems += mapping_problems(operation.mapping, operation.condition, source, target)
+    return problems
+
+
+def mapping_problems(mapping: dict[str, Any], condition: str, source: Activity | None,
+                     target: Activity | None) -> list[str]:
+    known = (*_fields(source), "vars") if source is not None else None
+    target_fields = _fields(target)
+    problems = []
+    for field, template in mapping.items():
+        if target_fields and field not in target_fields:
+            problems.append(f"mapping: the target has no field {field!r}")
+        if isinstance(template, str):
+            for problem in check_template(field, template, known if known is not None else ("vars",)):
+                if known is not None or not problem.unknown_name:
+                    problems.append(f"mapping of {problem.field}: {problem.message}")
+    if condition:
+        problems += [f"condition: {p.message}" for p in check_condition(condition, known or ("vars",))
+                     if known is not None or not p.unknown_name]
+    return problems

@@ -1,4 +1,4 @@
-"""The run history: a team's runs filtered and paged, their per-day counts, and the health of sources.
+"""The run history: a team's runs filtered and paged, and their per-day counts.
 
 Every query here costs what one page shows, not what the table holds, so the history stays fast
 at a million runs: pages are keyset-paged on the primary key (``?before=<id>`` / ``?after=<id>``,
@@ -11,26 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
-from celery.schedules import crontab
-from django import forms
 from django.core.cache import cache
 from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
-from django.utils.http import urlencode
 
-from connectors.base import all_connectors
-from designer.models import Activity, Operation, Project, Run, RunLog, RunRecord, Team
+from designer.models import Operation, Project, Run, RunLog, RunRecord, Team
 
 PAGE_SIZE = 50
 CHART_DAYS = 30
 # What a run page shows of one run; a run of 10,000 messages says how many more there are.
 RUN_PAGE_ROWS = 500
-# A source is stalled after this many missed polls of its schedule...
-STALL_INTERVALS = 3
-# ...or, when nothing schedules it but it has been polled before, after this long without success.
-UNSCHEDULED_STALL = timedelta(days=1)
 # Statuses a message of a run may be replayed from (the rule itself lives in runs.replay).
 
 
@@ -43,50 +34,6 @@ def team_runs(team: Team, project: Project | None = None) -> QuerySet[Run]:
     if project is not None:
         runs = runs.filter(operation__project=project)
     return runs.select_related("operation__project")
-
-
-class HistoryFilterForm(forms.Form):
-    """The history's filters, read from the query string so a filtered page is a plain link."""
-
-    operation = forms.ModelChoiceField(queryset=Operation.objects.none(), required=False,
-                                       empty_label="All operations", label="Operation")
-    status = forms.ChoiceField(choices=[("", "All statuses"), *Run.Status.choices], required=False, label="Status")
-    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
-
-    def __init__(self, *args, team: Team, project: Project | None = None, **kwargs) -> None:
-        super().__init__(*args, label_suffix="", **kwargs)
-        field = self.fields["operation"]
-        field.queryset = team_operations(team, project).select_related("project").order_by("project__name", "name")
-        # Team-wide, two projects may both have a "Forward" operation: name the project too.
-        field.label_from_instance = (lambda op: op.name) if project else (lambda op: f"{op.project.name} / {op.name}")
-
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        since, until = cleaned.get("since"), cleaned.get("until")
-        if since and until and since > until:
-            self.add_error("until", "Must be on or after the From date.")
-        return cleaned
-
-    def filter(self, runs: QuerySet[Run]) -> QuerySet[Run]:
-        """Apply the filters that are valid; an invalid one is shown as an error and ignored."""
-        self.is_valid()
-        data = self.cleaned_data
-        if data.get("operation"):
-            runs = runs.filter(operation=data["operation"])
-        if data.get("status"):
-            runs = runs.filter(status=data["status"])
-        if data.get("since"):
-            runs = runs.filter(queued_at__gte=start_of(data["since"]))
-        if data.get("until"):
-            runs = runs.filter(queued_at__lt=start_of(data["until"] + timedelta(days=1)))
-        return runs
-
-    def query(self, **extra: int) -> str:
-        """The query string of these filters plus ``extra`` (a page cursor), for links."""
-        params = {name: self.data[name] for name in self.fields if self.data.get(name)}
-        params.update(extra)
-        return "?" + urlencode(params)
 
 
 def start_of(day: date) -> datetime:
@@ -237,104 +184,3 @@ def _day_counts(operations: set[int], day: date) -> DayCounts:
 def team_operations(team: Team, project: Project | None = None) -> QuerySet[Operation]:
     operations = Operation.objects.filter(project__team=team)
     return operations.filter(project=project) if project is not None else operations
-
-
-# -- source health ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SourceHealth:
-    """How a source activity is doing: ``ok``, ``failing``, ``stalled`` or ``idle`` (never polled)."""
-
-    state: str
-    reason: str
-    interval: timedelta | None  # how often a schedule polls it, None when nothing does
-
-    @property
-    def alarm(self) -> bool:
-        return self.state in ("failing", "stalled")
-
-    @property
-    def interval_text(self) -> str:
-        return span_text(self.interval) if self.interval else ""
-
-
-def schedule_period(operation: Operation) -> timedelta | None:
-    """How often the operation's schedule runs it (for cron: the gap between its next two runs)."""
-    if not operation.enabled or operation.schedule == Operation.Schedule.NONE:
-        return None
-    if operation.schedule == Operation.Schedule.INTERVAL:
-        return timedelta(minutes=operation.interval_minutes or 5)
-    try:
-        minute, hour, day_of_month, month, day_of_week = operation.cron.split()
-        zone = ZoneInfo(operation.timezone)
-    except (ValueError, KeyError):
-        return None
-    now = timezone.now().astimezone(zone)
-    schedule = crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month,
-                       day_of_week=day_of_week, nowfun=lambda: now)
-    to_next = schedule.remaining_estimate(now)
-    return schedule.remaining_estimate(now + to_next) - to_next
-
-
-def source_health(activity: Activity, interval: timedelta | None, now: datetime | None = None) -> SourceHealth:
-    now = now or timezone.now()
-    if activity.last_error:
-        return SourceHealth("failing", activity.last_error, interval)
-    if interval is not None:
-        # A source never polled since it was created counts from its creation.
-        since = activity.last_success_at or activity.created_at
-        if now - since > STALL_INTERVALS * interval:
-            return SourceHealth("stalled", f"no successful poll for {span_text(now - since)}; "
-                                           f"its schedule polls every {span_text(interval)}", interval)
-    elif activity.last_poll_at is not None:
-        since = activity.last_success_at or activity.last_poll_at
-        if now - since > UNSCHEDULED_STALL:
-            return SourceHealth("stalled", f"no successful poll for {span_text(now - since)}", interval)
-    if activity.last_poll_at is None:
-        return SourceHealth("idle", "not polled yet", interval)
-    return SourceHealth("ok", "", interval)
-
-
-def span_text(delta: timedelta) -> str:
-    """A rough length of time for people: "7 min", "5 h", "3 days"."""
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 120:
-        return f"{minutes} min"
-    if minutes < 48 * 60:
-        return f"{minutes // 60} h"
-    return f"{minutes // (24 * 60)} days"
-
-
-def source_types() -> list[str]:
-    """Activity types that read (Read Email, and the sources of any later connector)."""
-    return [kind.key for connector in all_connectors() for kind in connector.activity_types if kind.role == "source"]
-
-
-def attach_health(activities: Iterable[Activity]) -> list[Activity]:
-    """Set ``activity.health`` (a SourceHealth) on each source activity, with one query for all.
-
-    A source polled by several operations is judged by its most frequent schedule.
-    """
-    activities = list(activities)
-    intervals: dict[int, timedelta] = {}
-    for operation in Operation.objects.filter(source__in=activities, enabled=True).exclude(
-        schedule=Operation.Schedule.NONE
-    ):
-        period = schedule_period(operation)
-        if period is not None and (operation.source_id not in intervals or period < intervals[operation.source_id]):
-            intervals[operation.source_id] = period
-    now = timezone.now()
-    for activity in activities:
-        activity.health = source_health(activity, intervals.get(activity.pk), now)
-    return activities
-
-
-def team_sources(team: Team) -> list[Activity]:
-    """Every source activity of the team, with its health attached."""
-    activities = (
-        Activity.objects.filter(project__team=team, type__in=source_types())
-        .select_related("project", "connection")
-        .order_by("project__name", "name")
-    )
-    return attach_health(activities)

@@ -58,11 +58,6 @@ class Run(models.Model):
     def finished(self) -> bool:
         return self.status in self.FINISHED
 
-    @property
-    def duration(self):
-        if self.started_at and self.finished_at:
-            return self.finished_at - self.started_at
-        return None
 
 
 class LedgerEntry(models.Model):

@@ -91,6 +91,7 @@ _ENV = _Environment()
 class TemplateProblem:
     field: str
     message: str
+    unknown_name: str = ""  # set when the problem is a name the source does not have
 
 
 def _expression(template: str) -> str | None:
@@ -108,7 +109,7 @@ def check_template(field: str, template: str, known_names: Iterable[str]) -> lis
         line = f"line {exc.lineno}: " if getattr(exc, "lineno", None) else ""
         return [TemplateProblem(field, f"{line}{exc.message or exc}")]
     unknown = sorted(meta.find_undeclared_variables(parsed) - set(known_names) - set(_ENV.globals))
-    return [TemplateProblem(field, f"uses {name!r}, which the source does not have") for name in unknown]
+    return [TemplateProblem(field, f"uses {name!r}, which the source does not have", name) for name in unknown]
 
 
 def check_condition(condition: str, known_names: Iterable[str]) -> list[TemplateProblem]:

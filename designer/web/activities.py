@@ -14,6 +14,7 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
+from django.views.decorators.vary import vary_on_headers
 
 from connectors.base import connector_for_activity
 from designer.authoring import canvas as design
@@ -28,19 +29,20 @@ TEMPLATE = "designer/canvas/activity_form.html"
 
 
 @require_http_methods(["GET", "POST"])
+@vary_on_headers("HX-Request")
 def activity_create(request: HttpRequest, team: str, project: int, kind: str) -> HttpResponse:
     membership = get_membership(request, team)
     project_obj = get_project(membership, project)
     require_role(membership, Role.EDITOR, "create an activity")
     try:
         activity_ui(kind)
-        connector_for_activity(kind)
     except LookupError:
         raise Http404("No such activity type.") from None
     return _wizard(request, membership, Activity(project=project_obj, type=kind))
 
 
 @require_http_methods(["GET", "POST"])
+@vary_on_headers("HX-Request")
 def activity_edit(request: HttpRequest, team: str, activity: int) -> HttpResponse:
     membership = get_membership(request, team)
     activity_obj = get_activity(membership, activity)

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -41,15 +41,6 @@ def designer_url(project: Project, workflow: Workflow | None = None) -> str:
     return f"{url}?{urlencode({'workflow': workflow.pk})}" if workflow else url
 
 
-def run_enabled(team: str) -> bool:
-    """Whether the run pages are installed: the Run now button posts to them."""
-    try:
-        reverse("operation_run", kwargs={"team": team, "operation": 0})
-    except NoReverseMatch:
-        return False
-    return True
-
-
 def _workflow_of(operation: Operation) -> Workflow | None:
     return operation.workflow or operation.project.workflows.first()
 
@@ -68,7 +59,6 @@ def _context(request: HttpRequest, membership: Membership, project: Project,
         "membership": membership,
         "project": project,
         "can_edit": membership.has_role(Role.EDITOR),
-        "run_enabled": run_enabled(membership.team.slug),
         "tab": tab if tab in PALETTE_TABS else PALETTE_TABS[0],
         "workflows": workflows,
         "workflow": workflow,
@@ -79,6 +69,7 @@ def _context(request: HttpRequest, membership: Membership, project: Project,
     }
 
 
+@vary_on_headers("HX-Request")
 @vary_on_headers("HX-Request", "HX-Target")
 def designer(request: HttpRequest, team: str, project: int) -> HttpResponse:
     membership = get_membership(request, team)
@@ -110,7 +101,6 @@ def _card(request: HttpRequest, membership: Membership, operation: Operation, *,
         "membership": membership,
         "project": operation.project,
         "can_edit": True,
-        "run_enabled": run_enabled(membership.team.slug),
         "card": design.cards([operation])[0],
         "choices": design.slot_choices(activities),
         "saved": status == 200,

@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from connectors.base import all_connectors, get_connector
@@ -99,6 +100,7 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
     }, status=status)
 
 
+@vary_on_headers("HX-Request")
 @require_http_methods(["GET", "POST"])
 def connection_create(request: HttpRequest, team: str, project: int | None = None) -> HttpResponse:
     membership = get_membership(request, team)
@@ -111,6 +113,7 @@ def connection_create(request: HttpRequest, team: str, project: int | None = Non
     return _save(request, membership, connection, project_obj)
 
 
+@vary_on_headers("HX-Request")
 @require_http_methods(["GET", "POST"])
 def connection_edit(request: HttpRequest, team: str, connection: int) -> HttpResponse:
     membership = get_membership(request, team)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from designer.history import queries as history
+from designer.history import health
 from designer.teams.access import get_membership
 
 
@@ -13,5 +13,5 @@ def sources(request: HttpRequest, team: str) -> HttpResponse:
     membership = get_membership(request, team)
     return render(request, "designer/runs/sources.html", {
         "membership": membership,
-        "sources": history.team_sources(membership.team),
+        "sources": health.team_sources(membership.team),
     })

@@ -17,11 +17,11 @@ from django.views.decorators.vary import vary_on_headers
 
 from designer.authoring import canvas as design
 from designer.authoring.forms import OperationForm, activity_ui, timezone_names
-from designer.authoring.validation import operation_problems
+from designer.authoring.rules import operation_problems
 from designer.models import Membership, Operation, Role
 from designer.running import preview
 from designer.teams.access import get_membership, get_operation
-from designer.web.canvas import designer_url, editor, run_enabled
+from designer.web.canvas import designer_url, editor
 
 TEMPLATE = "designer/canvas/operation.html"
 
@@ -47,7 +47,6 @@ def _page(request: HttpRequest, membership: Membership, operation: Operation, fo
         "operation": operation,
         "form": form,
         "can_edit": membership.has_role(Role.EDITOR),
-        "run_enabled": run_enabled(membership.team.slug),
         "problems": operation_problems(operation),
         "source_fields": _source_fields(operation),
         "timezones": timezone_names(),
@@ -117,6 +116,7 @@ def _latest(operation: Operation) -> dict[str, Any]:
     return {"message_choices": choices + found, "messages_error": note}
 
 
+@vary_on_headers("HX-Request")
 def operation_messages(request: HttpRequest, team: str, operation: int) -> HttpResponse:
     """The latest messages of the source, for the preview's choice (read only, nothing marked)."""
     membership = editor(request, team)
@@ -126,6 +126,7 @@ def operation_messages(request: HttpRequest, team: str, operation: int) -> HttpR
     return render(request, f"{TEMPLATE}#message_choice", {"operation": operation_obj, **_latest(operation_obj)})
 
 
+@vary_on_headers("HX-Request")
 @require_POST
 def operation_preview(request: HttpRequest, team: str, operation: int) -> HttpResponse:
     """The message the operation would send for the chosen record, with what is in the form now."""

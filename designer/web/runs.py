@@ -21,7 +21,9 @@ from django_htmx.http import HttpResponseStopPolling
 
 from designer.authoring import projectfile
 from designer.history import chart as charts
+from designer.history import health
 from designer.history import queries as history
+from designer.history.filters import HistoryFilterForm
 from designer.models import Membership, Project, Role, Run, RunRecord
 from designer.running import runs
 from designer.teams import audit
@@ -152,13 +154,14 @@ def record_replay(request: HttpRequest, team: str, run: int, record: int) -> Htt
 
 
 def _history_scope(request: HttpRequest, team: str, project: int | None) -> tuple[Membership, Project | None,
-                                                                                 history.HistoryFilterForm]:
+                                                                                 HistoryFilterForm]:
     membership = get_membership(request, team)
     project_obj = get_project(membership, project) if project else None
-    form = history.HistoryFilterForm(request.GET, team=membership.team, project=project_obj)
+    form = HistoryFilterForm(request.GET, team=membership.team, project=project_obj)
     return membership, project_obj, form
 
 
+@vary_on_headers("HX-Request")
 @vary_on_headers("HX-Request")
 def run_list(request: HttpRequest, team: str, project: int | None = None) -> HttpResponse:
     """The history of the team's (or one project's) runs.
@@ -191,7 +194,7 @@ def run_list(request: HttpRequest, team: str, project: int | None = None) -> Htt
     if request.htmx:
         part = "table" if request.htmx.target == "runs-table" else "history"
         return render(request, f"{template}#{part}", context)
-    context["alarms"] = [a for a in history.team_sources(membership.team) if a.health.alarm]
+    context["alarms"] = [a for a in health.team_sources(membership.team) if a.health.alarm]
     return render(request, template, context)
 
 
@@ -216,6 +219,7 @@ def _chart_series(days: list[history.DayCounts]) -> tuple[charts.Chart, charts.C
     return runs_chart, messages_chart
 
 
+@vary_on_headers("HX-Request")
 @vary_on_headers("HX-Request")
 def run_chart(request: HttpRequest, team: str, project: int | None = None) -> HttpResponse:
     """The chart of the last 30 days, loaded beside the table so paging never recomputes it.

@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from designer.history import health
 from designer.history import queries as history
 from designer.models import Activity, Connection, Operation, Project, Run
 from tests.web.helpers import make_connection
@@ -218,7 +219,7 @@ def source(project):
 
 
 def _health(activity):
-    return history.attach_health([Activity.objects.get(pk=activity.pk)])[0].health
+    return health.attach_health([Activity.objects.get(pk=activity.pk)])[0].health
 
 
 def test_a_source_is_failing_when_its_last_poll_failed(source):
@@ -240,7 +241,7 @@ def test_a_scheduled_source_stalls_after_three_missed_polls(source, project):
 def test_a_cron_schedule_counts_by_its_period(project, source):
     operation = Operation(project=project, name="Hourly", source=source, schedule="cron", cron="15 * * * *",
                           timezone="Europe/Paris")
-    assert history.schedule_period(operation) == timedelta(hours=1)
+    assert health.schedule_period(operation) == timedelta(hours=1)
 
 
 def test_an_unscheduled_source_stalls_after_a_day_once_it_has_run(source):

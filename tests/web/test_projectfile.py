@@ -5,7 +5,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from designer.authoring import projectfile
-from designer.authoring.validation import operation_problems
+from designer.authoring.rules import operation_problems
 from designer.models import AuditEntry, Connection, Operation, Project, Team
 
 SPEC_FILE = {
