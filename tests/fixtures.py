@@ -1,4 +1,5 @@
-"""Django-side fixtures: ready users of each role in one team, and a logged-in client per role."""
+"""Django-side fixtures: ready users of each role in one team, a logged-in client per role, and the
+in-memory connector's world with an operation on it (the engine's tests)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from designer.models import Membership, Project, Role, Team
+from designer.models import Activity, Connection, Membership, Operation, Project, Role, Run, Team
+from tests import fakes
 
 PASSWORD = "correct horse battery staple"
 
@@ -69,3 +71,32 @@ def bob_client(bob) -> Client:
 @pytest.fixture
 def charlie_client(charlie) -> Client:
     return _client_for(charlie)
+
+
+# The in-memory connector's world, an operation on it, and one run of it (the engine's tests).
+@pytest.fixture
+def world():
+    fakes.WORLD = fakes.FakeWorld()
+    return fakes.WORLD
+
+
+@pytest.fixture
+def operation(project, world) -> Operation:
+    connection = Connection.objects.create(team=project.team, project=project, name="Fake", connector="fake")
+    source = Activity.objects.create(project=project, connection=connection, type="fake_read", name="Read")
+    target = Activity.objects.create(project=project, connection=connection, type="fake_write", name="Write")
+    return Operation.objects.create(
+        project=project, name="Forward", source=source, target=target, retry_backoff_seconds=0,
+        mapping={"to": "helpdesk@example.com", "subject": "Fwd: {{ subject }}", "text": "{{ text }}"},
+    )
+
+
+@pytest.fixture
+def run_once(operation):
+    from designer.running import runs
+
+    def run(op=None, **fields) -> Run:
+        created = Run.objects.create(operation=op or operation, trigger=Run.Trigger.COMMAND, **fields)
+        return runs.execute(created.pk)
+
+    return run

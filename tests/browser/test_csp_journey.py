@@ -8,7 +8,7 @@ from django.test import Client
 from playwright.sync_api import Page, expect
 
 from designer.running.preview import sandboxed_document
-from tests.web.helpers import make_connection
+from tests.helpers import make_connection
 
 # The browser reports each blocked script, style or handler on the console, and as a DOM event.
 RECORD_VIOLATIONS = """

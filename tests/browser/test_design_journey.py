@@ -5,9 +5,8 @@ import re
 from playwright.sync_api import expect
 
 from tests.browser.conftest import screenshot
-from tests.delivery.helpers import message
+from tests.helpers import make_connection, message, real_server_config
 from tests.servers.fixtures import IMAP_PASSWORD
-from tests.web.helpers import make_connection, real_server_config
 
 
 def test_it_designs_an_operation_and_previews_a_real_message(login, live_server, bob, charlie, team, project,

@@ -22,8 +22,8 @@ from designer import demo
 from designer.models import Operation, Project, Run
 from designer.running import engine
 from tests.browser.conftest import SCREENSHOTS, screenshot
-from tests.delivery.helpers import import_project, message, project_file, smtp_with_auth
 from tests.fixtures import PASSWORD
+from tests.helpers import import_project, message, project_file, smtp_with_auth
 
 # What a queued run shows before the "worker" picks it up, long enough to be seen polling.
 WORKER_DELAY = 1.5

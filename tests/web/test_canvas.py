@@ -3,21 +3,17 @@
 from datetime import timedelta
 
 import pytest
-from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from designer.models import Activity, AuditEntry, Operation, Project, Workflow
-from tests.delivery.helpers import message
+from tests.helpers import make_connection, message, real_server_config, url
 from tests.servers.fixtures import IMAP_PASSWORD
-from tests.web.helpers import make_connection, real_server_config
 
 HX = {"HTTP_HX_REQUEST": "true"}
 MAPPING = {"to": "helpdesk@example.com", "subject": "Fwd: {{ subject }}"}
 
 
-def url(name, team, **kwargs):
-    return reverse(name, kwargs={"team": team.slug, **kwargs})
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from designer.models import Membership, Team
-from tests.web.helpers import make_connection
+from tests.helpers import make_connection
 
 
 def test_it_adds_a_member_creating_the_team(db, capsys):

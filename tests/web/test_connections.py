@@ -1,7 +1,7 @@
 from django.urls import reverse
 
 from designer.models import Activity, AuditEntry, Connection
-from tests.web.helpers import form_data, make_connection
+from tests.helpers import form_data, make_connection
 
 
 def _create_url(team, project=None):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from tests.web.helpers import make_connection
+from tests.helpers import make_connection
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 

@@ -8,18 +8,14 @@ from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
 from django.utils import timezone
 
 from designer.history import health
 from designer.history import queries as history
 from designer.models import Activity, Connection, Operation, Project, Run
-from tests.web.helpers import make_connection
+from tests.helpers import make_connection
+from tests.helpers import url as _url
 from tests.web.test_projectfile import SPEC_FILE
-
-
-def _url(name, team, **kwargs):
-    return reverse(name, kwargs={"team": team.slug, **kwargs})
 
 
 @pytest.fixture(autouse=True)

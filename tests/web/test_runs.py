@@ -4,18 +4,14 @@ import socket
 
 import pytest
 from django.core.management import call_command
-from django.urls import reverse
 
 from designer import demo
 from designer.models import AuditEntry, Connection, Operation, Project, Run, RunLog, RunRecord, Team
-from tests.engine import conftest as engine
+from tests.helpers import url as _url
 
 # The engine suite's fixtures: an operation on the in-memory connector and its world.
-world, operation, run_once = engine.world, engine.operation, engine.run_once
 
 
-def _url(name, team, **kwargs):
-    return reverse(name, kwargs={"team": team.slug, **kwargs})
 
 
 def _run_now(client, team, operation, callbacks, **headers):

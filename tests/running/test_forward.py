@@ -4,7 +4,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from tests.delivery.helpers import import_project, message, project_file
+from tests.helpers import import_project, message, project_file
 
 
 def _run(capsys) -> tuple[int, str]:

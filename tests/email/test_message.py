@@ -16,7 +16,7 @@ from connectors.email.message.build import InvalidMessage, OutgoingMessage, buil
 from connectors.email.message.html import html_to_text
 from connectors.email.message.parse import RECORD_KEYS, parse_message
 from connectors.email.message.setaside import StreamedMessage
-from tests.unit import hostile_mail as hostile
+from tests.email import hostile_mail as hostile
 
 
 def parse(raw: bytes, **options: object) -> dict:

@@ -16,8 +16,9 @@ import pytest
 from connectors.email.activities import MB
 from connectors.email.imap import GuardedIMAPClient
 from designer.models import LedgerEntry, Run, RunRecord
-from tests.delivery.helpers import message
-from tests.delivery.test_faults import (
+from tests.email import hostile_mail as hostile
+from tests.helpers import message
+from tests.running.test_faults import (
     MAPPING,
     assert_exactly_once,
     run_inline,
@@ -26,7 +27,6 @@ from tests.delivery.test_faults import (
     source_messages,
     source_of,
 )
-from tests.unit import hostile_mail as hostile
 
 # name -> raw message; each gets a Message-ID of its own (below) so its copy can be traced.
 HOSTILE: dict[str, Callable[[], bytes]] = {

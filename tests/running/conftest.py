@@ -1,6 +1,6 @@
 import pytest
 
-from tests.delivery.helpers import smtp_with_auth
+from tests.helpers import smtp_with_auth
 
 
 @pytest.fixture

@@ -39,7 +39,8 @@ import redis
 from designer.celery import app
 from designer.models import LedgerEntry, Operation, Run, RunRecord
 from designer.running.runs import execute_run
-from tests.delivery.test_faults import (
+from tests.helpers import database_url
+from tests.running.test_faults import (
     assert_exactly_once,
     ids,
     questions,
@@ -48,7 +49,6 @@ from tests.delivery.test_faults import (
     setup_operation,
     source_of,
 )
-from tests.integration.test_worker import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/14"

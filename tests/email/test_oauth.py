@@ -24,11 +24,11 @@ from connectors.email.oauth import access_token
 from connectors.email.smtp import open_smtp
 from connectors.email.source import EmailSource
 from connectors.email.target import EmailTarget
+from tests.helpers import oauth_server_config
 from tests.servers.dovecot import Dovecot, free_port
 from tests.servers.fixtures import OAUTH_PASSWORD, OAUTH_USER, SMTPFactory
 from tests.servers.idp import CLIENT_SECRET, IdentityProvider
 from tests.servers.smtp import SMTPServer
-from tests.web.helpers import oauth_server_config
 
 MESSAGE = b"From: a@example.test\r\nTo: alice@contoso.test\r\nSubject: OAuth\r\n\r\nBody.\r\n"
 

@@ -19,12 +19,11 @@ from django.urls import reverse
 
 from designer.crypto import decrypt_secrets
 from designer.models import Activity, AuditEntry, Connection, Run
-from tests.delivery.helpers import message, project_file
-from tests.integration.test_secret_canary import _database_bytes
+from tests.helpers import message, oauth_server_config, project_file
 from tests.servers.dovecot import free_port
 from tests.servers.fixtures import OAUTH_PASSWORD, OAUTH_USER
 from tests.servers.idp import CLIENT_ID, CLIENT_SECRET
-from tests.web.helpers import oauth_server_config
+from tests.web.test_secret_canary import _database_bytes
 
 LITERAL_SECRET = "literal-client-secret-5d0e"
 

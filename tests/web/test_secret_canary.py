@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from designer.celery import app
 from designer.models import Connection
-from tests.web.helpers import form_data
+from tests.helpers import form_data
 
 CANARY = "canary-Pa55-7f3e9b21"
 
@@ -126,7 +126,7 @@ def test_it_keeps_the_client_secret_refresh_token_and_cached_tokens_out_of_every
     monkeypatch,
 ):
     """An OAuth connection made in the browser, signed in with Microsoft, tested through the broker and inline."""
-    from tests.integration.test_oauth_connection import _follow_authorize
+    from tests.email.test_oauth_connection import _follow_authorize
     from tests.servers.idp import CLIENT_ID
 
     caplog.set_level(logging.DEBUG)

@@ -27,7 +27,7 @@ import pytest
 from connectors.email.message.parse import parse_message
 from designer.models import LedgerEntry, Operation, Run, RunRecord
 from designer.running import engine, ledger
-from tests.delivery.helpers import import_project, message, project_file
+from tests.helpers import import_project, message, project_file
 from tests.servers.dovecot import Dovecot, Mailbox
 from tests.servers.smtp import FaultReply, ReceivedMessage, SMTPServer
 

@@ -8,8 +8,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from designer.models import AuditEntry, Connection
+from tests.helpers import real_server_config
 from tests.servers.fixtures import IMAP_PASSWORD
-from tests.web.helpers import real_server_config
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from connectors.email.activities import parse_send_settings
 from connectors.email.config import EmailConfig
 from connectors.email.errors import translated
 from connectors.email.target import EmailTarget
-from tests.integration.test_email_source_target import smtp_config
+from tests.email.test_source_target import smtp_config
 from tests.servers.smtp import SMTPServer
 
 RECORD = {"from": "desk@example.com", "to": "help@example.com", "subject": "Ticket", "text": "Hello"}

@@ -14,7 +14,7 @@ from connectors.email.errors import check_secrets
 from connectors.email.forms import EmailConnectionForm
 from connectors.email.oauth import OAuthSettings, split_authority, xoauth2
 from connectors.email.oauth_http import GuardedHTTP
-from tests.web.helpers import form_data
+from tests.helpers import form_data
 
 TENANT = "7d1c2b3a-0000-4000-8000-00000000abcd"
 CLIENT = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"

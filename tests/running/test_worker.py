@@ -12,25 +12,17 @@ from pathlib import Path
 
 import pytest
 import redis
-from django.db import connection as db_connection
 
 from designer.celery import app
 from designer.models import ConnectionCheck
 from designer.running.tasks import check_connection
+from tests.helpers import database_url, make_connection, real_server_config
 from tests.servers.fixtures import IMAP_PASSWORD
-from tests.web.helpers import make_connection, real_server_config
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
-def database_url() -> str:
-    """The URL of the database this test process uses, for the worker to share."""
-    settings = db_connection.settings_dict
-    if db_connection.vendor == "sqlite":
-        return f"sqlite:///{settings['NAME']}"
-    user = settings["USER"] or "postgres"
-    return f"postgres://{user}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{settings['NAME']}"
 
 
 @pytest.fixture
