@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from connectors.base import activity_ui
 from designer.authoring import canvas as design
-from designer.authoring.rules import parse_options
+from designer.authoring.rules import chain_cycle, describe_cycle, parse_options
 from designer.models import Activity, Operation, Project, Workflow
 from designer.models.operations import MAX_DEBUG_AHEAD
 from designer.running.mapping import check_condition, check_template
@@ -254,12 +254,23 @@ class OperationForm(forms.Form):
             self.add_error("condition", message)
         if not any(name in self.errors for name in _OPTION_FIELDS):
             self._parse_options(cleaned, mapping, condition)
+        self._check_chain(cleaned)
         notify = cleaned.get("notify")
         if notify and notify != Operation.Notify.NEVER:
             if not cleaned.get("notify_activity"):
                 self.add_error("notify_activity", "Choose the Send Email activity that sends the notification.")
             self._check_addresses(cleaned.get("notify_to", ""))
         return cleaned
+
+    def _check_chain(self, cleaned: dict[str, Any]) -> None:
+        """Refuse on-success / on-failure links that would chain runs in a loop, naming it."""
+        links = {op.name: (op.on_success.name if op.on_success else None, op.on_failure.name if op.on_failure else None)
+                 for op in self.operation.project.operations.select_related("on_success", "on_failure")}
+        chosen = (cleaned.get("on_success"), cleaned.get("on_failure"))
+        links[self.operation.name] = tuple(op.name if op else None for op in chosen)
+        cycle = chain_cycle(links, self.operation.name)
+        if cycle:
+            self.add_error("on_success" if cleaned.get("on_success") else "on_failure", describe_cycle(cycle))
 
     def _parse_options(self, cleaned: dict[str, Any], mapping: dict[str, Any], condition: str) -> None:
         schedule: dict[str, Any] | None = None

@@ -20,7 +20,7 @@ from django.db import transaction
 from connectors.base import ConfigError, connector_for_activity, get_connector
 from designer.authoring import connection_store
 from designer.authoring import rules as operation_spec
-from designer.authoring.rules import operation_problems
+from designer.authoring.rules import chain_cycle, describe_cycle, operation_problems
 from designer.models import Activity, Connection, Operation, Project, Team, Workflow, validate_object_name
 from designer.running import schedules
 from designer.teams import audit
@@ -212,6 +212,13 @@ def _plan_operations(data: Mapping[str, Any], activity_names: set[str], errors: 
         refs["notify"] = notify
         planned.append({"path": path, "name": name, "refs": refs,
                         "fields": operation_spec.parse_options(errors, path, entry)})
+    links = {entry["name"]: (entry["refs"]["on_success"], entry["refs"]["on_failure"]) for entry in planned}
+    reported: set[str] = set()
+    for entry in planned:
+        cycle = chain_cycle(links, entry["name"])
+        if cycle and not reported & set(cycle):
+            reported |= set(cycle)
+            errors.append(f"{entry['path']}: {describe_cycle(cycle)}")
     return planned
 
 

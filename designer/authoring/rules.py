@@ -6,7 +6,7 @@ Validation collects every problem with its path, like the connection settings do
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -186,3 +186,32 @@ def mapping_problems(mapping: dict[str, Any], condition: str, source: Activity |
         problems += [f"condition: {p.message}" for p in check_condition(condition, known or ("vars",))
                      if known is not None or not p.unknown_name]
     return problems
+
+
+def chain_cycle(links: Mapping[str, Iterable[str | None]], start: str) -> list[str] | None:
+    """The first loop of on-success / on-failure links that ``start`` runs into, as names
+    (``["A", "B", "A"]``), or None: a loop would chain runs forever."""
+    path: list[str] = []
+    on_path: set[str] = set()
+    done: set[str] = set()
+
+    def visit(name: str) -> list[str] | None:
+        path.append(name)
+        on_path.add(name)
+        for follow in sorted(f for f in links.get(name, ()) if f):
+            if follow in on_path:
+                return path[path.index(follow):] + [follow]
+            if follow not in done:
+                found = visit(follow)
+                if found:
+                    return found
+        path.pop()
+        on_path.discard(name)
+        done.add(name)
+        return None
+
+    return visit(start)
+
+
+def describe_cycle(cycle: list[str]) -> str:
+    return "on success / on failure would run in a loop: " + " → ".join(cycle)

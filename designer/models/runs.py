@@ -74,6 +74,12 @@ class LedgerEntry(models.Model):
         FAILED = "failed", "Failed permanently"  # refused by the target; only a replay sends it again
         SKIPPED = "skipped", "Skipped"  # by the condition, or unreadable
         RETRY = "retry", "Transient failure"  # to be tried again by a later run
+        # Sent, but no reply after the final dot: never resent in the same run, and later only
+        # under the same Message-ID.
+        IN_DOUBT = "in_doubt", "In doubt"
+        # Failed for a reason of its own (its content, the mapping) in QUARANTINE_RUNS runs: kept
+        # aside with the reason so the mailbox keeps flowing; a replay sends it after a fix.
+        QUARANTINED = "quarantined", "Quarantined"
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="+")
     scope = models.CharField(max_length=500)
@@ -86,6 +92,8 @@ class LedgerEntry(models.Model):
     reply = models.TextField(blank=True)
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Runs in which this message failed for a reason of its own (see State.QUARANTINED).
+    poison_runs = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -111,6 +119,8 @@ class RunRecord(models.Model):
         SKIPPED = "skipped", "Skipped"
         FAILED = "failed", "Failed"
         RETRY = "retry", "Will retry"
+        IN_DOUBT = "in_doubt", "In doubt"
+        QUARANTINED = "quarantined", "Quarantined"
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="records")
     ledger = models.ForeignKey(LedgerEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="records")

@@ -81,6 +81,8 @@ class RunContext:
         self.last_cancel_check = time.monotonic()
         self.debug = bool(self.operation.debug_until and self.operation.debug_until > timezone.now())
         self.unacknowledged = 0
+        self.in_doubt = 0  # messages sent without a reply to their end: resent by a later run
+        self.resent_in_doubt = 0  # messages in doubt from an earlier run that this one sends again
         self.pending: dict[str, int] = {}
         self.last_flush = time.monotonic()
 

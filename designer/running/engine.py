@@ -43,7 +43,7 @@ def _final_status(ctx: RunContext) -> str:
     ctx.flush_counts()
     run = ctx.run
     if run.failed_count == 0:
-        return Run.Status.SUCCEEDED
+        return Run.Status.PARTIAL if ctx.in_doubt else Run.Status.SUCCEEDED
     if run.sent_count > 0 or run.skipped_count > 0:
         return Run.Status.PARTIAL
     return Run.Status.FAILED
@@ -151,5 +151,8 @@ def _execute(ctx: RunContext) -> None:
 def _summary_line(ctx: RunContext) -> str:
     ctx.flush_counts()
     run = ctx.run
+    doubt = f", {ctx.in_doubt} in doubt (no reply after the end of the message)" if ctx.in_doubt else ""
+    if ctx.resent_in_doubt:
+        doubt += f", {ctx.resent_in_doubt} in doubt resent with the same Message-ID"
     return (f"{run.read_count} read, {run.sent_count} sent, {run.skipped_count} skipped, "
-            f"{run.failed_count} failed")
+            f"{run.failed_count} failed{doubt}")

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from designer.running.acks import PendingAck
     from designer.running.pipeline import Ready
 
+# Runs in which a message may fail for a reason of its own before it is quarantined.
+QUARANTINE_RUNS = 3
 # Ledger look-ups are chunked to stay under SQLite's limit on query parameters.
 LOOKUP_CHUNK = 500
 
@@ -113,14 +115,29 @@ class Ledger:
         )
 
     def fail(self, key: SourceKey, row: LedgerEntry | None, summary: dict[str, str], error: str,
-              transient: bool, rendered: dict[str, Any] | None = None) -> None:
+              transient: bool, rendered: dict[str, Any] | None = None, poison: bool = False) -> None:
+        """Record a failure. ``poison``: it is about this message (its content, the mapping), so after
+        ``QUARANTINE_RUNS`` runs it is quarantined instead of blocking every later run."""
         state = LedgerEntry.State.RETRY if transient else LedgerEntry.State.FAILED
         status = RunRecord.Status.RETRY if transient else RunRecord.Status.FAILED
+        poison_runs = (row.poison_runs if row is not None else 0) + (1 if poison else 0)
+        if poison and poison_runs >= QUARANTINE_RUNS:
+            state, status = LedgerEntry.State.QUARANTINED, RunRecord.Status.QUARANTINED
+            error = f"quarantined after failing in {poison_runs} runs: {error}"
         with transaction.atomic():
-            row = self.save_row(key, row, state, error=error)
+            row = self.save_row(key, row, state, error=error, poison_runs=poison_runs)
             self.record(key, row, summary, status, error, rendered)
         self.ctx.bump(failed_count=1)
         self.ctx.log(f"{summary.get('subject')!r}: {error}", "error")
+
+    def doubt(self, key: SourceKey, row: LedgerEntry, summary: dict[str, str], error: str,
+              rendered: dict[str, Any] | None = None) -> None:
+        """Sent, outcome unknown: never sent again in this run; a later one resends it under the same Message-ID."""
+        with transaction.atomic():
+            row = self.save_row(key, row, LedgerEntry.State.IN_DOUBT, error=error)
+            self.record(key, row, summary, RunRecord.Status.IN_DOUBT, error, rendered)
+        self.ctx.in_doubt += 1
+        self.ctx.log(f"{summary.get('subject')!r}: {error} — in doubt, not sent again in this run", "error")
 
     def mark_sending(self, ready: Ready) -> LedgerEntry:
         attempts_so_far = ready.row.attempts if ready.row else 0

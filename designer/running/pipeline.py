@@ -6,6 +6,7 @@ messages (the lookahead queue); the ledger order holds per message (see the READ
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,12 +15,23 @@ from typing import Any
 
 from django.db import transaction
 
-from connectors.base import ConnectionFailed, ConnectorError, Delivery, Prepared, SourceItem, SourceKey
+from connectors.base import (
+    ConnectionFailed,
+    ConnectorError,
+    Delivery,
+    OutcomeUnknown,
+    Prepared,
+    SourceItem,
+    SourceKey,
+    is_stop_exception,
+)
 from designer.models import LedgerEntry, RunRecord
 from designer.running.acks import Acknowledgements, PendingAck
 from designer.running.context import Endpoint, RunAborted, RunContext, fault_point
 from designer.running.ledger import Ledger, delivered_elsewhere, ledger_rows
 from designer.running.transform import transform
+
+log = logging.getLogger(__name__)
 
 # How many consecutive transient target failures end a run early: the target is down, and
 # trying every remaining message would only delay the next run.
@@ -29,6 +41,8 @@ TRANSIENT_STREAK_LIMIT = 3
 # Memory then holds one large message, never two.
 LOOKAHEAD_MAX_MESSAGES = 8
 LOOKAHEAD_MAX_BYTES = 256 * 1024
+# Rows a later run delivers (again): never sent, maybe sent (under the Message-ID they keep), or failed for now.
+RESEND_STATES = (LedgerEntry.State.SENDING, LedgerEntry.State.RETRY, LedgerEntry.State.IN_DOUBT)
 
 
 @dataclass
@@ -105,9 +119,11 @@ class Pipeline:
             row = rows.get((key.scope, key.epoch, key.position))
             if self.replay is not None:
                 if row is not None and row.pk == self.replay.ledger_id:
+                    if row.state in (LedgerEntry.State.SENT, LedgerEntry.State.ACKNOWLEDGED):
+                        raise RunAborted("the message to replay was delivered meanwhile; it is not sent again")
                     deliver.append(key)
                 continue
-            if row is None or row.state in (LedgerEntry.State.SENDING, LedgerEntry.State.RETRY):
+            if row is None or row.state in RESEND_STATES:
                 deliver.append(key)
             elif row.state == LedgerEntry.State.SENT:
                 acknowledge_only.append((key, row))
@@ -118,6 +134,12 @@ class Pipeline:
             self.ctx.checkpoint()
             self.acks.add(PendingAck(key, row, earlier=True), self.settings.after_read)
 
+        states = {key: getattr(rows.get((key.scope, key.epoch, key.position)), "state", None) for key in deliver}
+        doubtful = [key for key, state in states.items() if state == LedgerEntry.State.IN_DOUBT]
+        if doubtful:
+            self.ctx.resent_in_doubt = len(doubtful)
+            self.ctx.log(f"{len(doubtful)} in doubt from an earlier run (no reply after its end): "
+                         "resent with the same Message-ID, so receivers that deduplicate drop the copy")
         limit = self.settings.max_messages
         if len(deliver) > limit:
             self.ctx.log(f"{len(deliver)} messages waiting; this run takes the oldest {limit}")
@@ -226,12 +248,21 @@ class Pipeline:
         # A message left in "sending", or failed with an unknown outcome (connection lost at the end of
         # DATA), may have been delivered: send it again under the same Message-ID.
         reuse = row.out_message_id if row is not None and row.state in (
-            LedgerEntry.State.SENDING, LedgerEntry.State.RETRY) else None
-        result = transform(ctx.operation, item.record, self.target, apply_condition=self.replay is None,
-                           message_id=reuse or None)
+            *RESEND_STATES,) else None
+        try:
+            result = transform(ctx.operation, item.record, self.target, apply_condition=self.replay is None,
+                               message_id=reuse or None)
+        except Exception as exc:  # noqa: BLE001 - a bug that only this message triggers must not block the rest
+            if is_stop_exception(exc):
+                raise
+            log.exception("transforming message %s failed", item.key.position)
+            self.ledger.fail(item.key, row, summary, f"unexpected {type(exc).__name__}: {exc}", transient=True,
+                             poison=True)
+            return None
         if result.error:
-            # Later runs try again, so fixing the mapping (or the condition) is enough.
-            self.ledger.fail(item.key, row, summary, result.error, transient=True)
+            # Later runs try again, so fixing the mapping (or the condition) is enough; a message that
+            # keeps failing is quarantined so that the others go on.
+            self.ledger.fail(item.key, row, summary, result.error, transient=True, poison=True)
             return None
         if result.holds is False:
             self._skip(item.key, row, summary, "the condition is false", acknowledge=True)
@@ -310,6 +341,10 @@ class Pipeline:
         for attempt in range(attempts):
             try:
                 delivery = future.result() if future is not None else self.target.write(ready.prepared)
+            except OutcomeUnknown as exc:
+                self.transient_streak += 1  # a server that keeps not answering stops the run like one that fails
+                self.ledger.doubt(ready.key, flight.row, ready.summary, str(exc), rendered=ready.prepared.record)
+                return None
             except ConnectionFailed as exc:
                 self.ledger.fail(ready.key, flight.row, ready.summary, f"not sent: {exc}", transient=True)
                 raise RunAborted(f"the target is unavailable: {exc}") from None

@@ -12,12 +12,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from connectors.base import ConfigError, ConnectorError
-from designer.models import Operation, Run, RunLog, RunRecord
+from designer.models import LedgerEntry, Operation, Run, RunLog, RunRecord
 from designer.running import engine, leases
 from designer.teams import audit
 
 # Records a person may send again on purpose.
-REPLAYABLE = (RunRecord.Status.FAILED, RunRecord.Status.SKIPPED, RunRecord.Status.RETRY)
+REPLAYABLE = (RunRecord.Status.FAILED, RunRecord.Status.SKIPPED, RunRecord.Status.RETRY,
+              RunRecord.Status.QUARANTINED)
+# Chained runs in a row after which no more are started: loops are refused where they are made,
+# this stops one that slipped through (operations edited while runs were queued).
+MAX_CHAIN_DEPTH = 20
 # How long past its timeout a run may stay "running" before the reaper calls its worker lost.
 STALE_GRACE = timedelta(minutes=10)
 
@@ -49,11 +53,24 @@ def after_run(run: Run) -> None:
     operation = run.operation
     follow = operation.on_success if run.status == Run.Status.SUCCEEDED else operation.on_failure
     if follow is not None and run.status != Run.Status.CANCELLED and follow.project_id == operation.project_id:
-        start(follow, Run.Trigger.CHAINED, parent=run)
+        if _chain_depth(run) >= MAX_CHAIN_DEPTH:
+            RunLog.objects.create(run=run, level="error", text=(
+                f"{follow.name} not started: {MAX_CHAIN_DEPTH} chained runs in a row (a loop of on success / "
+                "on failure?)"))
+        else:
+            start(follow, Run.Trigger.CHAINED, parent=run)
     if operation.notify == Operation.Notify.ALWAYS or (
         operation.notify == Operation.Notify.FAILURE and run.status in (Run.Status.FAILED, Run.Status.PARTIAL)
     ):
         notify(run)
+
+
+def _chain_depth(run: Run) -> int:
+    depth = 0
+    while run.trigger == Run.Trigger.CHAINED and run.parent_id is not None and depth < MAX_CHAIN_DEPTH:
+        run = Run.objects.only("trigger", "parent_id").get(pk=run.parent_id)
+        depth += 1
+    return depth
 
 
 class ReplayRefused(Exception):
@@ -81,10 +98,26 @@ def replay(record: RunRecord, user: Any = None) -> Run:
         raise ReplayRefused("only a failed or skipped message can be replayed")
     if record.ledger_id is None:
         raise ReplayRefused("this message has no ledger entry to replay")
+    if RunRecord.objects.filter(pk=record.pk, replayed=True).exists():
+        raise ReplayRefused("this message was replayed already")
+    delivered = _delivered(record.ledger_id)
+    if delivered is not None:
+        raise ReplayRefused(delivered)
     # The conditional update makes "once" hold even when two people press Replay together.
     if not RunRecord.objects.filter(pk=record.pk, replayed=False).update(replayed=True):
         raise ReplayRefused("this message was replayed already")
     return start(record.run.operation, Run.Trigger.REPLAY, parent=record.run, user=user, replay_of=record)
+
+
+def _delivered(ledger_id: int) -> str | None:
+    """Why a message may not be replayed because a later run delivered it, or None."""
+    row = LedgerEntry.objects.filter(pk=ledger_id).first()
+    if row is None or row.state not in (LedgerEntry.State.SENT, LedgerEntry.State.ACKNOWLEDGED):
+        return None
+    sent = RunRecord.objects.filter(ledger_id=ledger_id, status=RunRecord.Status.SENT).order_by("-pk").first()
+    when = timezone.localtime(sent.created_at if sent else row.updated_at).strftime("%Y-%m-%d %H:%M")
+    where = f" in run #{sent.run_id}" if sent else ""
+    return f"this message was delivered on {when}{where}; it is not sent again"
 
 
 def cancel(run: Run) -> None:

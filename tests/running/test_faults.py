@@ -295,22 +295,28 @@ def test_it_records_a_5xx_as_failed_with_the_reply_and_never_resends_it(transact
     assert "<q3@example.org>" not in {source_of(m) for m in smtp.messages}
 
 
-def test_it_reconnects_after_a_dropped_connection_and_delivers_within_the_retries(transactional_db, dovecot, mailbox,
-                                                                                   smtp, tmp_path, monkeypatch):
+def test_a_message_in_doubt_is_never_resent_in_the_same_run_and_later_keeps_its_message_id(
+        transactional_db, dovecot, mailbox, smtp, tmp_path, monkeypatch):
+    # The rig drops the connection after the final dot: the outcome is unknown (a real server may have
+    # stored the message), so retrying at once would risk a duplicate nobody sees.
     operation = setup_operation(tmp_path, monkeypatch, dovecot, smtp, retries=2)
     seed(mailbox, questions(range(5)))
     smtp.drop_next(1)
 
-    run = run_inline(operation)
+    first = run_inline(operation)
 
-    assert run.status == Run.Status.SUCCEEDED, run.message
-    # The rig drops before replying: the dropped attempt is not mail the server accepted.
-    dropped = [a for a in smtp.attempts if a.outcome == "dropped"]
-    assert len(dropped) == 1 and len(smtp.messages) == 5
-    # The retry is the same prepared message: a receiver that had taken the first can tell.
-    [again] = [m for m in smtp.messages if source_of(m) == source_of(dropped[0].message)]
-    assert again.message["Message-ID"] == dropped[0].message.message["Message-ID"]
-    assert len(set(smtp.ehlo_names)) == 1 and len(smtp.ehlo_names) == 2  # connected a second time
+    assert first.status == Run.Status.PARTIAL, first.message
+    assert "1 in doubt" in first.message
+    [dropped] = [a for a in smtp.attempts if a.outcome == "dropped"]
+    assert len(smtp.messages) == 4  # not sent again within the run, retries or not
+    assert len(set(smtp.ehlo_names)) == 1 and len(smtp.ehlo_names) == 2  # went on through a new connection
+
+    second = run_inline(operation)
+
+    assert second.status == Run.Status.SUCCEEDED, second.message
+    assert "1 in doubt resent with the same Message-ID" in second.message
+    [again] = [m for m in smtp.messages if source_of(m) == source_of(dropped.message)]
+    assert again.message["Message-ID"] == dropped.message.message["Message-ID"]
     assert set(assert_exactly_once(operation, mailbox, smtp, expected=ids(range(5))).values()) == {"delivered"}
 
 
@@ -323,7 +329,8 @@ def test_it_delivers_a_dropped_message_on_the_next_run_when_retries_are_off(tran
     first = run_inline(operation)
 
     assert first.status == Run.Status.PARTIAL, first.message
-    assert (first.sent_count, first.failed_count) == (4, 1)  # the run went on through a new connection
+    assert (first.sent_count, first.failed_count) == (4, 0)  # the run went on through a new connection
+    assert "1 in doubt" in first.message
     [dropped] = [a for a in smtp.attempts if a.outcome == "dropped"]
     unread = [m.identity for m in source_messages(mailbox, "INBOX") if "\\Seen" not in m.flags]
     assert unread == [source_of(dropped.message)]
@@ -654,3 +661,21 @@ def test_it_delivers_to_each_operation_that_reads_the_same_folder(transactional_
     # And each of them only once.
     assert run_inline(helpdesk).sent_count == 0
     assert run_inline(Operation.objects.get(name="Copy to archive")).sent_count == 0
+
+
+def test_a_server_slower_than_the_read_timeout_at_the_final_dot_gets_each_message_once(
+        transactional_db, dovecot, mailbox, smtp, tmp_path, monkeypatch, settings):
+    """RFC 5321 gives the reply to the end of the data 10 minutes; a 1 s read timeout must not cut it."""
+    settings.MAILWRIGHT_SMTP_DATA_REPLY_TIMEOUT = 10
+    operation = setup_operation(tmp_path, monkeypatch, dovecot, smtp)
+    connection = operation.target.connection
+    connection.config = {**connection.config, "timeouts": {"connect": 3, "read": 1}}
+    connection.save()
+    seed(mailbox, questions(range(3)))
+    smtp.delay_replies(1.5)  # each message stored at once, its 250 only later
+
+    run = run_inline(operation)
+
+    assert run.status == Run.Status.SUCCEEDED, run.message
+    assert run.sent_count == 3
+    assert set(assert_exactly_once(operation, mailbox, smtp, expected=ids(range(3))).values()) == {"delivered"}

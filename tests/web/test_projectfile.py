@@ -204,3 +204,16 @@ def test_it_syncs_a_schedule_to_beat(db, spec_file):
     task = PeriodicTask.objects.get()
     assert task.task == "designer.tasks.run_scheduled"
     assert task.interval.every == 5
+
+
+@pytest.mark.parametrize("links", [{"A": ("A", None)}, {"A": ("B", None), "B": (None, "A")}])
+def test_it_refuses_a_chain_cycle_naming_it(db, links):
+    data = json.loads(json.dumps(SPEC_FILE))
+    base = data["operations"][0]
+    data["operations"] = [{**base, "name": name, "on_success": success, "on_failure": failure}
+                          for name, (success, failure) in links.items()]
+    with pytest.raises(projectfile.ProjectFileError) as exc:
+        projectfile.plan(data, environ={"SUPPORT_PASSWORD": "x"})
+    [error] = [e for e in exc.value.errors if "loop" in e]
+    loop = " → ".join(["A", "A"] if len(links) == 1 else ["A", "B", "A"])
+    assert error == f"operations[0]: on success / on failure would run in a loop: {loop}"
