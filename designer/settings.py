@@ -96,6 +96,9 @@ if MAILWRIGHT_TEAM_CREATION not in ("staff", "anyone"):
     raise ImproperlyConfigured(
         f"MAILWRIGHT_TEAM_CREATION must be staff or anyone, not {MAILWRIGHT_TEAM_CREATION!r}"
     )
+# A run's leases live this long unless its heartbeat renews them (every third of it): how soon a lost
+# worker's run is taken over by its redelivered copy.
+MAILWRIGHT_LEASE_SECONDS = envint("MAILWRIGHT_LEASE_SECONDS", 300)
 # How long the Test button waits for a worker to pick a check up before saying none is running.
 MAILWRIGHT_CHECK_PICKUP_SECONDS = envint("MAILWRIGHT_CHECK_PICKUP_SECONDS", 15)
 

@@ -162,6 +162,9 @@ class Lease(models.Model):
     key = models.CharField(max_length=300, unique=True)
     holder = models.CharField(max_length=200)
     expires_at = models.DateTimeField()
+    # Fencing token: a new value at every acquisition, so a copy of the same run that lost the lease
+    # (redelivered, or stalled past its expiry) cannot write as if it still held it.
+    token = models.CharField(max_length=32, default="")
 
     def __str__(self) -> str:
         return f"{self.key} held by {self.holder}"

@@ -76,8 +76,9 @@ class RunContext:
         self.operation = run.operation
         self.holder = f"run-{run.pk}"
         self.lease_keys: list[str] = []
+        self.token = ""  # the leases' fencing token
+        self.heartbeat: leases.Heartbeat | None = None
         self.deadline = time.monotonic() + self.operation.timeout.total_seconds()
-        self.last_renew = time.monotonic()
         self.last_cancel_check = time.monotonic()
         self.debug = bool(self.operation.debug_until and self.operation.debug_until > timezone.now())
         self.unacknowledged = 0
@@ -114,10 +115,17 @@ class RunContext:
             self.last_cancel_check = now
             if Run.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
                 raise RunAborted("cancelled by a user", Run.Status.CANCELLED)
-        if now - self.last_renew > leases.DEFAULT_TTL.total_seconds() / 3:
-            self.last_renew = now
-            if not leases.renew(self.lease_keys, self.holder):
-                raise RunAborted("lost the run's lease (the worker stalled longer than the lease); stopping")
+        if self.heartbeat is not None and self.heartbeat.lost.is_set():
+            raise RunAborted("lost the run's lease (the worker stalled longer than the lease); stopping")
+
+    def holds_leases(self) -> bool:
+        return leases.holds(self.lease_keys, self.holder, self.token)
+
+    def fence(self) -> None:
+        """Inside the transaction of a write that precedes a side effect: stop unless this run still
+        holds its leases under its token (another copy or run may have taken them)."""
+        if not self.holds_leases():
+            raise RunAborted("lost the run's lease (another run took it); stopping before sending")
 
 
 @contextmanager

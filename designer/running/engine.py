@@ -11,6 +11,7 @@ import os
 import socket
 import time
 from contextlib import ExitStack
+from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -23,6 +24,23 @@ from designer.running.context import RunAborted, RunContext, endpoint, small_pag
 from designer.running.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
+
+# How long a redelivered copy of a run waits for the copy that holds its leases to die (they expire
+# unless a live copy's heartbeat renews them) before it leaves the run to that copy.
+REDELIVERY_WAIT = leases.DEFAULT_TTL + timedelta(seconds=30)
+
+
+def _acquire(ctx: RunContext) -> tuple[str | None, str]:
+    """Take the run's leases. A copy of this very run holding them (a redelivery after its worker was
+    lost, or while it still lives) is waited for until they expire or the run ends."""
+    busy, token = leases.acquire(ctx.lease_keys, ctx.holder)
+    waited_until = time.monotonic() + REDELIVERY_WAIT.total_seconds()
+    while busy is not None and leases.holder_of(busy) == ctx.holder and time.monotonic() < waited_until:
+        time.sleep(min(2.0, REDELIVERY_WAIT.total_seconds()))
+        if Run.objects.filter(pk=ctx.run.pk, status__in=Run.FINISHED).exists():
+            break
+        busy, token = leases.acquire(ctx.lease_keys, ctx.holder)
+    return busy, token
 
 
 def _source_lease(activity: Activity | None) -> list[str]:
@@ -84,9 +102,15 @@ def execute(run_id: int) -> Run:
     operation = run.operation
     source_activity = operation.source
     ctx.lease_keys = [f"operation:{operation.pk}", *_source_lease(source_activity)]
-    busy = leases.acquire(ctx.lease_keys, ctx.holder)
+    busy, ctx.token = _acquire(ctx)
     if busy is not None:
-        _finish(run, Run.Status.CANCELLED, f"not started: {busy} is held by {leases.holder_of(busy) or 'another run'}")
+        holder = leases.holder_of(busy)
+        if holder == ctx.holder:
+            # The broker handed this run out again while a copy of it still runs (and renews its
+            # lease) elsewhere: that copy finishes it; this one sends nothing and changes nothing.
+            log.warning("run %s is still running elsewhere; this copy exits", run.pk)
+            return run
+        _finish(run, Run.Status.CANCELLED, f"not started: {busy} is held by {holder or 'another run'}")
         return run
     try:
         run.status = Run.Status.RUNNING
@@ -102,7 +126,7 @@ def execute(run_id: int) -> Run:
             ctx.flush_counts()
             _finish(run, Run.Status.FAILED, f"stopped by an unexpected error: {type(exc).__name__}: {exc}"[:2000])
     finally:
-        leases.release(ctx.lease_keys, ctx.holder)
+        leases.release(ctx.lease_keys, ctx.holder, ctx.token)
     run.refresh_from_db()
     return run
 
@@ -125,6 +149,7 @@ def _execute(ctx: RunContext) -> None:
             target = stack.enter_context(
                 target_connector.open_target(target_ep.config, target_ep.secrets, target_ep.settings, deadline))
             stack.enter_context(small_page_cache())
+            ctx.heartbeat = stack.enter_context(leases.Heartbeat(ctx.lease_keys, ctx.holder, ctx.token))
             Pipeline(ctx, source_ep, source, target_ep, target, run.replay_of).run()
             _update_health(source_ep.activity, source, "")
         status = _final_status(ctx)

@@ -139,7 +139,11 @@ class Ledger:
         self.ctx.in_doubt += 1
         self.ctx.log(f"{summary.get('subject')!r}: {error} — in doubt, not sent again in this run", "error")
 
-    def mark_sending(self, ready: Ready) -> LedgerEntry:
+    def mark_sending(self, ready: Ready, fenced: bool = True) -> LedgerEntry:
+        """The "sending" row; call inside the transaction that commits it, which it fences (unless the
+        caller checked ``holds_leases`` in that transaction itself)."""
+        if fenced:
+            self.ctx.fence()
         attempts_so_far = ready.row.attempts if ready.row else 0
         return self.save_row(ready.key, ready.row, LedgerEntry.State.SENDING,
                               out_message_id=ready.prepared.message_id, attempts=attempts_so_far + 1)

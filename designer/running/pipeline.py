@@ -323,7 +323,10 @@ class Pipeline:
                 row.save()
                 self.ledger.record(flight.ready.key, row, flight.ready.summary, RunRecord.Status.SENT,
                              rendered=flight.ready.prepared.record)
-            next_row = self.ledger.mark_sending(then) if launch else None
+            # Fenced in this transaction; losing the lease must not roll the "sent" above back.
+            lease_lost = launch and not self.ctx.holds_leases()
+            launch = launch and not lease_lost
+            next_row = self.ledger.mark_sending(then, fenced=False) if launch else None
         if delivery is not None:
             self.ctx.bump(sent_count=1)
             fault_point("after_sent")
@@ -331,6 +334,8 @@ class Pipeline:
             self.acks.add(PendingAck(flight.ready.key, flight.row), self.settings.after_read)
         if then is not None and not launch:
             self._ready.appendleft(then)  # back in line: left for the next run with the rest
+        if lease_lost:
+            raise RunAborted("lost the run's lease (another run took it); stopping before sending")
         return self._launch(then, next_row) if launch else None
 
     def _outcome(self, flight: Flight) -> Delivery | None:

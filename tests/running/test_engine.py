@@ -1,8 +1,11 @@
 """The delivery guarantee, proven on the in-memory connector; the real servers have their own suite."""
 
-import pytest
+from datetime import timedelta
 
-from designer.models import Activity, LedgerEntry, Run, RunRecord
+import pytest
+from django.utils import timezone
+
+from designer.models import Activity, Lease, LedgerEntry, Run, RunRecord
 from designer.running import leases, runs
 
 
@@ -205,7 +208,7 @@ def test_it_takes_at_most_max_messages_oldest_first(world, run_once, operation):
 
 def test_it_refuses_a_second_concurrent_run(world, run_once, operation):
     world.add("m")
-    assert leases.acquire([f"operation:{operation.pk}"], "run-999") is None
+    assert leases.acquire([f"operation:{operation.pk}"], "run-999")[0] is None
     run = run_once()
     assert run.status == "cancelled"
     assert "held by run-999" in run.message
@@ -216,6 +219,8 @@ def test_it_takes_back_its_own_lease_after_a_worker_loss(world, run_once, operat
     world.add("m")
     queued = Run.objects.create(operation=operation, status=Run.Status.RUNNING)
     leases.acquire([f"operation:{operation.pk}"], f"run-{queued.pk}")
+    # The lost worker's heartbeat stopped: its lease expires (on the database's clock).
+    Lease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     from designer.running import acks, context, engine, pipeline  # noqa: F401
 
     run = engine.execute(queued.pk)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from designer.models import LedgerEntry, Operation, Run, RunRecord
+from designer.models import Lease, LedgerEntry, Operation, Run, RunRecord
 from designer.running import runs
 from designer.running.ledger import QUARANTINE_RUNS
 
@@ -75,3 +77,39 @@ def test_chained_runs_stop_at_the_depth_limit(world, run_once, operation, monkey
         run_once()
     assert Run.objects.count() == 4  # the first and three chained
     assert Run.objects.filter(logs__text__contains="chained runs in a row").exists()
+
+
+def test_a_redelivered_run_whose_copy_still_runs_elsewhere_sends_nothing(world, operation, monkeypatch):
+    from designer.running import engine, leases
+
+    monkeypatch.setattr(engine, "REDELIVERY_WAIT", timedelta(seconds=0.3))
+    world.add("m")
+    running = Run.objects.create(operation=operation, status=Run.Status.RUNNING)
+    # The first copy holds the leases and its heartbeat keeps them alive.
+    leases.acquire([f"operation:{operation.pk}"], f"run-{running.pk}")
+
+    copy = engine.execute(running.pk)
+
+    assert copy.status == Run.Status.RUNNING  # left to the copy that runs it
+    assert world.sent == []
+
+
+def test_a_run_that_lost_its_lease_stops_before_sending_more(world, run_once, monkeypatch):
+    from designer.running import pipeline
+
+    for n in range(3):
+        world.add(f"m{n}")
+    original = pipeline.Pipeline._outcome
+
+    def outcome_then_lease_taken(self, flight):
+        delivery = original(self, flight)
+        Lease.objects.update(holder="run-other", token="other")  # another run took over meanwhile
+        return delivery
+
+    monkeypatch.setattr(pipeline.Pipeline, "_outcome", outcome_then_lease_taken)
+
+    run = run_once()
+
+    assert len(world.sent) == 1
+    assert "lost the run's lease" in run.message
+    assert LedgerEntry.objects.filter(state__in=("sent", "acknowledged")).count() == 1

@@ -52,6 +52,7 @@ from tests.running.test_faults import (
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/14"
+LEASE_SECONDS = 15
 VISIBILITY_TIMEOUT = 5  # seconds before Redis hands an unacknowledged task to another worker
 
 pytestmark = pytest.mark.worker
@@ -123,6 +124,8 @@ class Worker:
             "CELERY_BROKER_URL": REDIS_URL,
             "CELERY_TASK_ALWAYS_EAGER": "0",
             "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+            # A killed worker's leases expire soon, so the run's redelivered copy takes over within the test.
+            "MAILWRIGHT_LEASE_SECONDS": str(LEASE_SECONDS),
         }
         env.pop("MAILWRIGHT_FAULT_POINT", None)
         if fault_point:
