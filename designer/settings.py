@@ -96,6 +96,12 @@ if MAILWRIGHT_TEAM_CREATION not in ("staff", "anyone"):
     raise ImproperlyConfigured(
         f"MAILWRIGHT_TEAM_CREATION must be staff or anyone, not {MAILWRIGHT_TEAM_CREATION!r}"
     )
+# RFC 5321 4.5.3.2.6 gives a server 10 minutes to answer the end of a message's data.
+MAILWRIGHT_SMTP_DATA_REPLY_TIMEOUT = envint("MAILWRIGHT_SMTP_DATA_REPLY_TIMEOUT", 600)
+# Structure limits of a message read from a source: past them it is skipped with the reason.
+MAILWRIGHT_MAX_PARTS = envint("MAILWRIGHT_MAX_PARTS", 1000)
+MAILWRIGHT_MAX_HEADERS = envint("MAILWRIGHT_MAX_HEADERS", 1000)
+MAILWRIGHT_MAX_ATTACHMENTS = envint("MAILWRIGHT_MAX_ATTACHMENTS", 500)
 # A run's leases live this long unless its heartbeat renews them (every third of it): how soon a lost
 # worker's run is taken over by its redelivered copy.
 MAILWRIGHT_LEASE_SECONDS = envint("MAILWRIGHT_LEASE_SECONDS", 300)
