@@ -2,8 +2,9 @@
 
 A template that is one expression (``{{ attachments }}``) yields the value itself, so lists
 and binary attachments pass through; anything else renders to text. The sandbox already
-forbids Python internals; on top, output size, ``range`` and string repetition are bounded and
-a template gets a deadline, so a hostile or careless template fails its message, not the worker.
+forbids Python internals; on top, output size, ``range``, repetition (str and bytes) and the string
+methods that allocate are bounded, and a template gets a time limit that holds for any loop
+(``watchdog``), so a hostile or careless template fails its message, not the worker.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, Undefined, meta
 from jinja2.sandbox import SandboxedEnvironment
+
+from designer.running import watchdog
 
 MAX_OUTPUT_CHARS = 10_000_000
 MAX_RANGE = 10_000
@@ -56,6 +59,8 @@ class _Environment(SandboxedEnvironment):
         # One environment compiles each template once; the deadline is per render and per thread.
         self._local = threading.local()
         self.globals["range"] = self._range
+        # lipsum(10**7) is one expression that no check between chunks would ever see.
+        self.globals.pop("lipsum", None)
 
     @property
     def deadline(self) -> _Deadline:
@@ -77,11 +82,42 @@ class _Environment(SandboxedEnvironment):
             if isinstance(right, (int, float)) and abs(right) > 64:
                 raise MappingError("template", "exponent too large")
             return operator.pow(left, right)
-        if isinstance(left, (str, list, tuple)) or isinstance(right, (str, list, tuple)):
+        if isinstance(left, _SEQUENCES) or isinstance(right, _SEQUENCES):
             size = len(left if not isinstance(left, int) else right) * (right if isinstance(right, int) else left)
             if size > MAX_OUTPUT_CHARS:
                 raise MappingError("template", "repetition result too large")
         return operator.mul(left, right)
+
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
+        __self.deadline.check()
+        _check_allocation(__obj, args)
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+_SEQUENCES = (str, bytes, bytearray, list, tuple)
+# String methods whose first argument is the length of what they make, or a multiplier of it.
+_WIDTH_METHODS = {"zfill", "ljust", "rjust", "center"}
+
+
+def _check_allocation(method: Any, args: tuple[Any, ...]) -> None:
+    """Refuse a str/bytes method call that would make a result past the output cap in one C call."""
+    owner = getattr(method, "__self__", None)
+    if not isinstance(owner, (str, bytes, bytearray)) or not args:
+        return
+    name = getattr(method, "__name__", "")
+    size = 0
+    if name in _WIDTH_METHODS and isinstance(args[0], int):
+        size = args[0]
+    elif name == "expandtabs" and isinstance(args[0], int):
+        size = len(owner) * max(args[0], 1)
+    elif name == "replace" and len(args) >= 2 and isinstance(args[0], type(owner)) and args[0]:
+        size = len(owner) + owner.count(args[0]) * max(len(args[1]) - len(args[0]), 0)
+    elif name == "join" and isinstance(owner, str):
+        items = args[0] if isinstance(args[0], (list, tuple)) else ()
+        size = sum(len(i) for i in items if isinstance(i, str)) + len(owner) * len(items)
+    if size > MAX_OUTPUT_CHARS:
+        raise MappingError("template", f"{name}() result too large")
 
 
 _ENV = _Environment()
@@ -143,6 +179,14 @@ def render_value(field: str, template: Any, context: Mapping[str, Any]) -> Any:
     """Render one field. Non-string mapping values (numbers, lists) are taken literally."""
     if not isinstance(template, str):
         return template
+    try:
+        with watchdog.limit(MAX_SECONDS + 0.5):  # the checks between chunks usually stop it first
+            return _render_value(field, template, context)
+    except watchdog.Overran:
+        raise MappingError(field, f"took longer than {MAX_SECONDS:g} s") from None
+
+
+def _render_value(field: str, template: str, context: Mapping[str, Any]) -> Any:
     _ENV.start_render()
     try:
         expression = _expression(template)

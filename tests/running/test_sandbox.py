@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from designer.running import mapping
@@ -48,3 +50,35 @@ def test_it_names_the_field_that_failed() -> None:
     with pytest.raises(MappingError) as raised:
         render_value("subject", "{{ 1 / 0 }}", {})
     assert raised.value.field == "subject" and "ZeroDivisionError" in raised.value.message
+
+
+@pytest.mark.parametrize("template", [
+    # Loops that produce nothing: no check between chunks ever ran, and they held a worker for good.
+    "{% set s = 'a' * 12000 %}{% for x in s %}{% for y in s %}{% endfor %}{% endfor %}",
+    "{% set s = 'a' * 100000 %}{% for x in s %}{% for y in s %}{% if x == y %}{% endif %}{% endfor %}{% endfor %}",
+])
+@pytest.mark.timeout(30)
+def test_the_time_limit_holds_for_loops_that_produce_nothing(monkeypatch: pytest.MonkeyPatch, template: str) -> None:
+    monkeypatch.setattr(mapping, "MAX_SECONDS", 0.5)
+    with pytest.raises(MappingError, match="took longer than"):
+        render_value("text", template, {})
+
+
+@pytest.mark.parametrize("template, reason", [
+    ("{{ lipsum(10000000) }}", "lipsum"),
+    ("{{ 'a'.encode() * 20000000 }}", "repetition result too large"),
+    ("{{ '1'.zfill(300000000)|length }}", "zfill() result too large"),
+    ("{{ 'x'.ljust(300000000) }}", "ljust() result too large"),
+    ("{{ ('a' * 100000).replace('a', 'b' * 200) }}", "replace() result too large"),
+    ("{{ ('\\t' * 1000000).expandtabs(100) }}", "expandtabs() result too large"),
+])
+def test_it_bounds_what_one_call_can_allocate(template: str, reason: str) -> None:
+    with pytest.raises(MappingError, match=re.escape(reason)):
+        render_value("text", template, {})
+
+
+def test_an_ordinary_template_is_unaffected() -> None:
+    context = {"subject": "Printer jammed", "to": ["a@example.com", "b@example.com"]}
+    assert render_value("subject", "Fwd: {{ subject|upper }} ({{ to|join(', ') }})", context) == (
+        "Fwd: PRINTER JAMMED (a@example.com, b@example.com)")
+    assert render_value("text", "{{ subject.replace('jammed', 'fixed').zfill(20) }}", context) == "0000000Printer fixed"
