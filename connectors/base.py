@@ -246,6 +246,11 @@ class Connector:
         """The secrets a connection with this config cannot work without."""
         raise NotImplementedError
 
+    def rebinding_changes(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+        """What changed between two stored configs (plain dicts) in where the secrets go (hosts,
+        ports, TLS, identity provider), named for a person; stored secrets must not follow such a change."""
+        return []
+
     def check(self, config: Any, secrets: Mapping[str, str]) -> Iterator[CheckStep]:
         """Test the connection step by step; every step is bounded by the config's timeouts."""
         raise NotImplementedError

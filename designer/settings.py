@@ -96,6 +96,8 @@ if MAILWRIGHT_TEAM_CREATION not in ("staff", "anyone"):
     raise ImproperlyConfigured(
         f"MAILWRIGHT_TEAM_CREATION must be staff or anyone, not {MAILWRIGHT_TEAM_CREATION!r}"
     )
+# Identity providers besides Microsoft's own clouds that a Microsoft 365 connection may name (host names).
+MAILWRIGHT_MICROSOFT_AUTHORITIES = envlist("MAILWRIGHT_MICROSOFT_AUTHORITIES", [])
 # RFC 5321 4.5.3.2.6 gives a server 10 minutes to answer the end of a message's data.
 MAILWRIGHT_SMTP_DATA_REPLY_TIMEOUT = envint("MAILWRIGHT_SMTP_DATA_REPLY_TIMEOUT", 600)
 # Structure limits of a message read from a source: past them it is skipped with the reason.

@@ -26,3 +26,5 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 # The suite's servers are on loopback: open it as `make run` does; every other default stays denied.
 MAILWRIGHT_ALLOW_NETWORKS = ["127.0.0.0/8", "::1/128"]
+# The suite's identity provider stands in for Microsoft's on loopback.
+MAILWRIGHT_MICROSOFT_AUTHORITIES = ["127.0.0.1", "localhost"]

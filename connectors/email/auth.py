@@ -18,6 +18,7 @@ from imapclient import IMAPClient
 
 from connectors import net
 from connectors.base import ConnectorError
+from connectors.conf import setting
 from connectors.email import oauth
 
 if TYPE_CHECKING:
@@ -145,7 +146,16 @@ def _check_authority(value: str) -> str | None:
         host = ""
     if not host or not net.is_valid_hostname(host):
         return "must be a host name with an optional port (login.microsoftonline.com), without https:// or a path"
+    allowed = {*MICROSOFT_AUTHORITIES, *(h.strip().lower() for h in setting("MAILWRIGHT_MICROSOFT_AUTHORITIES", ()))}
+    if host.lower().rstrip(".") not in allowed:
+        # The client secret and the sign-in redirect go to this host: only Microsoft's own clouds.
+        return f"must be a Microsoft authority ({', '.join(sorted(allowed))}); others are set by the operator"
     return None
+
+
+# Microsoft Entra ID's public and sovereign clouds; MAILWRIGHT_MICROSOFT_AUTHORITIES adds others.
+MICROSOFT_AUTHORITIES = ("login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn",
+                         "login.partner.microsoftonline.cn", "login.microsoftonline.de")
 
 
 class Microsoft365OAuth(AuthMethod):

@@ -243,3 +243,24 @@ def split_email_secrets(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[s
     config["auth"] = auth
     return config, secrets
 
+
+# Where stored secrets go: changing any of these requires them to be entered again.
+_BINDING_FIELDS = (
+    (("imap", "host"), "the IMAP host"), (("imap", "port"), "the IMAP port"),
+    (("imap", "security"), "the IMAP security"), (("imap", "verify_tls"), "the IMAP TLS verification"),
+    (("smtp", "host"), "the SMTP host"), (("smtp", "port"), "the SMTP port"),
+    (("smtp", "security"), "the SMTP security"), (("smtp", "verify_tls"), "the SMTP TLS verification"),
+    (("ca_pem",), "the custom CA"), (("auth", "method"), "the authentication method"),
+    (("auth", "authority"), "the Microsoft authority host"), (("auth", "tenant_id"), "the Microsoft tenant"),
+)
+
+
+def rebinding_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The binding fields (see ``_BINDING_FIELDS``) whose value differs between two stored configs."""
+
+    def value(config: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+        for key in path:
+            config = config.get(key) if isinstance(config, Mapping) else None
+        return str(config).strip().lower().rstrip(".") if isinstance(config, str) else config
+
+    return [label for path, label in _BINDING_FIELDS if value(old or {}, path) != value(new or {}, path)]

@@ -18,7 +18,7 @@ from connectors.email.activities import (
 )
 from connectors.email.auth import AUTH_METHODS
 from connectors.email.check import check_email_connection
-from connectors.email.config import EmailConfig, parse_email_config, split_email_secrets
+from connectors.email.config import EmailConfig, parse_email_config, rebinding_changes, split_email_secrets
 from connectors.email.source import EmailSource, list_folders
 from connectors.email.target import EmailTarget
 
@@ -94,6 +94,9 @@ class EmailConnector(Connector):
         from connectors.email.views import sign_in_context
 
         return sign_in_context(request, connection)
+
+    def rebinding_changes(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+        return rebinding_changes(old, new)
 
     def source_lease_key(self, config: EmailConfig, settings: ReadSettings) -> str:
         """One mailbox folder: server, port, account and folder name.

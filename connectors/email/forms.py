@@ -20,6 +20,7 @@ from connectors.email.config import (
     SECURITY_MODES,
     EmailConfig,
     parse_email_config,
+    rebinding_changes,
 )
 
 SECURITY_LABELS = {"ssl": "SSL/TLS (implicit)", "starttls": "STARTTLS", "none": "None (plain text)"}
@@ -102,9 +103,12 @@ class EmailConnectionForm(forms.Form):
         label="Client host name for EHLO", required=False, max_length=253, help_text="Empty: this machine's name"
     )
 
-    def __init__(self, *args: Any, stored_secrets: Iterable[str] = (), **kwargs: Any) -> None:
+    def __init__(self, *args: Any, stored_secrets: Iterable[str] = (), stored_config: Mapping[str, Any] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.stored_secrets = set(stored_secrets)
+        self.stored_config = stored_config
+        self.rebound: list[str] = []  # binding fields changed: stored secrets no longer go along
         self.auth_field_methods: dict[str, list[str]] = {}
         for name, (spec, methods) in _auth_fields().items():
             key = f"auth_{name}"
@@ -216,7 +220,24 @@ class EmailConnectionForm(forms.Form):
             self.config: EmailConfig = parse_email_config(self._config_dict())
         except ConfigError as exc:
             add_config_errors(self, exc)
+            return cleaned
+        if self.stored_config is not None and self.stored_secrets:
+            self._check_rebinding()
         return cleaned
+
+    def _check_rebinding(self) -> None:
+        """A stored secret is only ever sent where it was entered for: after a change of server or
+        identity provider every secret the method uses must be typed again (and cached tokens go)."""
+        self.rebound = rebinding_changes(self.stored_config, self.config.to_dict())
+        if not self.rebound:
+            return
+        method = AUTH_METHODS[self.config.auth_method]
+        why = " and ".join(self.rebound)
+        for spec in method.secrets_needed(self.config.auth):
+            if spec.name not in self.new_secrets:
+                self.add_error(f"auth_{spec.name}", f"{why[0].upper()}{why[1:]} changed: enter the "
+                               f"{spec.label.lower()} again. A stored secret is only sent to the server it was "
+                               "entered for.")
 
     def _check_secrets(self, cleaned: Mapping[str, Any]) -> None:
         """Collect typed secrets; a required one must be typed unless one is stored already."""
@@ -235,6 +256,6 @@ class EmailConnectionForm(forms.Form):
         """The secrets to store: the typed ones, else the stored ones the chosen method still uses."""
         method = AUTH_METHODS[self.config.auth_method]
         wanted = {f.name for f in method.secrets_needed(self.config.auth)}
-        merged = {k: v for k, v in stored.items() if k in wanted}
+        merged = {} if self.rebound else {k: v for k, v in stored.items() if k in wanted}
         merged.update(self.new_secrets)
         return merged

@@ -33,10 +33,17 @@ def changed_fields(connection: Connection, name: str, description: str, config: 
     return changed
 
 
+def rebinding_changes(connection: Connection, config: Mapping[str, Any]) -> list[str]:
+    """What a new config changes in where the connection's secrets go (its connector's rule)."""
+    return connection.connector_type.rebinding_changes(connection.config or {}, config)
+
+
 def apply(connection: Connection, name: str, description: str, config: dict[str, Any],
           secrets: Mapping[str, str] | None) -> list[str]:
     """Set the fields (secrets only when given) and return what changed; the caller validates and saves."""
     changes = changed_fields(connection, name, description, config, secrets)
+    if connection.pk is not None and rebinding_changes(connection, config):
+        connection.token_cache_token = ""  # tokens were obtained for the old servers: never sent elsewhere
     connection.name = name
     connection.description = description
     connection.config = config

@@ -279,11 +279,16 @@ def apply(file_plan: _Plan, team: Team, user: Any = None) -> list[str]:
         is_new = connection is None
         connection = connection or Connection(team=team, project=project, connector=entry["connector"], created_by=user)
         missing = _required_secrets_missing(connection, entry)
+        rebound = [] if is_new else connection_store.rebinding_changes(connection, entry["config"])
+        needed = get_connector(entry["connector"]).required_secret_names(entry["parsed"])
+        if rebound and any(name not in entry["secrets"] for name in needed):
+            missing.append(f"{entry['path']}: {' and '.join(rebound)} changed, so the file must give the "
+                           "secrets again (a stored secret is only sent to the server it was entered for)")
         if missing:
             errors.extend(missing)
             continue
         stored = {} if is_new else connection.get_secrets()
-        secrets = {**stored, **entry["secrets"]} if entry["secrets"] else None
+        secrets = {**({} if rebound else stored), **entry["secrets"]} if entry["secrets"] else None
         changes = connection_store.apply(connection, entry["name"], entry["description"], entry["config"], secrets)
         if is_new or changes:
             connection.save()

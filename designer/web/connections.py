@@ -65,7 +65,8 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
     form_class = connector.connection_form
     if request.method == "POST":
         meta = ConnectionMetaForm(request.POST, instance=connection)
-        settings_form = form_class(request.POST, stored_secrets=stored)
+        settings_form = form_class(request.POST, stored_secrets=stored,
+                                   stored_config=None if creating else connection.config)
         if meta.is_valid() and settings_form.is_valid():
             changes = connection_store.apply(
                 connection,

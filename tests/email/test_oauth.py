@@ -237,7 +237,9 @@ def test_it_bounds_the_token_step_by_the_connection_timeouts(idp, oauth_dovecot,
                                    f"127.0.0.1:{black_hole}"
 
 
-def test_it_refuses_an_authority_on_the_deny_list_without_connecting(idp, oauth_dovecot, smtp_oauth):
+def test_it_refuses_an_authority_on_the_deny_list_without_connecting(idp, oauth_dovecot, smtp_oauth, settings):
+    # Even an authority the operator allowed is still checked against the outbound policy.
+    settings.MAILWRIGHT_MICROSOFT_AUTHORITIES = [*settings.MAILWRIGHT_MICROSOFT_AUTHORITIES, "169.254.169.254"]
     config = _config(oauth_dovecot, smtp_oauth, idp, authority="169.254.169.254")
     with pytest.raises(ConnectorError, match="refused by the outbound policy"):
         access_token(config, _secrets())

@@ -163,3 +163,12 @@ def test_it_hides_the_password_grant_fields_for_other_grants_with_css_rules():
     form.show_redirect_uri("https://mailwright.example/oauth/microsoft/callback")
     assert "https://mailwright.example/oauth/microsoft/callback" in form.fields["auth_grant"].help_text
     assert '<select name="auth_grant"' in str(form["auth_grant"])
+
+
+def test_it_takes_only_microsoft_authorities_unless_the_operator_adds_one(settings):
+    assert parse_email_config(_data(authority="login.microsoftonline.us")).auth["authority"] == (
+        "login.microsoftonline.us")
+    assert _errors(authority="login.evil.example")["auth.authority"][0].startswith("must be a Microsoft authority")
+    settings.MAILWRIGHT_MICROSOFT_AUTHORITIES = ["login.contoso-proxy.example"]
+    assert parse_email_config(_data(authority="login.contoso-proxy.example:8443")).auth["authority"] == (
+        "login.contoso-proxy.example:8443")

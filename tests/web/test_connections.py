@@ -1,7 +1,8 @@
+import pytest
 from django.urls import reverse
 
 from designer.models import Activity, AuditEntry, Connection
-from tests.helpers import form_data, make_connection
+from tests.helpers import email_config, form_data, make_connection
 
 
 def _create_url(team, project=None):
@@ -51,13 +52,37 @@ def test_it_keeps_the_stored_password_when_the_field_is_left_empty(alice_client,
     page = alice_client.get(url).content.decode()
     assert "s3cret-pass" not in page
     assert 'placeholder="unchanged"' in page
-    response = alice_client.post(url, form_data(auth_password="", imap_host="imap2.example.com"))
+    response = alice_client.post(url, form_data(auth_password="", read_timeout="45"))
     assert response.status_code == 302
     connection.refresh_from_db()
     assert connection.get_secrets() == {"password": "s3cret-pass"}
-    assert connection.config["imap"]["host"] == "imap2.example.com"
+    assert connection.config["timeouts"]["read"] == 45
     entry = AuditEntry.objects.get(action="changed")
-    assert entry.details == {"fields": ["imap.host"]}
+    assert entry.details == {"fields": ["timeouts.read"]}
+
+
+@pytest.mark.parametrize("change", [{"smtp_host": "capture.example.net"}, {"smtp_port": "2525"},
+                                    {"imap_host": "imap2.example.com"}, {"smtp_verify_tls": ""}])
+def test_a_changed_server_needs_the_secrets_again(bob_client, team, project, change):
+    connection = make_connection(team, project)
+    connection.token_cache_token = "cached-token"
+    connection.save()
+    url = reverse("connection_edit", kwargs={"team": team.slug, "connection": connection.pk})
+
+    refused = bob_client.post(url, form_data(auth_password="", **change))
+
+    assert refused.status_code == 400
+    assert "changed: enter the password again" in refused.content.decode()
+    connection.refresh_from_db()
+    assert connection.config == email_config()  # nothing saved: Test still goes to the old server
+    assert connection.token_cache_token == "cached-token"
+
+    retyped = bob_client.post(url, form_data(auth_password="their-own", **change))
+
+    assert retyped.status_code == 302
+    connection.refresh_from_db()
+    assert connection.get_secrets() == {"password": "their-own"}
+    assert connection.token_cache_token == ""  # tokens of the old servers never go to the new one
 
 
 def test_it_records_a_changed_password_without_its_value(alice_client, team, project):

@@ -217,3 +217,17 @@ def test_it_refuses_a_chain_cycle_naming_it(db, links):
     [error] = [e for e in exc.value.errors if "loop" in e]
     loop = " → ".join(["A", "A"] if len(links) == 1 else ["A", "B", "A"])
     assert error == f"operations[0]: on success / on failure would run in a loop: {loop}"
+
+
+def test_it_refuses_a_file_that_repoints_a_connection_without_its_secrets(db, spec_file, monkeypatch):
+    call_command("import_project", str(spec_file), "--team", "Acme")
+    data = json.loads(json.dumps(SPEC_FILE))
+    data["connections"][0]["smtp"]["host"] = "capture.example.net"
+    del data["connections"][0]["auth"]["password"]
+
+    with pytest.raises(projectfile.ProjectFileError) as exc:
+        projectfile.apply(projectfile.plan(data), Team.objects.get(name="Acme"))
+
+    assert exc.value.errors == ["connections[0]: the SMTP host changed, so the file must give the secrets again "
+                                "(a stored secret is only sent to the server it was entered for)"]
+    assert Connection.objects.get().config["smtp"]["host"] == "smtp.example.com"
