@@ -45,6 +45,8 @@ def loads(text: str | bytes) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProjectFileError([f"line {exc.lineno} column {exc.colno}: {exc.msg}"]) from None
+    except RecursionError:
+        raise ProjectFileError(["the file nests lists or objects too deeply to be a project file"]) from None
 
 
 @dataclass

@@ -106,6 +106,14 @@ class MemberForm(forms.Form):
         return username
 
 
+def _leaves_no_admin(membership: Membership, form: forms.Form) -> bool:
+    """Whether the change demotes the team's last admin (who could then never manage it again)."""
+    if form.cleaned_data["role"] == Role.ADMIN:
+        return False
+    admins = membership.team.memberships.filter(role=Role.ADMIN)
+    return not admins.exclude(user__username=form.cleaned_data["username"]).exists()
+
+
 @require_http_methods(["GET", "POST"])
 def members(request: HttpRequest, team: str) -> HttpResponse:
     membership = get_membership(request, team)
@@ -113,6 +121,8 @@ def members(request: HttpRequest, team: str) -> HttpResponse:
     if request.method == "POST":
         require_role(membership, Role.ADMIN, "change this team's members")
         form = MemberForm(request.POST)
+        if form.is_valid() and _leaves_no_admin(membership, form):
+            form.add_error("role", "The team would have no admin left: make someone else admin first.")
         if form.is_valid():
             user = get_user_model().objects.get(username=form.cleaned_data["username"])
             member, created = Membership.objects.update_or_create(

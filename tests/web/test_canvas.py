@@ -444,3 +444,9 @@ def test_it_previews_a_real_message_without_marking_it(bob_client, team, project
     assert "Fwd: Question 2" in response.content.decode()
     assert mailbox.flags() == before
     assert all("\\Seen" not in flags for flags in mailbox.flags().values())
+
+
+def test_a_wizard_step_that_is_not_a_number_is_the_first_step(bob_client, team, project):
+    create = url("activity_create", team, project=project.pk, kind="read_email")
+    response = bob_client.post(create, {"step": "abc", "name": "Inbox"})
+    assert response.status_code in (200, 400)

@@ -231,3 +231,11 @@ def test_it_refuses_a_file_that_repoints_a_connection_without_its_secrets(db, sp
     assert exc.value.errors == ["connections[0]: the SMTP host changed, so the file must give the secrets again "
                                 "(a stored secret is only sent to the server it was entered for)"]
     assert Connection.objects.get().config["smtp"]["host"] == "smtp.example.com"
+
+
+def test_it_refuses_deeply_nested_json_with_a_clear_error(db, tmp_path, capsys):
+    path = tmp_path / "nested.json"
+    path.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(CommandError):
+        call_command("import_project", str(path), "--team", "Acme")
+    assert "nests lists or objects too deeply" in capsys.readouterr().err

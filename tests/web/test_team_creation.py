@@ -88,3 +88,15 @@ def test_import_project_says_whether_it_created_the_team(tmp_path, capsys) -> No
 
     assert "created team Ops" in first
     assert "used the existing team Ops (it has no admin); it was not created by this command" in second
+
+
+def test_the_last_admin_cannot_demote_themselves(alice_client, team) -> None:
+    from django.urls import reverse
+
+    from designer.models import Membership, Role
+
+    response = alice_client.post(reverse("members", kwargs={"team": team.slug}),
+                                 {"username": "alice", "role": Role.EDITOR})
+
+    assert "The team would have no admin left" in response.content.decode()
+    assert Membership.objects.get(team=team, user__username="alice").role == Role.ADMIN
