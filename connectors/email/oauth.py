@@ -100,6 +100,8 @@ class OAuthSettings:
     resource: str
     imap: bool
     smtp: bool
+    # Where the tokens are sent ("host:port" of IMAP and SMTP): a cache is used only for these servers.
+    servers: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, config: EmailConfig) -> OAuthSettings:
@@ -117,6 +119,7 @@ class OAuthSettings:
             resource=RESOURCES.get(split_authority(authority)[0].lower(), fallback),
             imap=config.imap is not None,
             smtp=config.smtp is not None,
+            servers=tuple(f"{s.host.lower().rstrip('.')}:{s.port}" for s in (config.imap, config.smtp) if s),
         )
 
     @property
@@ -145,9 +148,11 @@ class OAuthSettings:
 
     @property
     def fingerprint(self) -> str:
-        """Tokens cached for other settings (tenant, client, grant, user) are not these settings' tokens."""
+        """Tokens cached for other settings (tenant, client, grant, user) or other servers are not these
+        settings' tokens: a repointed IMAP or SMTP host never receives a token cached for the old one."""
         user = self.username.lower() if self.grant == "password" else ""
-        parts = [self.grant, self.authority.lower(), self.tenant_id.lower(), self.client_id.lower(), user]
+        parts = [self.grant, self.authority.lower(), self.tenant_id.lower(), self.client_id.lower(), user,
+                 *self.servers]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 

@@ -7,6 +7,7 @@ XOAUTH2 in, and the SMTP server asks it too: a token that works here really was 
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 import time
@@ -251,3 +252,15 @@ def test_it_does_not_use_a_cache_made_for_other_settings(idp, oauth_dovecot, smt
     other = _config(oauth_dovecot, smtp_oauth, idp, client_id="0a1b2c3d-4e5f-4a6b-8c7d-000000000000")
     with pytest.raises(ConnectorError, match=r"no application with this client id .*\(AADSTS700016\)"):
         access_token(other, secrets)
+
+
+def test_a_token_cached_for_one_server_is_never_used_for_another(idp, oauth_dovecot, smtp_oauth):
+    config = _config(oauth_dovecot, smtp_oauth, idp)
+    secrets = _secrets()
+    first = access_token(config, secrets)
+    repointed = dataclasses.replace(config, smtp=dataclasses.replace(config.smtp, port=config.smtp.port + 1))
+
+    second = access_token(repointed, secrets)
+
+    assert (first.reused, second.reused) == (False, False)
+    assert second.value != first.value
