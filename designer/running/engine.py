@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from datetime import timedelta
 from typing import Any
 
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from connectors import net
@@ -41,6 +42,19 @@ def _acquire(ctx: RunContext) -> tuple[str | None, str]:
             break
         busy, token = leases.acquire(ctx.lease_keys, ctx.holder)
     return busy, token
+
+
+def _end_after_error(ctx: RunContext, message: str) -> None:
+    """Mark the run failed even when the error broke the database connection (a second try on a new one)."""
+    for attempt in range(2):
+        try:
+            ctx.flush_counts()
+            _finish(ctx.run, Run.Status.FAILED, message)
+            return
+        except DatabaseError:
+            if attempt:
+                raise
+            connection.close()  # Django opens a new one on the next query
 
 
 def _source_lease(activity: Activity | None) -> list[str]:
@@ -123,8 +137,7 @@ def execute(run_id: int) -> Run:
             # Celery's soft time limit, a database hiccup, a bug: the run must still end, never stay
             # "running"; the ledger keeps every message's state, so the next run carries on.
             log.exception("run %s stopped by an unexpected error", run.pk)
-            ctx.flush_counts()
-            _finish(run, Run.Status.FAILED, f"stopped by an unexpected error: {type(exc).__name__}: {exc}"[:2000])
+            _end_after_error(ctx, f"stopped by an unexpected error: {type(exc).__name__}: {exc}"[:2000])
     finally:
         leases.release(ctx.lease_keys, ctx.holder, ctx.token)
     run.refresh_from_db()

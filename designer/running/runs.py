@@ -154,12 +154,15 @@ def notify(run: Run) -> None:
 
 
 def purge(days: int | None = None, batch: int = 5000) -> int:
-    """Delete runs older than the retention period, in batches to keep transactions short."""
+    """Delete finished runs older than the retention period, in batches to keep transactions short.
+
+    A run still queued or running is never deleted: its records are written as it goes."""
     days = settings.MAILWRIGHT_RUN_RETENTION_DAYS if days is None else days
     cutoff = timezone.now() - timedelta(days=days)
     deleted = 0
     while True:
-        ids = list(Run.objects.filter(queued_at__lt=cutoff).values_list("pk", flat=True)[:batch])
+        ids = list(Run.objects.filter(queued_at__lt=cutoff, status__in=Run.FINISHED)
+                   .values_list("pk", flat=True)[:batch])
         if not ids:
             return deleted
         Run.objects.filter(pk__in=ids).delete()
@@ -167,9 +170,16 @@ def purge(days: int | None = None, batch: int = 5000) -> int:
 
 
 def reap_stale() -> int:
-    """Runs left "running" by a worker that died for good (no redelivery) end as failed."""
+    """Runs left "running" by a worker that died for good (no redelivery), or still "queued" when no
+    worker took them in time (a broker that lost the task), end as failed."""
     reaped = 0
     now = timezone.now()
+    for run in Run.objects.filter(status=Run.Status.QUEUED).select_related("operation"):
+        if now - run.queued_at >= run.operation.timeout + STALE_GRACE:
+            reaped += Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+                status=Run.Status.FAILED, finished_at=now,
+                message="no worker took this run in time (is a worker running for its agent group?); "
+                        "the next run carries on")
     for run in Run.objects.filter(status=Run.Status.RUNNING).select_related("operation"):
         started = run.started_at or run.queued_at
         if now - started < run.operation.timeout + STALE_GRACE:

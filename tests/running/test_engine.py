@@ -313,11 +313,33 @@ def test_it_purges_old_runs(world, operation):
 
     from django.utils import timezone
 
-    old = Run.objects.create(operation=operation)
+    old = Run.objects.create(operation=operation, status=Run.Status.SUCCEEDED)
     Run.objects.filter(pk=old.pk).update(queued_at=timezone.now() - timedelta(days=40))
-    recent = Run.objects.create(operation=operation)
+    recent = Run.objects.create(operation=operation, status=Run.Status.SUCCEEDED)
     assert runs.purge(30) == 1
     assert list(Run.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
+def test_purging_never_deletes_a_run_in_progress(world, operation):
+    running = Run.objects.create(operation=operation, status=Run.Status.RUNNING)
+    queued = Run.objects.create(operation=operation)
+    assert runs.purge(0) == 0
+    assert set(Run.objects.values_list("pk", flat=True)) == {running.pk, queued.pk}
+
+
+def test_a_run_no_worker_took_in_time_is_reaped(world, operation):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    lost = Run.objects.create(operation=operation)
+    Run.objects.filter(pk=lost.pk).update(queued_at=timezone.now() - operation.timeout - timedelta(hours=1))
+    fresh = Run.objects.create(operation=operation)
+
+    assert runs.reap_stale() == 1
+    lost.refresh_from_db()
+    assert lost.status == Run.Status.FAILED and "no worker took this run" in lost.message
+    assert Run.objects.get(pk=fresh.pk).status == Run.Status.QUEUED
 
 
 def test_it_ends_the_run_when_something_unexpected_breaks(world, run_once, monkeypatch):
