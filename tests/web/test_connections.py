@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 from django.urls import reverse
 
@@ -231,3 +233,37 @@ def test_it_reports_the_failed_step(bob_client, team, project, monkeypatch, djan
     page = bob_client.get(reverse("connection", kwargs={"team": team.slug, "connection": connection.pk}))
     assert "Connection failed" in page.content.decode()
     assert "failed at IMAP login" in page.content.decode()
+
+
+def test_with_the_production_policy_test_refuses_private_and_loopback_hosts_before_any_socket(
+        bob_client, team, project, monkeypatch, settings, django_capture_on_commit_callbacks):
+    # The suite opens loopback for its own servers; production opens nothing.
+    settings.MAILWRIGHT_ALLOW_NETWORKS = []
+    answers = {"mail.internal.example": "10.0.0.5", "127.0.0.1": "127.0.0.1"}
+    sockets: list[tuple] = []
+
+    def resolver(host, port, *args, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], port))]
+
+    def no_socket(*args, **kwargs):
+        sockets.append(args)
+        raise AssertionError("a socket was created for a refused address")
+
+    monkeypatch.setattr("connectors.net.socket.getaddrinfo", resolver)
+    monkeypatch.setattr("connectors.net.socket.socket", no_socket)
+    connection = make_connection(team, project,
+                                 imap={"host": "mail.internal.example", "port": 993, "security": "ssl",
+                                       "verify_tls": True},
+                                 smtp={"host": "127.0.0.1", "port": 587, "security": "starttls",
+                                       "verify_tls": True})
+    kwargs = {"team": team.slug, "connection": connection.pk}
+    with django_capture_on_commit_callbacks(execute=True):
+        bob_client.post(reverse("connection_test", kwargs=kwargs), HTTP_HX_REQUEST="true")
+
+    check = connection.checks.get()
+    assert check.status == "failed"
+    page = bob_client.get(reverse("check_status", kwargs={"team": team.slug, "check": check.pk})).content.decode()
+    assert "mail.internal.example resolves to a private (RFC 1918) address" in page
+    assert "127.0.0.1 resolves to a loopback address" in page
+    assert page.count("refused by the outbound policy, no connection attempted") == 2
+    assert sockets == []

@@ -85,3 +85,31 @@ def test_a_key_that_cannot_be_moved_is_still_read(tmp_path, monkeypatch, capsys)
 
     assert keyfiles.locate("encryption.key", tmp_path / "keys", tmp_path) == tmp_path / "encryption.key"
     assert "could not move" in capsys.readouterr().err
+
+
+_POLICY = ("from connectors.net import denied_by; "
+           "print(*[denied_by(ip) is not None for ip in ('127.0.0.1', '::1', '10.1.2.3', '10.1.3.1', '::')])")
+
+
+def _production(**env):
+    return {"DEBUG": "0", "SECRET_KEY": "k" * 60, "MAILWRIGHT_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            **env}
+
+
+def test_production_settings_deny_loopback_and_open_only_the_named_networks(tmp_path):
+    denied = _manage(tmp_path, "shell", "--no-imports", "-c", _POLICY, **_production())
+    assert denied.stdout.split() == ["True"] * 5, denied.stderr
+    relay = _manage(tmp_path, "shell", "--no-imports", "-c", _POLICY,
+                    **_production(MAILWRIGHT_ALLOW_NETWORKS="10.1.2.0/24"))
+    assert relay.stdout.split() == ["True", "True", "False", "True", "True"], relay.stderr
+
+
+def test_debug_opens_loopback_for_the_demo_and_nothing_else(tmp_path):
+    result = _manage(tmp_path, "shell", "--no-imports", "-c", _POLICY, DEBUG="1")
+    assert result.stdout.split() == ["False", "False", "True", "True", "True"], result.stderr
+
+
+def test_it_refuses_to_start_with_a_network_that_is_not_one(tmp_path):
+    result = _manage(tmp_path, "check", **_production(MAILWRIGHT_ALLOW_NETWORKS="10.1.2"))
+    assert result.returncode != 0
+    assert "'10.1.2' is not a network" in result.stderr
