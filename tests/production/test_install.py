@@ -27,3 +27,14 @@ def test_the_deploy_check_is_clean_from_requirements_alone(tmp_path: Path) -> No
     result = manage(production_env(tmp_path), "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "no issues" in result.stdout
+
+
+def test_a_malformed_broker_transport_options_stops_the_start_naming_the_variable(tmp_path: Path) -> None:
+    env = production_env(tmp_path, CELERY_BROKER_TRANSPORT_OPTIONS='["visibility_timeout", 60]')
+    result = manage(env, "check")
+    assert result.returncode != 0
+    assert "CELERY_BROKER_TRANSPORT_OPTIONS must be a JSON object" in result.stderr
+    merged = ("from django.conf import settings; o = settings.CELERY_BROKER_TRANSPORT_OPTIONS; "
+              "print(o['visibility_timeout'], o['unacked_restore_interval'])")
+    env["CELERY_BROKER_TRANSPORT_OPTIONS"] = '{"unacked_restore_interval": 2}'
+    assert manage(env, "shell", "--no-imports", "-c", merged).stdout.split() == ["21600", "2"]
