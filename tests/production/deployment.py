@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 import uuid
@@ -26,7 +25,7 @@ from cryptography.fernet import Fernet
 
 from tests.production.venv import ROOT, production_venv
 from tests.servers.dovecot import free_port
-from tests.workers import Worker
+from tests.workers import Service, Worker
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/12"  # db 12 is this suite's; every key it writes is under its queue's name
@@ -85,40 +84,6 @@ def query(database_url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     """Read what the deployed processes wrote, straight from PostgreSQL."""
     with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1)) as connection:
         return connection.execute(sql, params).fetchall()  # type: ignore[arg-type]
-
-
-class Service:
-    """A long-running process of the deployment (gunicorn, beat), its output in a file."""
-
-    def __init__(self, log: Path, args: list[str], env: Mapping[str, str]) -> None:
-        self.log = log
-        self._output = log.open("wb")
-        self.process = subprocess.Popen(args, cwd=ROOT, env=dict(env), stdout=self._output,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for(self, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
-            assert self.process.poll() is None, f"{self.log.stem} exited:\n{self.output()[-3000:]}"
-            assert time.monotonic() < deadline, f"{self.log.stem}: no {text!r} yet:\n{self.output()[-3000:]}"
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # gunicorn's workers, if its arbiter left any
-        except ProcessLookupError:
-            pass
-        self._output.close()
 
 
 @dataclass
