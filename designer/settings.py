@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import secrets
 from collections.abc import Callable
 from datetime import timedelta
@@ -264,6 +265,7 @@ if envbool("MAILWRIGHT_PROXY_SSL_HEADER", False):
 # server, yet a separate worker process reads the same folder, which is what `make run` wants.
 BROKER_DIR = DATA_DIR / "broker"
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
@@ -278,6 +280,17 @@ elif CELERY_BROKER_URL.startswith(("redis", "rediss")):
     # A run may last up to its operation's timeout (2 h by default): Redis must not hand the same
     # message to a second worker while the first is still working on it.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)}
+# RabbitMQ's equivalent is on the server, not here: its consumer_timeout (30 min by default) closes
+# the channel of a worker holding a message longer and hands the message to another worker while the
+# run goes on, so it must exceed the longest operation timeout (README, "Running in production").
+try:
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(json.loads(envstr("CELERY_BROKER_TRANSPORT_OPTIONS", "{}")))
+except (ValueError, TypeError):
+    raise ImproperlyConfigured(
+        'CELERY_BROKER_TRANSPORT_OPTIONS must be a JSON object of kombu transport options, e.g. {"max_retries": 3}'
+    ) from None
+# Several installations can share one broker, each on a queue of its own.
+CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -49,8 +47,8 @@ from tests.running.test_faults import (
     setup_operation,
     source_of,
 )
+from tests.workers import Worker
 
-ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/14"
 LEASE_SECONDS = 15
 VISIBILITY_TIMEOUT = 5  # seconds before Redis hands an unacknowledged task to another worker
@@ -112,58 +110,17 @@ def broker() -> Iterator[Broker]:
     client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
 
 
-class Worker:
-    """One ``celery worker`` process; its output goes to a file so a chatty worker never blocks on a pipe."""
-
-    def __init__(self, log: Path, queue: str, *, pool: str = "solo", fault_point: str | None = None) -> None:
-        self.log = log
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "DATABASE_URL": database_url(),
-            "CELERY_BROKER_URL": REDIS_URL,
-            "CELERY_TASK_ALWAYS_EAGER": "0",
-            "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
-            # A killed worker's leases expire soon, so the run's redelivered copy takes over within the test.
-            "MAILWRIGHT_LEASE_SECONDS": str(LEASE_SECONDS),
-        }
-        env.pop("MAILWRIGHT_FAULT_POINT", None)
-        if fault_point:
-            env["MAILWRIGHT_FAULT_POINT"] = fault_point
-        pool_args = ["--pool", pool] + (["--concurrency", "1"] if pool == "prefork" else [])
-        self._output = log.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "designer", "worker", *pool_args, "--loglevel", "INFO",
-             "--without-heartbeat", "--without-mingle", "--without-gossip", "--hostname", f"{log.stem}@%h",
-             "--queues", queue],
-            cwd=ROOT, env=env, stdout=self._output, stderr=subprocess.STDOUT,
-        )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while " ready." not in self.output():
-            assert self.process.poll() is None, f"the worker exited early:\n{self.output()[-3000:]}"
-            assert time.monotonic() < deadline, f"the worker did not get ready:\n{self.output()[-3000:]}"
-            time.sleep(0.1)
-
-    def wait_exit(self, timeout: float = 60) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the worker did not die:\n{self.output()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()  # warm shutdown
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self._output.close()
+def worker_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": REDIS_URL,
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+        # A killed worker's leases expire soon, so the run's redelivered copy takes over within the test.
+        "MAILWRIGHT_LEASE_SECONDS": str(LEASE_SECONDS),
+    }
 
 
 @pytest.fixture
@@ -171,7 +128,7 @@ def workers(tmp_path: Path, broker: Broker) -> Iterator[Any]:
     started: list[Worker] = []
 
     def start(name: str, **kwargs: Any) -> Worker:
-        worker = Worker(tmp_path / f"{name}.log", broker.queue, **kwargs)
+        worker = Worker(tmp_path / f"{name}.log", broker.queue, worker_env(), **kwargs)
         started.append(worker)
         return worker
 
