@@ -5,6 +5,7 @@ from django.apps import AppConfig
 from django.conf import settings
 
 from connectors.base import register_stop_exception
+from designer.running import watchdog
 
 
 class DesignerConfig(AppConfig):
@@ -18,3 +19,4 @@ class DesignerConfig(AppConfig):
 
         # A worker's soft time limit must stop the run, not pass for a server's failure.
         register_stop_exception(SoftTimeLimitExceeded)
+        register_stop_exception(watchdog.TimeLimitReached)

@@ -15,6 +15,7 @@ from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from connectors.net import DEFAULT_DENY_NETWORKS, LOOPBACK_NETWORKS
+from designer import brokers
 from designer.env import envbool, envint, envlist, envstr
 from designer.keyfiles import locate, write_new
 
@@ -108,6 +109,10 @@ MAILWRIGHT_MAX_ATTACHMENTS = envint("MAILWRIGHT_MAX_ATTACHMENTS", 500)
 # A run's leases live this long unless its heartbeat renews them (every third of it): how soon a lost
 # worker's run is taken over by its redelivered copy.
 MAILWRIGHT_LEASE_SECONDS = envint("MAILWRIGHT_LEASE_SECONDS", 300)
+# The longest timeout an operation may have; the broker's redelivery time must exceed it (designer/brokers.py).
+MAILWRIGHT_MAX_OPERATION_MINUTES = envint("MAILWRIGHT_MAX_OPERATION_MINUTES", 24 * 60)
+if MAILWRIGHT_MAX_OPERATION_MINUTES < 1:
+    raise ImproperlyConfigured("MAILWRIGHT_MAX_OPERATION_MINUTES must be at least 1")
 # How long the Test button waits for a worker to pick a check up before saying none is running.
 MAILWRIGHT_CHECK_PICKUP_SECONDS = envint("MAILWRIGHT_CHECK_PICKUP_SECONDS", 15)
 
@@ -276,19 +281,22 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
     for _folder in ("queue", "processed", "control"):
         (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
-elif CELERY_BROKER_URL.startswith(("redis", "rediss")):
-    # A run may last up to its operation's timeout (2 h by default): Redis must not hand the same
-    # message to a second worker while the first is still working on it.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)}
-# RabbitMQ's equivalent is on the server, not here: its consumer_timeout (30 min by default) closes
-# the channel of a worker holding a message longer and hands the message to another worker while the
-# run goes on, so it must exceed the longest operation timeout (README, "Running in production").
+elif brokers.is_redis(CELERY_BROKER_URL):
+    # Redis must not hand a run's task to a second worker while the first still runs it (designer/brokers.py).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint(
+        "CELERY_VISIBILITY_TIMEOUT", brokers.default_visibility_timeout(MAILWRIGHT_MAX_OPERATION_MINUTES))}
 try:
     CELERY_BROKER_TRANSPORT_OPTIONS.update(json.loads(envstr("CELERY_BROKER_TRANSPORT_OPTIONS", "{}")))
 except (ValueError, TypeError):
     raise ImproperlyConfigured(
         'CELERY_BROKER_TRANSPORT_OPTIONS must be a JSON object of kombu transport options, e.g. {"max_retries": 3}'
     ) from None
+# RabbitMQ's equivalent is on the server (its consumer_timeout, 30 min by default), so the operator
+# declares here what the server has; the test suite alone may run below the longest hold on purpose.
+RABBITMQ_CONSUMER_TIMEOUT = envint("RABBITMQ_CONSUMER_TIMEOUT", brokers.RABBITMQ_DEFAULT_CONSUMER_TIMEOUT_MS)
+if not envbool("MAILWRIGHT_UNSAFE_REDELIVERY", False):
+    brokers.check_redelivery(CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS, MAILWRIGHT_MAX_OPERATION_MINUTES,
+                             RABBITMQ_CONSUMER_TIMEOUT)
 # Several installations can share one broker, each on a queue of its own.
 CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)

@@ -159,7 +159,8 @@ class OperationForm(forms.Form):
                            help_text="minute hour day-of-month month day-of-week, e.g. */15 8-18 * * 1-5")
     timezone = forms.CharField(label="Time zone", max_length=64, initial="UTC",
                                widget=forms.TextInput(attrs={"list": "timezones", "autocomplete": "off"}))
-    timeout_minutes = forms.IntegerField(label="Timeout (minutes)", min_value=1, max_value=24 * 60)
+    timeout_minutes = forms.IntegerField(label="Timeout (minutes)", min_value=1,
+                                         max_value=settings.MAILWRIGHT_MAX_OPERATION_MINUTES)
     retries = forms.IntegerField(label="Retries after a transient failure", min_value=0, max_value=10)
     retry_backoff_seconds = forms.IntegerField(label="First wait between retries (seconds)", min_value=0,
                                                max_value=600)
@@ -215,7 +216,7 @@ class OperationForm(forms.Form):
                          "retries", "retry_backoff_seconds", "log_level", "on_success", "on_failure", "notify",
                          "notify_activity", "notify_to")
         }
-        initial["timeout_minutes"] = int(operation.timeout.total_seconds() // 60)
+        initial["timeout_minutes"] = int(operation.time_limit.total_seconds() // 60)
         initial["debug_until"] = timezone.localtime(debug_until).strftime(_DATETIME_LOCAL) if debug_until else ""
         initial.update({f"map_{name}": _shown(value) for name, value in operation.mapping.items()})
         return initial

@@ -10,10 +10,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from designer.models import Activity, Operation
-from designer.models.operations import MAX_DEBUG_AHEAD
+from designer.models.operations import DEFAULT_TIMEOUT, MAX_DEBUG_AHEAD
 from designer.running.mapping import check_condition, check_template
 from designer.running.schedules import validate_cron, validate_timezone
 
@@ -98,8 +99,10 @@ def parse_options(errors: list[str], path: str, entry: Mapping[str, Any]) -> dic
     if not isinstance(enabled, bool):
         errors.append(f"{path}.enabled: must be true or false")
     fields["enabled"] = enabled is not False
-    minutes = _int(errors, f"{path}.timeout_minutes", entry.get("timeout_minutes", 120), 1, 24 * 60)
-    fields["timeout"] = timedelta(minutes=minutes or 120)
+    cap = settings.MAILWRIGHT_MAX_OPERATION_MINUTES
+    default = min(int(DEFAULT_TIMEOUT.total_seconds() // 60), cap)
+    minutes = _int(errors, f"{path}.timeout_minutes", entry.get("timeout_minutes", default), 1, cap)
+    fields["timeout"] = timedelta(minutes=minutes or default)
     fields["retries"] = _int(errors, f"{path}.retries", entry.get("retries", 2), 0, 10) or 0
     fields["retry_backoff_seconds"] = _int(
         errors, f"{path}.retry_backoff_seconds", entry.get("retry_backoff_seconds", 2), 0, 600) or 0
@@ -131,7 +134,7 @@ def export(operation: Operation) -> dict[str, Any]:
         "on_success": operation.on_success.name if operation.on_success else None,
         "on_failure": operation.on_failure.name if operation.on_failure else None,
         "enabled": operation.enabled,
-        "timeout_minutes": int(operation.timeout.total_seconds() // 60),
+        "timeout_minutes": int(operation.time_limit.total_seconds() // 60),
         "retries": operation.retries,
         "retry_backoff_seconds": operation.retry_backoff_seconds,
         "log_level": operation.log_level,

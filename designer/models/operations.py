@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
 
 from designer.models.activities import Activity
@@ -78,3 +79,9 @@ class Operation(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def time_limit(self) -> timedelta:
+        """The timeout a run keeps: the operation's, within the installation's cap (a project file or an
+        older installation may carry a longer one), which the broker's redelivery time is checked against."""
+        return min(self.timeout, timedelta(minutes=settings.MAILWRIGHT_MAX_OPERATION_MINUTES))

@@ -78,7 +78,7 @@ class RunContext:
         self.lease_keys: list[str] = []
         self.token = ""  # the leases' fencing token
         self.heartbeat: leases.Heartbeat | None = None
-        self.deadline = time.monotonic() + self.operation.timeout.total_seconds()
+        self.deadline = time.monotonic() + self.operation.time_limit.total_seconds()
         self.last_cancel_check = time.monotonic()
         self.debug = bool(self.operation.debug_until and self.operation.debug_until > timezone.now())
         self.unacknowledged = 0
@@ -110,7 +110,7 @@ class RunContext:
         """Between messages: honour cancel and timeout, keep our leases alive."""
         now = time.monotonic()
         if now > self.deadline:
-            raise RunAborted(f"stopped: the operation's timeout of {self.operation.timeout} was reached")
+            raise RunAborted(f"stopped: the operation's timeout of {self.operation.time_limit} was reached")
         if now - self.last_cancel_check > 1:
             self.last_cancel_check = now
             if Run.objects.filter(pk=self.run.pk, cancel_requested=True).exists():

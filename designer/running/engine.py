@@ -18,7 +18,8 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from connectors import net
-from connectors.base import ConfigError, ConnectorError
+from connectors.base import ConfigError, ConnectorError, is_stop_exception
+from designer import brokers
 from designer.models import Activity, Run
 from designer.running import leases
 from designer.running.context import RunAborted, RunContext, endpoint, small_page_cache
@@ -134,10 +135,14 @@ def execute(run_id: int) -> Run:
         try:
             _execute(ctx)
         except Exception as exc:
-            # Celery's soft time limit, a database hiccup, a bug: the run must still end, never stay
+            # The worker's time limit, a database hiccup, a bug: the run must still end, never stay
             # "running"; the ledger keeps every message's state, so the next run carries on.
-            log.exception("run %s stopped by an unexpected error", run.pk)
-            _end_after_error(ctx, f"stopped by an unexpected error: {type(exc).__name__}: {exc}"[:2000])
+            if is_stop_exception(exc):
+                _end_after_error(ctx, f"stopped at its time limit (the operation's timeout of {operation.time_limit}"
+                                      f" and {brokers.SOFT_LIMIT_SLACK} s)")
+            else:
+                log.exception("run %s stopped by an unexpected error", run.pk)
+                _end_after_error(ctx, f"stopped by an unexpected error: {type(exc).__name__}: {exc}"[:2000])
     finally:
         leases.release(ctx.lease_keys, ctx.holder, ctx.token)
     run.refresh_from_db()

@@ -3,18 +3,23 @@
 
 from __future__ import annotations
 
+import logging
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from connectors.base import ConfigError, ConnectorError
+from designer import brokers
 from designer.models import LedgerEntry, Operation, Run, RunLog, RunRecord
-from designer.running import engine, leases
+from designer.running import engine, leases, watchdog
 from designer.teams import audit
+
+log = logging.getLogger(__name__)
 
 # Records a person may send again on purpose.
 REPLAYABLE = (RunRecord.Status.FAILED, RunRecord.Status.SKIPPED, RunRecord.Status.RETRY,
@@ -26,10 +31,18 @@ MAX_CHAIN_DEPTH = 20
 STALE_GRACE = timedelta(minutes=10)
 
 
-@shared_task(acks_late=True, name="designer.tasks.execute_run")
-def execute_run(run_id: int) -> None:
-    # Time limits come with each message, from the operation's timeout (``start``).
-    execute(run_id)
+@shared_task(acks_late=True, bind=True, name="designer.tasks.execute_run")
+def execute_run(self: Task, run_id: int) -> None:
+    # Time limits come with each message, from the operation's timeout (``start``). The prefork pool
+    # enforces them with signals; the solo and threads pools (``make run``'s worker) enforce none, so
+    # the soft one is also kept here, in this thread, whatever the pool.
+    soft_limit = (self.request.timelimit or (None, None))[1]
+    try:
+        with watchdog.limit(soft_limit, raising=watchdog.TimeLimitReached) if soft_limit else nullcontext():
+            execute(run_id)
+    except watchdog.TimeLimitReached:
+        # The run met its limit and ended on it (the engine records that), or the limit passed as it ended.
+        log.warning("run %s reached its time limit of %s s", run_id, soft_limit)
 
 
 @shared_task(name="designer.tasks.run_scheduled")
@@ -83,9 +96,10 @@ def start(operation: Operation, trigger: str, *, parent: Run | None = None, user
 
     with transaction.atomic():
         run = Run.objects.create(operation=operation, trigger=trigger, parent=parent, replay_of=replay_of)
-        seconds = int(operation.timeout.total_seconds())
+        seconds = int(operation.time_limit.total_seconds())
         transaction.on_commit(lambda: execute_run.apply_async(
-            (run.pk,), soft_time_limit=seconds + 30, time_limit=seconds + 90,
+            (run.pk,), soft_time_limit=seconds + brokers.SOFT_LIMIT_SLACK,
+            time_limit=seconds + brokers.HARD_LIMIT_SLACK,
         ))
     if user is not None:
         audit.record(user, operation.project.team, "ran", operation, {"run": run.pk, "trigger": trigger})
@@ -175,14 +189,14 @@ def reap_stale() -> int:
     reaped = 0
     now = timezone.now()
     for run in Run.objects.filter(status=Run.Status.QUEUED).select_related("operation"):
-        if now - run.queued_at >= run.operation.timeout + STALE_GRACE:
+        if now - run.queued_at >= run.operation.time_limit + STALE_GRACE:
             reaped += Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
                 status=Run.Status.FAILED, finished_at=now,
                 message="no worker took this run in time (is a worker running for its agent group?); "
                         "the next run carries on")
     for run in Run.objects.filter(status=Run.Status.RUNNING).select_related("operation"):
         started = run.started_at or run.queued_at
-        if now - started < run.operation.timeout + STALE_GRACE:
+        if now - started < run.operation.time_limit + STALE_GRACE:
             continue
         if leases.holder_of(f"operation:{run.operation_id}") == f"run-{run.pk}":
             continue

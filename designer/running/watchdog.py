@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 _CHECK_EVERY = 0.05  # seconds between the watchdog's looks
 
@@ -21,9 +22,22 @@ class Overran(BaseException):  # noqa: N818 - a BaseException so no ``except Exc
     """Raised inside a thread that overran its ``limit``."""
 
 
+class TimeLimitReached(Exception):  # noqa: N818 - named like Celery's SoftTimeLimitExceeded, which it stands for
+    """A run passed its time limit where the worker's pool enforces none (the solo and threads pools).
+
+    An ``Exception``, like Celery's own, so the run's error handler ends the run; registered as a stop
+    exception so no connector turns it into a server's failure."""
+
+
+@dataclass(eq=False)
+class _Limit:
+    deadline: float
+    raising: type[BaseException]
+    fired: bool = False
+
+
 _lock = threading.Lock()
-_deadlines: dict[int, float] = {}  # thread id -> monotonic deadline
-_fired: set[int] = set()
+_limits: dict[int, list[_Limit]] = {}  # thread id -> its limits in force, outermost first
 _started = False
 
 
@@ -32,36 +46,43 @@ def _watch() -> None:
         time.sleep(_CHECK_EVERY)
         now = time.monotonic()
         with _lock:
-            for thread_id, deadline in list(_deadlines.items()):
-                if now > deadline:
-                    del _deadlines[thread_id]
-                    _fired.add(thread_id)
-                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(Overran))
+            for thread_id, limits in _limits.items():
+                if any(lim.fired for lim in limits):
+                    continue  # one pending at a time: the next fires after that one's block ended
+                due = next((lim for lim in limits if now > lim.deadline), None)
+                if due is not None:
+                    due.fired = True
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(due.raising))
 
 
 def _ensure_started() -> None:
     global _started
     with _lock:
         if not _started:
-            threading.Thread(target=_watch, name="template-watchdog", daemon=True).start()
+            threading.Thread(target=_watch, name="watchdog", daemon=True).start()
             _started = True
 
 
 @contextmanager
-def limit(seconds: float) -> Iterator[None]:
-    """Raise ``Overran`` in this thread if the block runs longer than ``seconds``."""
+def limit(seconds: float, raising: type[BaseException] = Overran) -> Iterator[None]:
+    """Raise ``raising`` in this thread if the block runs longer than ``seconds``.
+
+    Limits nest (a template's inside a run's): each raises its own exception, so a template's
+    handler never mistakes the run's limit for its own."""
     _ensure_started()
     thread_id = threading.get_ident()
+    own = _Limit(time.monotonic() + seconds, raising)
     with _lock:
-        _deadlines[thread_id] = time.monotonic() + seconds
+        _limits.setdefault(thread_id, []).append(own)
     try:
         yield
     finally:
         with _lock:
-            _deadlines.pop(thread_id, None)
-            fired = thread_id in _fired
-            _fired.discard(thread_id)
-            if fired:  # set but maybe not raised yet: clear it, and say it here instead
+            limits = _limits[thread_id]
+            limits.remove(own)
+            if not limits:
+                del _limits[thread_id]
+            if own.fired:  # set but maybe not raised yet: clear it, and say it here instead
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
-        if fired:
-            raise Overran()
+        if own.fired:
+            raise own.raising()

@@ -68,6 +68,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, prod_dovecot: Dovecot,
         env = production_env(
             directory, DATABASE_URL=database_url, CELERY_TASK_DEFAULT_QUEUE=queue, MAILWRIGHT_PROXY_SSL_HEADER="1",
             CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT), MAILWRIGHT_LEASE_SECONDS=str(LEASE_SECONDS),
+            # Redelivery within seconds is what the lost-worker scenario needs, below any run's hold.
+            MAILWRIGHT_UNSAFE_REDELIVERY="1",
             # A surviving worker looks for a dead one's messages every 2 s instead of every 100 s.
             CELERY_BROKER_TRANSPORT_OPTIONS=json.dumps({"unacked_restore_interval": 2,
                                                         "unacked_restore_throttle": 1}),

@@ -175,7 +175,9 @@ def test_beat_runs_an_operation_scheduled_every_minute_by_itself(deployment: Dep
 def test_a_prefork_worker_on_rabbitmq_forwards_the_example_operation(
         deployment: Deployment, prod_dovecot: Dovecot, sink: SMTPServer, tmp_path: Path) -> None:
     queue = f"mailwright-prod-{uuid.uuid4().hex[:12]}"
-    env = {**deployment.env, "CELERY_BROKER_URL": RABBITMQ_URL, "CELERY_TASK_DEFAULT_QUEUE": queue}
+    # This machine's RabbitMQ keeps its default consumer_timeout (30 min): runs are capped below it.
+    env = {**deployment.env, "CELERY_BROKER_URL": RABBITMQ_URL, "CELERY_TASK_DEFAULT_QUEUE": queue,
+           "MAILWRIGHT_UNSAFE_REDELIVERY": "0", "MAILWRIGHT_MAX_OPERATION_MINUTES": "20"}
     seed(prod_dovecot.mailbox("rabbit"), letters("rabbit", 5))
     deployment.import_project(project(prod_dovecot, sink, "rabbit"), IMAP_PASSWORD)
     worker = Worker(tmp_path / "rabbit.log", queue, env, python=python(), pool="prefork")

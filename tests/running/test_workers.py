@@ -118,6 +118,7 @@ def worker_env() -> dict[str, str]:
         "CELERY_BROKER_URL": REDIS_URL,
         "CELERY_TASK_ALWAYS_EAGER": "0",
         "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+        "MAILWRIGHT_UNSAFE_REDELIVERY": "1",  # redelivery within seconds is the point here
         # A killed worker's leases expire soon, so the run's redelivered copy takes over within the test.
         "MAILWRIGHT_LEASE_SECONDS": str(LEASE_SECONDS),
     }

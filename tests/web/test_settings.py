@@ -113,3 +113,36 @@ def test_it_refuses_to_start_with_a_network_that_is_not_one(tmp_path):
     result = _manage(tmp_path, "check", **_production(MAILWRIGHT_ALLOW_NETWORKS="10.1.2"))
     assert result.returncode != 0
     assert "'10.1.2' is not a network" in result.stderr
+
+
+def _broker_check(tmp_path, **env):
+    return _manage(tmp_path, "check", DEBUG="0", SECRET_KEY="k" * 60, ALLOWED_HOSTS="example.com",
+                   MAILWRIGHT_ENCRYPTION_KEYS=Fernet.generate_key().decode(), **env)
+
+
+def test_it_refuses_a_redis_visibility_timeout_below_the_longest_run(tmp_path):
+    # 6 h was the old default: a 24 h operation's task would be handed to a second worker after 6 h.
+    result = _broker_check(tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:6379/9", CELERY_VISIBILITY_TIMEOUT="21600")
+    assert result.returncode != 0
+    assert ("Redis' visibility timeout (21600 s) must exceed the longest a run may hold its task: 24 h 1 min 30 s "
+            "(MAILWRIGHT_MAX_OPERATION_MINUTES=1440 plus 90 s of time limit)") in result.stderr
+    assert "CELERY_VISIBILITY_TIMEOUT above 86490" in result.stderr
+
+
+def test_the_redis_default_and_a_lower_operation_cap_are_accepted(tmp_path):
+    assert _broker_check(tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:6379/9").returncode == 0
+    lowered = _broker_check(tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:6379/9", CELERY_VISIBILITY_TIMEOUT="21600",
+                            MAILWRIGHT_MAX_OPERATION_MINUTES="300")
+    assert lowered.returncode == 0, lowered.stderr
+
+
+def test_it_refuses_rabbitmqs_default_consumer_timeout_until_it_is_raised(tmp_path):
+    url = "amqp://guest:guest@127.0.0.1:5672//"
+    refused = _broker_check(tmp_path, CELERY_BROKER_URL=url)
+    assert refused.returncode != 0
+    assert "RabbitMQ's consumer_timeout (1800000 ms = 30 min, as RABBITMQ_CONSUMER_TIMEOUT declares)" in refused.stderr
+    assert "raise consumer_timeout in rabbitmq.conf above 86490000" in refused.stderr
+    raised = _broker_check(tmp_path, CELERY_BROKER_URL=url, RABBITMQ_CONSUMER_TIMEOUT="90000000")
+    assert raised.returncode == 0, raised.stderr
+    capped = _broker_check(tmp_path, CELERY_BROKER_URL=url, MAILWRIGHT_MAX_OPERATION_MINUTES="25")
+    assert capped.returncode == 0, capped.stderr
