@@ -8,7 +8,7 @@ What happens to a task whose worker dies (found out here, and asserted):
 * ``--pool solo``: the engine runs in the worker's main process, so SIGKILL takes the consumer
   with it and nothing can reject the message. It stays in Redis' ``unacked`` hash until a
   consumer restores it to the queue, which kombu does only for messages older than the
-  transport's ``visibility_timeout`` (settings: ``CELERY_VISIBILITY_TIMEOUT``, 6 h by default;
+  transport's ``visibility_timeout`` (settings: ``CELERY_VISIBILITY_TIMEOUT``, 25 h by default;
   5 s here), and only when a worker starts or on its periodic sweep (every
   ``unacked_restore_interval`` x ``unacked_restore_throttle`` = 100 s by default). Restarting
   a worker after the timeout redelivers the task at once; the same run then goes on. Until
