@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 
 # Runs in which a message may fail for a reason of its own before it is quarantined.
 QUARANTINE_RUNS = 3
+# What an older UIDVALIDITY's row of a message still says of it once its folder was recreated: delivered
+# (acknowledged only), given up on (not sent again unless replayed), or maybe sent (resent only under
+# its Message-ID). A skipped one is simply judged again.
+CARRIED_OVER = (LedgerEntry.State.SENT, LedgerEntry.State.ACKNOWLEDGED, LedgerEntry.State.FAILED,
+                LedgerEntry.State.QUARANTINED, LedgerEntry.State.SENDING, LedgerEntry.State.IN_DOUBT,
+                LedgerEntry.State.RETRY)
 # Ledger look-ups are chunked to stay under SQLite's limit on query parameters.
 LOOKUP_CHUNK = 500
 
@@ -42,21 +48,16 @@ def ledger_rows(operation_id: int, connection_id: int,
     return rows
 
 
-def delivered_elsewhere(operation_id: int, connection_id: int, key: SourceKey) -> LedgerEntry | None:
-    """The same message (by Message-ID) already delivered under an older UIDVALIDITY."""
+def earlier_epoch_row(operation_id: int, connection_id: int, key: SourceKey) -> LedgerEntry | None:
+    """The same message (by Message-ID) under an older UIDVALIDITY: a row that delivered it, else the latest."""
     if not key.identity:
         return None
-    return (
-        LedgerEntry.objects.filter(
-            operation_id=operation_id,
-            connection_id=connection_id,
-            scope=key.scope,
-            identity=key.identity,
-            state__in=(LedgerEntry.State.SENT, LedgerEntry.State.ACKNOWLEDGED),
-        )
-        .exclude(epoch=key.epoch)
-        .first()
-    )
+    rows = LedgerEntry.objects.filter(
+        operation_id=operation_id, connection_id=connection_id, scope=key.scope, identity=key.identity,
+        state__in=CARRIED_OVER,
+    ).exclude(epoch=key.epoch)
+    delivered = rows.filter(state__in=(LedgerEntry.State.SENT, LedgerEntry.State.ACKNOWLEDGED)).first()
+    return delivered or rows.order_by("-updated_at", "-pk").first()
 
 
 def first_record_facts(ledger_ids: list[int]) -> dict[int, dict[str, str]]:
@@ -94,6 +95,15 @@ class Ledger:
         return LedgerEntry.objects.create(
             connection_id=self.connection_id, scope=key.scope, epoch=key.epoch, position=key.position,
             identity=key.identity[:998], state=state, operation=self.ctx.operation, **fields,
+        )
+
+    def carry_over(self, key: SourceKey, earlier: LedgerEntry) -> LedgerEntry:
+        """This epoch's row for a message that ``earlier``, an older epoch's row, knew (``earlier_epoch_row``)."""
+        delivered = earlier.state in (LedgerEntry.State.SENT, LedgerEntry.State.ACKNOWLEDGED)
+        return self.new_row(
+            key, LedgerEntry.State.SENT if delivered else earlier.state, out_message_id=earlier.out_message_id,
+            reply=f"delivered before the folder was recreated: {earlier.reply}"[:2000] if delivered else "",
+            error=earlier.error, attempts=earlier.attempts, poison_runs=earlier.poison_runs,
         )
 
     def save_row(self, key: SourceKey, row: LedgerEntry | None, state: str, **fields: Any) -> LedgerEntry:

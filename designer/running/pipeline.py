@@ -28,7 +28,7 @@ from connectors.base import (
 from designer.models import LedgerEntry, RunRecord
 from designer.running.acks import Acknowledgements, PendingAck
 from designer.running.context import Endpoint, RunAborted, RunContext, fault_point
-from designer.running.ledger import Ledger, delivered_elsewhere, ledger_rows
+from designer.running.ledger import CARRIED_OVER, Ledger, earlier_epoch_row, ledger_rows
 from designer.running.transform import transform
 
 log = logging.getLogger(__name__)
@@ -234,14 +234,12 @@ class Pipeline:
         summary = {**self.connector.record_summary(item.record or {}), **item.summary}
         if item.record is not None and not item.key.identity:
             item.key = replace(item.key, identity=self.connector.record_identity(item.record))
-        if row is None and self._delivered_under_other_epochs(item.key):
-            earlier = delivered_elsewhere(self.ctx.operation.pk, self.connection_id, item.key)
+        if row is None and self._known_under_other_epochs(item.key):
+            earlier = earlier_epoch_row(self.ctx.operation.pk, self.connection_id, item.key)
             if earlier is not None:
-                row = self.ledger.new_row(item.key, LedgerEntry.State.SENT, out_message_id=earlier.out_message_id,
-                                    reply=f"delivered before the folder was recreated: {earlier.reply}")
-                ctx.log(f"{item.key.identity}: already delivered under UIDVALIDITY {earlier.epoch}; not sent again")
-                self.acks.add(PendingAck(item.key, row, earlier=True, summary=summary), self.settings.after_read)
-                return None
+                row = self.ledger.carry_over(item.key, earlier)
+                if self._settled_before(item.key, row, earlier, summary):
+                    return None
         if item.record is None:
             self._skip(item.key, row, summary, item.skip_reason or "the message could not be read", acknowledge=False)
             return None
@@ -270,10 +268,25 @@ class Pipeline:
         prepared = result.prepared
         return Ready(item.key, row, summary, prepared, item.size)
 
-    def _delivered_under_other_epochs(self, key: SourceKey) -> bool:
-        """Whether a message of ``key``'s scope was ever delivered under another epoch (one query per run).
+    def _settled_before(self, key: SourceKey, row: LedgerEntry, earlier: LedgerEntry, summary: dict[str, str]) -> bool:
+        """Whether the older epoch settled the message: delivered (acknowledged now), or failed for
+        good or quarantined (recorded again here, where Replay can send it). Otherwise it goes on, in
+        "sending", "in doubt" or "retry", resent only under its Message-ID."""
+        if row.state == LedgerEntry.State.SENT:
+            self.ctx.log(f"{key.identity}: already delivered under UIDVALIDITY {earlier.epoch}; not sent again")
+            self.acks.add(PendingAck(key, row, earlier=True, summary=summary), self.settings.after_read)
+            return True
+        if row.state in (LedgerEntry.State.FAILED, LedgerEntry.State.QUARANTINED):
+            reason = f"{row.get_state_display().lower()} under UIDVALIDITY {earlier.epoch}: {earlier.error}"
+            self.ledger.record(key, row, summary, row.state, reason)
+            self.ctx.log(f"{key.identity}: {reason}; not sent again unless replayed", "warning")
+            return True
+        return False
 
-        Only then can a new message be one delivered before its folder was recreated. The answer
+    def _known_under_other_epochs(self, key: SourceKey) -> bool:
+        """Whether the ledger holds a row of ``key``'s scope under another epoch (one query per run).
+
+        Only then can a new message be one known before its folder was recreated. The answer
         cannot change during the run: the operation's lease keeps other runs of it out, and this
         run only writes rows under the epoch it reads.
         """
@@ -284,7 +297,7 @@ class Pipeline:
                     operation_id=self.ctx.operation.pk,
                     connection_id=self.connection_id,
                     scope=key.scope,
-                    state__in=(LedgerEntry.State.SENT, LedgerEntry.State.ACKNOWLEDGED),
+                    state__in=CARRIED_OVER,
                 )
                 .exclude(epoch=key.epoch)
                 .exists()

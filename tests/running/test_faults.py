@@ -467,6 +467,25 @@ def test_it_does_not_resend_after_the_folder_was_recreated_but_sends_the_new_one
     assert set(outcome.values()) == {"delivered"}
 
 
+def test_a_message_refused_for_good_is_not_sent_again_after_the_folder_was_recreated(
+        transactional_db, dovecot, mailbox, smtp, tmp_path, monkeypatch):
+    operation = setup_operation(tmp_path, monkeypatch, dovecot, smtp, folder="Support")
+    seed(mailbox, questions(range(1)), folder="Support")
+    smtp.fail_next(1, code=554, text="5.7.1 Message rejected")
+    first = run_inline(operation)
+    assert first.failed_count == 1 and not smtp.messages, first.message
+    old_epoch = mailbox.uidvalidity("Support")
+
+    assert mailbox.recreate_folder("Support") != old_epoch
+    seed(mailbox, questions(range(2)), folder="Support")  # the refused one again, and a new one
+
+    second = run_inline(operation)
+
+    assert [source_of(m) for m in smtp.messages] == [*ids(range(1, 2))], second.message
+    refused = second.records.get(status=RunRecord.Status.FAILED)
+    assert refused.identity in ids(range(1)) and f"under UIDVALIDITY {old_epoch}: " in refused.error
+
+
 def test_it_delivers_exactly_once_when_the_folder_is_recreated_mid_run(transactional_db, dovecot, mailbox, smtp,
                                                                       tmp_path, monkeypatch):
     operation = setup_operation(tmp_path, monkeypatch, dovecot, smtp, folder="Support")
