@@ -1,7 +1,8 @@
 """Acknowledging delivered messages in the source (mark read, move, delete), in batches.
 
 One round trip and one ledger update for many messages: a batch goes when ``ACK_BATCH`` wait or
-the oldest has waited ``ACK_INTERVAL_SECONDS``, and whatever is left when the run ends.
+the oldest has waited ``ACK_INTERVAL_SECONDS`` (checked at every step of the run, waits included),
+and whatever is left when the run ends.
 """
 
 from __future__ import annotations
@@ -48,8 +49,16 @@ class Acknowledgements:
         if not any(self._pending.values()):
             self._pending_since = time.monotonic()
         self._pending.setdefault(action, []).append(pending)
-        waiting = sum(len(batch) for batch in self._pending.values())
-        if waiting >= ACK_BATCH or time.monotonic() - self._pending_since >= ACK_INTERVAL_SECONDS:
+        if sum(len(batch) for batch in self._pending.values()) >= ACK_BATCH:
+            self.flush()
+        else:
+            self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        """Apply the queue once its oldest has waited ``ACK_INTERVAL_SECONDS``: the run calls this at
+        every step, waits on the target included, so a message is marked soon after its delivery even
+        when no other follows it."""
+        if any(self._pending.values()) and time.monotonic() - self._pending_since >= ACK_INTERVAL_SECONDS:
             self.flush()
 
     def flush(self, final: bool = False) -> None:

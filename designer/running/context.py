@@ -14,10 +14,10 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
-from connectors.base import ConfigError
+from connectors.base import ConfigError, Secrets
 from designer.crypto import SecretsUnreadable
 from designer.models import Activity, Operation, Run, RunLog
-from designer.running import leases
+from designer.running import leases, tokens
 
 # SQLite's page cache for a run's connection, in KiB (see ``small_page_cache``).
 RUN_SQLITE_CACHE_KB = 256
@@ -43,7 +43,7 @@ def fault_point(name: str) -> None:
 class Endpoint:
     activity: Activity
     config: Any
-    secrets: dict[str, str]
+    secrets: Secrets
     settings: Any
 
 
@@ -56,10 +56,12 @@ def endpoint(activity: Activity | None, role: str) -> Endpoint:
     if kind.role != role:
         raise RunAborted(f"{activity.name} is a {kind.label} activity, which cannot be a {role}")
     try:
+        secrets = connection.get_secrets()
+        secrets.token_store = tokens.run_store(secrets.token_store)
         return Endpoint(
             activity=activity,
             config=connector.parse_config(connection.config),
-            secrets=connection.get_secrets(),
+            secrets=secrets,
             settings=connector.parse_activity_settings(activity.type, activity.settings),
         )
     except ConfigError as exc:
@@ -78,6 +80,7 @@ class RunContext:
         self.lease_keys: list[str] = []
         self.token = ""  # the leases' fencing token
         self.heartbeat: leases.Heartbeat | None = None
+        self.token_stores: list[tokens.RunTokenStore] = []  # the endpoints', written from here
         self.deadline = time.monotonic() + self.operation.time_limit.total_seconds()
         self.last_cancel_check = time.monotonic()
         self.debug = bool(self.operation.debug_until and self.operation.debug_until > timezone.now())
@@ -106,9 +109,15 @@ class RunContext:
         self.last_flush = time.monotonic()
         self.run.refresh_from_db(fields=["read_count", "sent_count", "skipped_count", "failed_count"])
 
+    def persist_tokens(self) -> None:
+        """Store the sign-in tokens the sender thread refreshed (``tokens``)."""
+        for store in self.token_stores:
+            store.persist()
+
     def checkpoint(self) -> None:
         """Between messages: honour cancel and timeout, keep our leases alive."""
         now = time.monotonic()
+        self.persist_tokens()
         if now > self.deadline:
             raise RunAborted(f"stopped: the operation's timeout of {self.operation.time_limit} was reached")
         if now - self.last_cancel_check > 1:

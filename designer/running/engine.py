@@ -144,6 +144,7 @@ def execute(run_id: int) -> Run:
                 log.exception("run %s stopped by an unexpected error", run.pk)
                 _end_after_error(ctx, f"stopped by an unexpected error: {type(exc).__name__}: {exc}"[:2000])
     finally:
+        ctx.persist_tokens()  # what the sender thread refreshed last
         leases.release(ctx.lease_keys, ctx.holder, ctx.token)
     run.refresh_from_db()
     return run
@@ -156,6 +157,7 @@ def _execute(ctx: RunContext) -> None:
     try:
         source_ep = endpoint(operation.source, "source")
         target_ep = endpoint(operation.target, "target")
+        ctx.token_stores = [ep.secrets.token_store for ep in (source_ep, target_ep) if ep.secrets.token_store]
         ctx.log(f"run started ({run.get_trigger_display()}): {source_ep.activity.name} → {target_ep.activity.name}")
         with ExitStack() as stack:
             source_connector = source_ep.activity.connection.connector_type

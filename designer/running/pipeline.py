@@ -26,6 +26,7 @@ from connectors.base import (
     is_stop_exception,
 )
 from designer.models import LedgerEntry, RunRecord
+from designer.running import watchdog
 from designer.running.acks import Acknowledgements, PendingAck
 from designer.running.context import Endpoint, RunAborted, RunContext, fault_point
 from designer.running.ledger import CARRIED_OVER, Ledger, earlier_epoch_row, ledger_rows
@@ -42,6 +43,11 @@ TRANSIENT_STREAK_LIMIT = 3
 LOOKAHEAD_MAX_MESSAGES = 8
 LOOKAHEAD_MAX_BYTES = 256 * 1024
 # Rows a later run delivers (again): never sent, maybe sent (under the Message-ID they keep), or failed for now.
+# The sender's answer is awaited in slices of this many seconds, due acknowledgements applied between them.
+AWAIT_SLICE = 0.5
+# After a stop (Celery's soft time limit) interrupted the wait, how long the answer may still take
+# before the message is recorded in doubt: less than the minute before Celery's hard limit kills the process.
+LANDING_GRACE = 45.0
 RESEND_STATES = (LedgerEntry.State.SENDING, LedgerEntry.State.RETRY, LedgerEntry.State.IN_DOUBT)
 
 
@@ -98,6 +104,7 @@ class Pipeline:
         self._sender: ThreadPoolExecutor | None = None
         self._in_flight: Flight | None = None
         self._ready: deque[Ready] = deque()  # prepared, not yet handed to the sender (no ledger row written)
+        self._stop: BaseException | None = None  # what stopped a wait on the sender, raised once it is landed
 
     # -- the run as a whole -------------------------------------------------------------------
 
@@ -170,7 +177,8 @@ class Pipeline:
             # Whatever stops the run, a message handed over gets its outcome; the others are left.
             flight, self._in_flight = self._in_flight, None
             if flight is not None:
-                self._land(flight)
+                with watchdog.deferred():
+                    self._land(flight)
             self._leave_ready()
         if self._target_failing():
             self.ctx.log(
@@ -194,10 +202,12 @@ class Pipeline:
         then = self._ready.popleft() if self._ready else None
         # ``_in_flight`` is cleared before landing: a flight is landed once, even when landing raises.
         self._in_flight = None
-        if flight is not None:
-            self._in_flight = self._land(flight, then=then)
-        elif then is not None:
-            self._in_flight = self._launch(then)
+        # A time limit waits until the outcome is recorded and the next flight is held here.
+        with watchdog.deferred():
+            if flight is not None:
+                self._in_flight = self._land(flight, then=then)
+            elif then is not None:
+                self._in_flight = self._launch(then)
 
     def _leave_ready(self) -> None:
         """Drop the messages built but not handed over: unsent and unrecorded, the next run reads them again."""
@@ -325,7 +335,7 @@ class Pipeline:
         """Wait for ``flight``'s outcome and record it; then launch ``then``, whose "sending" row is
         committed in the same transaction as this one's "sent" (one commit a message)."""
         delivery = self._outcome(flight)
-        launch = then is not None and not self._target_failing()
+        launch = then is not None and not self._target_failing() and self._stop is None
         with transaction.atomic():
             if delivery is not None:
                 row = flight.row
@@ -349,7 +359,39 @@ class Pipeline:
             self._ready.appendleft(then)  # back in line: left for the next run with the rest
         if lease_lost:
             raise RunAborted("lost the run's lease (another run took it); stopping before sending")
+        if self._stop is not None:  # what stopped the wait, now that the outcome is recorded
+            stop, self._stop = self._stop, None
+            raise stop
         return self._launch(then, next_row) if launch else None
+
+    def _await(self, future: Future) -> Delivery:
+        """The sender's answer for the message in flight.
+
+        Waits in slices and applies due acknowledgements meanwhile (the source is idle). What stops
+        the run during the wait (Celery's soft time limit, the source failing) waits in ``_stop`` until
+        the answer is recorded: a message the server may have accepted is never left "sending" by us.
+        """
+        while True:
+            try:
+                return future.result(timeout=AWAIT_SLICE)
+            except TimeoutError:
+                if future.done():
+                    raise  # the sender's own
+                try:
+                    self.acks.flush_if_due()
+                except RunAborted as exc:
+                    self._stop = self._stop or exc
+            except Exception as exc:
+                if not is_stop_exception(exc) or (future.done() and future.exception() is exc):
+                    raise
+                self._stop = self._stop or exc
+                try:
+                    return future.result(timeout=LANDING_GRACE)
+                except TimeoutError:
+                    if future.done():
+                        raise
+                    raise OutcomeUnknown("the run reached its time limit while the server was still answering "
+                                         "(the message may have been delivered)") from None
 
     def _outcome(self, flight: Flight) -> Delivery | None:
         """The target's ``Delivery`` for ``flight``, retrying transient failures; None when it failed (recorded)."""
@@ -358,7 +400,7 @@ class Pipeline:
         future: Future | None = flight.future
         for attempt in range(attempts):
             try:
-                delivery = future.result() if future is not None else self.target.write(ready.prepared)
+                delivery = self._await(future) if future is not None else self.target.write(ready.prepared)
             except OutcomeUnknown as exc:
                 self.transient_streak += 1  # a server that keeps not answering stops the run like one that fails
                 self.ledger.doubt(ready.key, flight.row, ready.summary, str(exc), rendered=ready.prepared.record)

@@ -38,6 +38,7 @@ class _Limit:
 
 _lock = threading.Lock()
 _limits: dict[int, list[_Limit]] = {}  # thread id -> its limits in force, outermost first
+_deferring: dict[int, int] = {}  # thread id -> depth of ``deferred`` blocks it is in
 _started = False
 
 
@@ -47,7 +48,7 @@ def _watch() -> None:
         now = time.monotonic()
         with _lock:
             for thread_id, limits in _limits.items():
-                if any(lim.fired for lim in limits):
+                if _deferring.get(thread_id) or any(lim.fired for lim in limits):
                     continue  # one pending at a time: the next fires after that one's block ended
                 due = next((lim for lim in limits if now > lim.deadline), None)
                 if due is not None:
@@ -86,3 +87,19 @@ def limit(seconds: float, raising: type[BaseException] = Overran) -> Iterator[No
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
         if own.fired:
             raise own.raising()
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A block a limit must not interrupt (recording what a server answered): a limit that passes
+    inside it fires as soon as it ends. Keep it to work that ends by itself."""
+    thread_id = threading.get_ident()
+    with _lock:
+        _deferring[thread_id] = _deferring.get(thread_id, 0) + 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _deferring[thread_id] -= 1
+            if not _deferring[thread_id]:
+                del _deferring[thread_id]

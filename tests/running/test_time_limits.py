@@ -58,3 +58,17 @@ def test_a_templates_limit_does_not_take_the_runs_for_its_own():
         with watchdog.limit(0.3, raising=watchdog.TimeLimitReached):
             mapping.render_value("body", busy, {})
     assert time.monotonic() - started < mapping.MAX_SECONDS
+
+
+def test_a_limit_that_passes_while_an_answer_is_recorded_fires_once_it_is():
+    recorded = []
+    with pytest.raises(watchdog.TimeLimitReached):
+        with watchdog.limit(0.1, raising=watchdog.TimeLimitReached):
+            with watchdog.deferred():
+                until = time.monotonic() + 0.4
+                while time.monotonic() < until:  # past the limit: Python code the watchdog could interrupt
+                    time.sleep(0.01)
+                recorded.append("sent")
+            while True:
+                time.sleep(0.01)
+    assert recorded == ["sent"]
