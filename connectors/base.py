@@ -201,7 +201,13 @@ class Prepared:
 
 
 class TargetSession(AbstractContextManager):
-    """An open target for one run; one underlying connection reused for every record."""
+    """An open target for one run; its connections reused for every record.
+
+    ``parallelism``: how many ``write`` calls may run at once, each on a thread of its own (each
+    on a connection of its own); ``prepare`` stays on the caller's thread.
+    """
+
+    parallelism: int = 1
 
     def write(self, prepared: Prepared | Mapping[str, Any]) -> Delivery:
         """Deliver one prepared record (a plain record is prepared first); raise

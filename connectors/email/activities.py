@@ -127,15 +127,22 @@ class ReadSettings:
         return search_arguments(tokens)
 
 
+DEFAULT_MAX_CONNECTIONS = 4
+MAX_CONNECTIONS = 16
+
+
 @dataclass(frozen=True)
 class SendSettings:
     # Any of the SPEC §4 input fields but attachments; the mapping overrides each one it sets.
     defaults: dict[str, Any] = field(default_factory=dict)
     # Empty: the domain of the message's From address (see ``message_id_domain_for``).
     message_id_domain: str = ""
+    # SMTP connections a run keeps busy at once; a server that allows fewer makes the pool shrink.
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def to_dict(self) -> dict[str, Any]:
-        return {"defaults": dict(self.defaults), "message_id_domain": self.message_id_domain}
+        return {"defaults": dict(self.defaults), "message_id_domain": self.message_id_domain,
+                "max_connections": self.max_connections}
 
     def message_id_domain_for(self, sender: str) -> str:
         """The domain for a new Message-ID: the configured one, else the sender's, else ours."""
@@ -218,7 +225,7 @@ def parse_send_settings(data: Mapping[str, Any]) -> SendSettings:
     if not isinstance(data, Mapping):
         raise ConfigError({"": ["must be an object"]})
     errors = _Errors()
-    _unknown(errors, "", data, {"defaults", "message_id_domain"})
+    _unknown(errors, "", data, {"defaults", "message_id_domain", "max_connections"})
 
     defaults: dict[str, Any] = {}
     raw_defaults = data.get("defaults") or {}
@@ -242,9 +249,15 @@ def parse_send_settings(data: Mapping[str, Any]) -> SendSettings:
         errors.add("message_id_domain", "must be a domain name, like example.com")
         domain = ""
 
+    connections = data.get("max_connections")
+    connections = DEFAULT_MAX_CONNECTIONS if connections is None else connections
+    if isinstance(connections, bool) or not isinstance(connections, int) or not 1 <= connections <= MAX_CONNECTIONS:
+        errors.add("max_connections", f"must be a whole number from 1 to {MAX_CONNECTIONS}")
+        connections = DEFAULT_MAX_CONNECTIONS
+
     if errors.by_path:
         raise ConfigError(errors.by_path)
-    return SendSettings(defaults=defaults, message_id_domain=domain.strip().lower())
+    return SendSettings(defaults=defaults, message_id_domain=domain.strip().lower(), max_connections=connections)
 
 
 def _unknown(errors: _Errors, prefix: str, data: Mapping[str, Any], known: set[str], hint: str = "") -> None:

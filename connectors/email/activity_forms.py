@@ -20,6 +20,8 @@ from connectors.base import ConfigError, Prepared
 from connectors.email.activities import (
     AFTER_READ_ACTIONS,
     ATTACHMENT_MODES,
+    DEFAULT_MAX_CONNECTIONS,
+    MAX_CONNECTIONS,
     MAX_MESSAGES_RANGE,
     ON_SKIP_ACTIONS,
     SIZE_MB_RANGE,
@@ -196,7 +198,7 @@ class ReadEmailForm(ActivitySettingsForm):
 class SendEmailForm(ActivitySettingsForm):
     steps = (("Message defaults", (
         "defaults_from", "defaults_to", "defaults_cc", "defaults_bcc", "defaults_reply_to", "defaults_subject",
-        "defaults_text", "defaults_html", "message_id_domain",
+        "defaults_text", "defaults_html", "message_id_domain", "max_connections",
     )),)
     parse = staticmethod(parse_send_settings)
     field_descriptions: ClassVar[dict[str, str]] = {}
@@ -213,6 +215,12 @@ class SendEmailForm(ActivitySettingsForm):
     defaults_html = forms.CharField(label="HTML body", required=False, widget=forms.Textarea(attrs={"rows": 3}))
     message_id_domain = forms.CharField(label="Message-ID domain", required=False, max_length=253,
                                         help_text="Empty: the domain of the From address")
+    max_connections = forms.IntegerField(
+        label="SMTP connections at once", initial=DEFAULT_MAX_CONNECTIONS, min_value=1, max_value=MAX_CONNECTIONS,
+        required=False,
+        help_text="Messages go out over this many connections in parallel, so they may arrive in another order "
+                  "than they were read; fewer are used when the server allows fewer.",
+    )
 
 
 def sample_record() -> dict[str, Any]:

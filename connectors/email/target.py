@@ -1,8 +1,9 @@
-"""The Send Email target: one SMTP connection per run, and the server's words for every outcome.
+"""The Send Email target: a few SMTP connections per run, and the server's words for every outcome.
 
-The connection opens on the first ``write`` and serves every message of the run; it is closed
-with QUIT when the session ends. A dropped connection fails that one message (transient) and
-the next ``write`` connects again.
+Up to the activity's ``max_connections`` connections (``pool``) serve the run's messages, one
+message per connection at a time, so the engine sends that many in parallel; they open as needed
+and close with QUIT when the session ends. A dropped connection fails that one message
+(transient) and the next ``write`` connects again.
 
 Replies decide what a failure means: 4xx is transient (the engine may retry), 5xx permanent
 (the message failed, the reply is the reason). A message that some recipients accepted counts
@@ -27,6 +28,7 @@ from connectors.base import ConnectionFailed, ConnectorError, Delivery, Prepared
 from connectors.email.activities import SendSettings
 from connectors.email.config import EmailConfig
 from connectors.email.message.build import InvalidMessage, OutgoingMessage, build_message
+from connectors.email.pool import PooledSession, SessionPool
 from connectors.email.smtp import SMTPSession, open_smtp, send_data
 
 _MESSAGE_ID = re.compile(r"<[!-;=?-~]+>")  # printable ASCII without "<", ">" or spaces
@@ -50,14 +52,14 @@ class EmailTarget(TargetSession):
         self.deadline = deadline
         self.secrets = secrets
         self.settings = settings
-        self._smtp: SMTPSession | None = None
-        self._session: contextlib.ExitStack | None = None
+        self.parallelism = settings.max_connections
+        self._pool = SessionPool(self._connect, settings.max_connections)
 
     def __enter__(self) -> EmailTarget:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._disconnect()
+        self._pool.close()
 
     def prepare(self, record: Mapping[str, Any], message_id: str | None = None) -> Prepared:
         """The record with its ``message_id`` (new, or the given one) and its built message;
@@ -73,18 +75,20 @@ class EmailTarget(TargetSession):
             prepared = self.prepare(prepared, prepared.get("message_id") or None)
         outgoing: OutgoingMessage = prepared.outgoing
         try:
-            smtp = self._smtp or self._connect()
+            session = self._pool.take()
         except ConnectorError as exc:
             raise ConnectionFailed(exc.message, permanent=exc.permanent) from None
         try:
-            with smtp.translating("sending the message", self.secrets):
-                outcome = _submit(smtp, outgoing)
+            with session.smtp.translating("sending the message", self.secrets):
+                outcome = _submit(session.smtp, outgoing)
         except ConnectorError:
-            self._disconnect()  # the connection is gone or in an unknown state: the next write reconnects
+            self._pool.discard(session)  # gone or in an unknown state: the next write connects again
             raise
+        if outcome.code == 421:  # the server is closing the session
+            self._pool.discard(session, server_is_full=True)
+        else:
+            self._pool.give_back(session)
         if outcome.code != 250:
-            if outcome.code == 421:  # the server is closing the session
-                self._disconnect()
             raise ConnectorError(outcome.reply, permanent=outcome.code >= 500)
         reply = outcome.reply
         if outcome.refused:
@@ -99,16 +103,9 @@ class EmailTarget(TargetSession):
         domain = self.settings.message_id_domain_for(sender if isinstance(sender, str) else "")
         return build_message(record, defaults=defaults, message_id_domain=domain)
 
-    def _connect(self) -> SMTPSession:
-        session = contextlib.ExitStack()
-        self._smtp = session.enter_context(open_smtp(self.config, self.secrets, deadline=self.deadline))
-        self._session = session
-        return self._smtp
-
-    def _disconnect(self) -> None:
-        session, self._session, self._smtp = self._session, None, None
-        if session is not None:
-            session.close()  # QUIT, then close the socket whatever happens
+    def _connect(self) -> PooledSession:
+        closer = contextlib.ExitStack()
+        return PooledSession(closer.enter_context(open_smtp(self.config, self.secrets, deadline=self.deadline)), closer)
 
 
 def _with_message_id(outgoing: OutgoingMessage, message_id: Any) -> OutgoingMessage:

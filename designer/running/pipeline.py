@@ -1,7 +1,8 @@
 """The delivery pipeline of one run: read, transform and hand each message to the target.
 
-Sending runs on a thread of its own while the run's thread reads, maps and builds the next
-messages (the lookahead queue); the ledger order holds per message (see the README).
+Sending runs on sender threads, one per connection the target offers (``parallelism``), while the
+run's thread reads, maps and builds the next messages (the lookahead queue); the ledger order holds
+per message (see the README).
 """
 
 from __future__ import annotations
@@ -75,8 +76,9 @@ class Flight:
 class Pipeline:
     """Delivers the messages of one run through an open source and target.
 
-    Sending runs on a thread of its own, one message at a time, so the target's time on one message
-    (network, the server's checks) is spent reading, mapping and building the next ones: they wait,
+    Sending runs on sender threads, one message per connection of the target at a time, so the
+    target's time on a message (network, the server's checks) is spent on the others and on reading,
+    mapping and building the next ones: they wait,
     prepared, in ``_ready`` (no ledger row written yet), up to ``LOOKAHEAD_MAX_MESSAGES``, and the
     source asks before each download for room (``_make_room``), which keeps the sender busy and a
     second large message out while one is held. Everything else — the database, the source —
@@ -102,14 +104,17 @@ class Pipeline:
         # (scope, epoch) -> whether this operation delivered anything from the scope under another epoch.
         self._other_epochs: dict[tuple[str, int], bool] = {}
         self._sender: ThreadPoolExecutor | None = None
-        self._in_flight: Flight | None = None
+        # Messages the target may take at once (its connections), each on a sender thread of its own.
+        self.target_slots = max(1, getattr(target, "parallelism", 1))
+        self._flights: deque[Flight] = deque()  # handed to the sender, in launch order; rows say "sending"
         self._ready: deque[Ready] = deque()  # prepared, not yet handed to the sender (no ledger row written)
         self._stop: BaseException | None = None  # what stopped a wait on the sender, raised once it is landed
 
     # -- the run as a whole -------------------------------------------------------------------
 
     def run(self) -> None:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.ctx.holder}-send") as self._sender:
+        with ThreadPoolExecutor(max_workers=self.target_slots,
+                                thread_name_prefix=f"{self.ctx.holder}-send") as self._sender:
             try:
                 self._deliver()
             except Exception:
@@ -175,11 +180,10 @@ class Pipeline:
             self._drain()
         finally:
             # Whatever stops the run, a message handed over gets its outcome; the others are left.
-            flight, self._in_flight = self._in_flight, None
-            if flight is not None:
-                with watchdog.deferred():
-                    self._land(flight)
-            self._leave_ready()
+            try:
+                self._land_all()
+            finally:
+                self._leave_ready()
         if self._target_failing():
             self.ctx.log(
                 f"the target failed {self.transient_streak} messages in a row with temporary errors; "
@@ -190,24 +194,25 @@ class Pipeline:
         return self.transient_streak >= TRANSIENT_STREAK_LIMIT
 
     def _pump(self, wait: bool) -> None:
-        """Move the pipeline on by one step: land the message in flight once the target answered
-        (waiting for that when ``wait``) and launch the next ready one, or launch one when none flies."""
-        flight = self._in_flight
+        """Move the pipeline on: land the flights the target answered, oldest first (when ``wait`` and no
+        connection is free for a ready message, waiting for the oldest), then launch ready messages into
+        the free connections."""
         if wait:
             self.ctx.checkpoint()  # a cancel or the deadline stops the run here too, not only between reads
-        elif flight is not None and not flight.future.done():
-            return
         if self._target_failing():
             self._leave_ready()
-        then = self._ready.popleft() if self._ready else None
-        # ``_in_flight`` is cleared before landing: a flight is landed once, even when landing raises.
-        self._in_flight = None
-        # A time limit waits until the outcome is recorded and the next flight is held here.
-        with watchdog.deferred():
-            if flight is not None:
-                self._in_flight = self._land(flight, then=then)
-            elif then is not None:
-                self._in_flight = self._launch(then)
+        landing: deque[Flight] = deque()
+        while self._flights and (self._flights[0].future.done() or (wait and not landing and not self._free())):
+            landing.append(self._flights.popleft())
+        launching = [self._ready.popleft() for _ in range(min(len(self._ready), self._free()))]
+        if landing or launching:
+            # A time limit waits until the outcomes are recorded and the new flights are held.
+            with watchdog.deferred():
+                self._land_and_launch(landing, launching)
+
+    def _free(self) -> int:
+        """Connections free for a ready message."""
+        return max(0, self.target_slots - len(self._flights)) if self._ready else 0
 
     def _leave_ready(self) -> None:
         """Drop the messages built but not handed over: unsent and unrecorded, the next run reads them again."""
@@ -215,8 +220,20 @@ class Pipeline:
         self._ready.clear()
 
     def _drain(self) -> None:
-        while self._in_flight is not None or self._ready:
+        while self._flights or self._ready:
             self._pump(wait=True)
+
+    def _land_all(self) -> None:
+        """Whatever stops the run, every message handed over gets its outcome (the first error raised after)."""
+        error: BaseException | None = None
+        while self._flights:
+            try:
+                with watchdog.deferred():
+                    self._land_and_launch(deque([self._flights.popleft()]), [])
+            except Exception as exc:  # noqa: BLE001 - raised below, once the other flights are landed
+                error = error or exc
+        if error is not None:
+            raise error
 
     def _make_room(self, size: int) -> None:
         """Before the source downloads (a message of) ``size`` bytes: keep the sender busy, and
@@ -226,7 +243,7 @@ class Pipeline:
             self._pump(wait=True)
 
     def _holds_too_much_for(self, size: int) -> bool:
-        held = [r.size for r in self._ready] + ([self._in_flight.ready.size] if self._in_flight else [])
+        held = [r.size for r in self._ready] + [f.ready.size for f in self._flights]
         if not held:
             return False
         if len(held) >= LOOKAHEAD_MAX_MESSAGES:
@@ -324,20 +341,47 @@ class Pipeline:
         if acknowledge and self.settings.on_skip != "leave":
             self.acks.add(PendingAck(key, None), self.settings.on_skip)
 
-    def _launch(self, ready: Ready, row: LedgerEntry | None = None) -> Flight:
-        """Hand ``ready`` to the sender; ``row`` is its "sending" row when already committed."""
-        if row is None:
-            with transaction.atomic():
-                row = self.ledger.mark_sending(ready)
-        return Flight(ready, row, self._sender.submit(self.target.write, ready.prepared))
-
-    def _land(self, flight: Flight, then: Ready | None = None) -> Flight | None:
-        """Wait for ``flight``'s outcome and record it; then launch ``then``, whose "sending" row is
-        committed in the same transaction as this one's "sent" (one commit a message)."""
-        delivery = self._outcome(flight)
-        launch = then is not None and not self._target_failing() and self._stop is None
+    def _land_and_launch(self, landing: deque[Flight], launching: list[Ready]) -> None:
+        """Record the outcomes of ``landing`` and hand ``launching`` to the sender: the delivered ones'
+        "sent" and the new ones' "sending" committed in one transaction (one commit for a group of
+        messages), fenced by the run's lease; nothing is handed over before its "sending" commit."""
+        delivered: list[tuple[Flight, Delivery]] = []
+        try:
+            while landing:
+                flight = landing.popleft()
+                delivery = self._outcome(flight)
+                if delivery is not None:
+                    delivered.append((flight, delivery))
+        except BaseException:
+            self._flights.extendleft(reversed(landing))  # not asked yet: landed when the run ends
+            self._ready.extendleft(reversed(launching))
+            self._record_delivered(delivered)
+            raise
+        if self._target_failing() or self._stop is not None:
+            self._ready.extendleft(reversed(launching))  # back in line: left for the next run with the rest
+            launching = []
         with transaction.atomic():
-            if delivery is not None:
+            self._record_delivered(delivered, acknowledge=False)
+            # Fenced in this transaction; losing the lease must not roll the "sent" above back.
+            lease_lost = bool(launching) and not self.ctx.holds_leases()
+            if lease_lost:
+                self._ready.extendleft(reversed(launching))
+                launching = []
+            rows = [self.ledger.mark_sending(ready, fenced=False) for ready in launching]
+        self._acknowledge(delivered)
+        if lease_lost:
+            raise RunAborted("lost the run's lease (another run took it); stopping before sending")
+        if self._stop is not None:  # what stopped a wait on the sender, now that the outcomes are recorded
+            stop, self._stop = self._stop, None
+            raise stop
+        self._flights.extend(Flight(ready, row, self._sender.submit(self.target.write, ready.prepared))
+                             for ready, row in zip(launching, rows, strict=True))
+
+    def _record_delivered(self, delivered: list[tuple[Flight, Delivery]], acknowledge: bool = True) -> None:
+        if not delivered:
+            return
+        with transaction.atomic():
+            for flight, delivery in delivered:
                 row = flight.row
                 row.state = LedgerEntry.State.SENT
                 row.reply = delivery.reply[:2000]
@@ -345,24 +389,15 @@ class Pipeline:
                 row.error = ""
                 row.save()
                 self.ledger.record(flight.ready.key, row, flight.ready.summary, RunRecord.Status.SENT,
-                             rendered=flight.ready.prepared.record)
-            # Fenced in this transaction; losing the lease must not roll the "sent" above back.
-            lease_lost = launch and not self.ctx.holds_leases()
-            launch = launch and not lease_lost
-            next_row = self.ledger.mark_sending(then, fenced=False) if launch else None
-        if delivery is not None:
+                                   rendered=flight.ready.prepared.record)
+        if acknowledge:
+            self._acknowledge(delivered)
+
+    def _acknowledge(self, delivered: list[tuple[Flight, Delivery]]) -> None:
+        for flight, _delivery in delivered:
             self.ctx.bump(sent_count=1)
             fault_point("after_sent")
-            # Before the launch: acknowledging may stop the run, and a launched message must be landed.
             self.acks.add(PendingAck(flight.ready.key, flight.row), self.settings.after_read)
-        if then is not None and not launch:
-            self._ready.appendleft(then)  # back in line: left for the next run with the rest
-        if lease_lost:
-            raise RunAborted("lost the run's lease (another run took it); stopping before sending")
-        if self._stop is not None:  # what stopped the wait, now that the outcome is recorded
-            stop, self._stop = self._stop, None
-            raise stop
-        return self._launch(then, next_row) if launch else None
 
     def _await(self, future: Future) -> Delivery:
         """The sender's answer for the message in flight.

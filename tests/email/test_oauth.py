@@ -122,7 +122,7 @@ def test_it_refreshes_an_expired_token_in_the_middle_of_a_run(idp, oauth_dovecot
     with EmailTarget(config, secrets, parse_send_settings({"defaults": {"from": OAUTH_USER}})) as target:
         target.write({"to": "bob@example.test", "subject": "one", "text": "x"})
         time.sleep(2.2)
-        target._disconnect()  # as after a dropped connection
+        target._pool.close()  # as after a dropped connection: the next message connects again
         target.write({"to": "bob@example.test", "subject": "two", "text": "x"})
     assert [m.subject for m in smtp_oauth.messages] == ["one", "two"]
     assert {m.auth_user for m in smtp_oauth.messages} == {OAUTH_USER}

@@ -48,11 +48,14 @@ MAPPING = {
 
 
 def document(dovecot: Dovecot, smtp: SMTPServer, *, folder: str = "INBOX", max_messages: int = 500,
-             max_message_mb: int = 25, **operation: Any) -> dict[str, Any]:
-    """The suite's project file with the tracing mapping and room for every seeded message."""
+             max_message_mb: int = 25, max_connections: int = 1, **operation: Any) -> dict[str, Any]:
+    """The suite's project file with the tracing mapping and room for every seeded message.
+
+    One SMTP connection unless asked: faults armed for the n-th attempt need attempts in reading order."""
     operation.setdefault("mapping", MAPPING)
     doc = project_file(dovecot, smtp, **operation)
     doc["activities"][0].update(folder=folder, max_messages=max_messages, max_message_mb=max_message_mb)
+    doc["activities"][1]["max_connections"] = max_connections
     return doc
 
 
@@ -698,3 +701,31 @@ def test_a_server_slower_than_the_read_timeout_at_the_final_dot_gets_each_messag
     assert run.status == Run.Status.SUCCEEDED, run.message
     assert run.sent_count == 3
     assert set(assert_exactly_once(operation, mailbox, smtp, expected=ids(range(3))).values()) == {"delivered"}
+
+
+def test_it_delivers_over_parallel_connections_each_message_exactly_once(transactional_db, dovecot, mailbox, smtp,
+                                                                          tmp_path, monkeypatch):
+    operation = setup_operation(tmp_path, monkeypatch, dovecot, smtp, max_connections=4)
+    seed(mailbox, questions(range(24)))
+    smtp.delay_replies(0.3)  # each message holds its connection a while: the pool must use the others
+
+    run = run_inline(operation)
+
+    assert run.status == Run.Status.SUCCEEDED, run.message
+    assert run.sent_count == 24
+    assert smtp.most_replying_at_once == 4  # four sessions answered at the same time, never more
+    assert set(assert_exactly_once(operation, mailbox, smtp, expected=ids(range(24))).values()) == {"delivered"}
+
+
+def test_a_refusal_among_parallel_connections_is_retried_and_loses_nothing(transactional_db, dovecot, mailbox,
+                                                                             smtp, tmp_path, monkeypatch):
+    operation = setup_operation(tmp_path, monkeypatch, dovecot, smtp, max_connections=3, retries=1)
+    seed(mailbox, questions(range(12)))
+    smtp.delay_replies(0.1)
+    smtp.fail_when(nth_attempts({2, 5}, (451, "4.3.0 try again later")))
+
+    run = run_inline(operation)
+
+    assert run.status == Run.Status.SUCCEEDED, run.message
+    assert (run.sent_count, run.failed_count) == (12, 0)
+    assert set(assert_exactly_once(operation, mailbox, smtp, expected=ids(range(12))).values()) == {"delivered"}

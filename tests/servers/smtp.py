@@ -183,7 +183,14 @@ class _Handler:
             await asyncio.sleep(3600)
         delay = self.owner._faults.reply_delay
         if delay and decision.startswith("250"):
-            await asyncio.sleep(delay)  # the message is stored already: a slow server, not a lost one
+            with self.owner._lock:  # how many sessions wait for their reply at once: parallel clients
+                self.owner._replying += 1
+                self.owner.most_replying_at_once = max(self.owner.most_replying_at_once, self.owner._replying)
+            try:
+                await asyncio.sleep(delay)  # the message is stored already: a slow server, not a lost one
+            finally:
+                with self.owner._lock:
+                    self.owner._replying -= 1
         return decision
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802 - aiosmtpd's hook name
@@ -275,6 +282,8 @@ class SMTPServer:
         self._attempts: list[Attempt] = []
         self._ehlo_names: list[str] = []
         self._faults = _Faults()
+        self._replying = 0
+        self.most_replying_at_once = 0  # with delay_replies: sessions that waited for their reply together
         self._controller: Controller | None = None
 
     def __repr__(self) -> str:
