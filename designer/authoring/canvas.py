@@ -53,6 +53,8 @@ def save_operation(operation: Operation, version: int, changes: Mapping[str, Any
     changed = sorted(name for name, value in changes.items() if getattr(operation, name) != value)
     if not changed:
         return []
+    details = audit.changes({name: getattr(operation, name) for name in changed},
+                            {name: changes[name] for name in changed})
     with transaction.atomic():
         updated = Operation.objects.filter(pk=operation.pk, version=version).update(
             **{name: changes[name] for name in changed}, version=F("version") + 1, updated_at=timezone.now()
@@ -60,7 +62,7 @@ def save_operation(operation: Operation, version: int, changes: Mapping[str, Any
         operation.refresh_from_db()
         if not updated:
             raise Conflict(operation)
-        audit.record(user, operation.project.team, "changed", operation, {"fields": changed})
+        audit.record(user, operation.project.team, "changed", operation, details)
     if SCHEDULE_FIELDS & set(changed):
         schedules.sync(operation)
     return changed

@@ -17,7 +17,7 @@ from django.utils import timezone
 from connectors.base import ConfigError
 from designer.crypto import SecretsUnreadable
 from designer.models import Activity, Operation, Run, RunLog
-from designer.running import leases
+from designer.running import activity_settings, leases
 
 # SQLite's page cache for a run's connection, in KiB (see ``small_page_cache``).
 RUN_SQLITE_CACHE_KB = 256
@@ -60,7 +60,7 @@ def endpoint(activity: Activity | None, role: str) -> Endpoint:
             activity=activity,
             config=connector.parse_config(connection.config),
             secrets=connection.get_secrets(),
-            settings=connector.parse_activity_settings(activity.type, activity.settings),
+            settings=activity_settings.parsed(activity),
         )
     except ConfigError as exc:
         raise RunAborted(f"{activity.name}: invalid settings: {exc}") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db import models
@@ -21,6 +23,42 @@ def record(user: Any, team: Team, action: str, obj: models.Model, details: dict[
         object_name=str(obj),
         details=details or {},
     )
+
+
+# A changed text longer than this is kept shortened: the log says what changed, it is not a backup.
+MAX_SHOWN_CHARS = 200
+
+
+def changes(before: Mapping[str, Any], after: Mapping[str, Any], hidden: Iterable[str] = ()) -> dict[str, Any]:
+    """The details of a "changed" entry: which fields changed and from what to what; a ``hidden``
+    field (a secret) is only named. Empty when nothing changed."""
+    hidden = set(hidden)
+    names = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if not names:
+        return {}
+    shown = {name: {"from": _shown(before.get(name)), "to": _shown(after.get(name))}
+             for name in names if name not in hidden}
+    return {"fields": names, **({"changes": shown} if shown else {})}
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested settings as one level of dotted names, so a change names the very setting."""
+    if isinstance(value, Mapping):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+def _shown(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        value = str(value)
+    if isinstance(value, str) and len(value) > MAX_SHOWN_CHARS:
+        return value[:MAX_SHOWN_CHARS] + "…"
+    return value
 
 
 def history(obj: models.Model, limit: int = 50) -> models.QuerySet[AuditEntry]:

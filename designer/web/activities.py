@@ -124,9 +124,9 @@ def _save(request: HttpRequest, membership: Membership, meta: ActivityMetaForm, 
         if creating:
             audit.record(request.user, membership.team, "created", activity)
         else:
-            changed = [name for name in ("name", "connection_id") if before[name] != getattr(activity, name)]
-            changed += [f"settings.{key}" for key in design.changed_keys(before["settings"], activity.settings)]
-            audit.record(request.user, membership.team, "changed", activity, {"fields": changed})
+            after = {"name": activity.name, "connection_id": activity.connection_id, "settings": activity.settings}
+            audit.record(request.user, membership.team, "changed", activity, audit.changes(
+                audit.flatten(before), audit.flatten(after)))
     messages.success(request, f"Activity {activity.name} {'created' if creating else 'saved'}.")
     return redirect_to(request, designer_url(activity.project))
 
