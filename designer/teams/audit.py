@@ -63,3 +63,26 @@ def _shown(value: Any) -> Any:
 
 def history(obj: models.Model, limit: int = 50) -> models.QuerySet[AuditEntry]:
     return AuditEntry.objects.filter(object_type=obj._meta.model_name, object_id=obj.pk)[:limit]
+
+
+# What the Activity page offers to filter by: object types as people call them.
+OBJECT_TYPES = {"connection": "Connections", "activity": "Activities", "operation": "Operations",
+                "workflow": "Workflows", "variable": "Variables", "membership": "Members", "project": "Projects",
+                "imported": "Imports"}
+
+
+def team_entries(team: Team, object_type: str = "", username: str = "") -> models.QuerySet[AuditEntry]:
+    """The team's audit trail, newest first, optionally of one object type and one person
+    (``-`` for what no person did: the command line)."""
+    entries = AuditEntry.objects.filter(team=team)
+    if object_type == "imported":  # not a type: what project files brought, whatever the object
+        entries = entries.filter(action="imported")
+    elif object_type:
+        entries = entries.filter(object_type=object_type)
+    if username:
+        entries = entries.filter(username="" if username == "-" else username)
+    return entries
+
+
+def people(team: Team) -> list[str]:
+    return sorted(set(AuditEntry.objects.filter(team=team).values_list("username", flat=True)) - {""})

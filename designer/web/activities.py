@@ -20,6 +20,7 @@ from connectors.base import connector_for_activity
 from designer.authoring import canvas as design
 from designer.authoring.forms import ActivityMetaForm, activity_ui
 from designer.models import Activity, Membership, Role
+from designer.running import activity_settings
 from designer.teams import audit
 from designer.teams.access import get_activity, get_connection, get_membership, get_project, require_role
 from designer.web.canvas import designer_url, editor
@@ -82,8 +83,10 @@ def _wizard(request: HttpRequest, membership: Membership, activity: Activity) ->
                 step, status = bad, 400
             elif action == "next":
                 step = min(step + 1, last)
-            elif valid:
+            elif valid and not _template_errors(meta, form):
                 return _save(request, membership, meta, form, creating)
+            elif valid:
+                step, status = _first_invalid_step(meta, form, last) or 0, 400
     else:
         meta = ActivityMetaForm(instance=activity, initial={"connection": request.GET.get("connection")})
         form = ui.form(initial=ui.form.initial_from_settings(activity.settings), base=activity.settings)
@@ -111,6 +114,20 @@ def _wizard(request: HttpRequest, membership: Membership, activity: Activity) ->
         "folders": folders,
         "folder_error": folder_error,
     }, status=status)
+
+
+def _template_errors(meta: ActivityMetaForm, form: forms.Form) -> bool:
+    """Templates in the settings (a folder, a default) checked like the mapping's: syntax and unknown
+    variables or fields, each shown at its field. True when there is one."""
+    candidate = Activity(project=meta.instance.project, type=meta.instance.type,
+                         connection=meta.cleaned_data["connection"])
+    found = activity_settings.problems(candidate, form.settings)
+    for path, problems in found.items():
+        name = path.replace(".", "_")
+        shown = name in form.fields
+        for problem in problems:
+            form.add_error(name if shown else None, problem if shown else f"{path}: {problem}")
+    return bool(found)
 
 
 def _save(request: HttpRequest, membership: Membership, meta: ActivityMetaForm, form: forms.Form,
