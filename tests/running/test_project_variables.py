@@ -4,9 +4,11 @@ Send Email default and in Read Email's folder, and exported back (a secret one o
 import json
 from types import SimpleNamespace
 
+import pytest
 from django.core.management import call_command
 
-from designer.models import Variable
+from designer.authoring import projectfile
+from designer.models import Team, Variable
 from tests.helpers import import_project, message, project_file
 
 
@@ -53,3 +55,22 @@ def test_export_then_import_round_trips_the_variables(db, tmp_path, monkeypatch)
     call_command("import_project", str(out), "--team", "Copy")
     copied = {v.name: v.get_value() for v in Variable.objects.filter(project__team__name="Copy")}
     assert copied == {"greeting": "Hello desk", "helpdesk_address": "desk@example.net", "inbox": "INBOX"}
+
+
+def test_a_bad_variables_entry_is_refused_with_its_path(db):
+    document = {"format": "mailwright.project/1", "name": "P", "variables": {
+        "1st": "x", "count": 3, "token": {"env": "NOT_SET_ANYWHERE"}, "key": {"env": "K", "value": "v"},
+        "fine": "ok"}}
+    with pytest.raises(projectfile.ProjectFileError) as refused:
+        projectfile.apply(projectfile.plan(document, environ={}), Team(name="T"))
+    errors = refused.value.errors
+    assert any(e.startswith("variables.1st: Use letters, digits and _ only") for e in errors)
+    assert 'variables.count: must be a string (a secret one: {"env": "VAR_NAME"})' in errors
+    assert 'variables.key: a secret value must be {"env": "VAR_NAME"} only' in errors
+    document["variables"] = {"token": {"env": "NOT_SET_ANYWHERE"}}
+    with pytest.raises(projectfile.ProjectFileError) as refused:
+        projectfile.apply(projectfile.plan(document, environ={}), Team(name="T"))
+    assert refused.value.errors == ["variables.token: environment variable NOT_SET_ANYWHERE is not set"]
+    assert not Variable.objects.exists() and not Team.objects.exists()
+    with pytest.raises(projectfile.ProjectFileError, match="variables: must be an object"):
+        projectfile.plan({**document, "variables": ["x"]}, environ={})
