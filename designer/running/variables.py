@@ -78,6 +78,25 @@ def setting_problems(data: Mapping[str, Any], opened_with: Mapping[str, Any], va
     return problems
 
 
+MASK = "••••••"
+
+
+def masked(value: Any, secrets: Iterable[str]) -> Any:
+    """``value`` with every secret variable's value hidden, for a page that shows rendered text."""
+    secrets = sorted((s for s in secrets if s), key=len, reverse=True)
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, Mapping):
+        return {key: masked(item, secrets) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(masked(item, secrets) for item in value)
+    return value
+
+
 def render_settings(data: Any, variables: Mapping[str, str], path: str = "") -> Any:
     """The settings with every template rendered with ``vars`` only; MappingError names the setting."""
     if isinstance(data, str):
@@ -90,5 +109,5 @@ def render_settings(data: Any, variables: Mapping[str, str], path: str = "") -> 
     return data
 
 
-__all__ = ["MappingError", "is_template", "render_settings", "setting_problems", "texts", "used_variables",
+__all__ = ["MappingError", "is_template", "masked", "render_settings", "setting_problems", "texts", "used_variables",
            "uses_variable", "variable_problems"]

@@ -198,3 +198,13 @@ def test_the_activity_page_filters_by_object_and_person_and_pages(alice_client, 
     assert "Page 2 of 2" in page and "Renamed" not in page and 'href="?person=bob&amp;page=1"' in page
     page = alice_client.get(url("team_activity", team), {"type": "membership"}).content.decode()
     assert "Nothing recorded for these filters." in page
+
+
+def test_the_preview_masks_a_secret_variable(bob_client, team, project, operation):
+    token = Variable(project=project, name="api_token")
+    token.set_value("t0ps3cret", secret=True)
+    token.save()
+    response = bob_client.post(url("operation_preview", team, operation=operation.pk),
+                               save_data(operation, map_subject="key {{ vars.api_token }}", message="sample"), **HX)
+    body = response.content.decode()
+    assert "key ••••••" in body and "t0ps3cret" not in body
