@@ -23,7 +23,7 @@ from designer.authoring import rules as operation_spec
 from designer.authoring import variables as project_variables
 from designer.authoring.rules import chain_cycle, describe_cycle, operation_problems
 from designer.models import Activity, Connection, Operation, Project, Team, Workflow, validate_object_name
-from designer.running import schedules
+from designer.running import activity_settings, schedules
 from designer.teams import audit
 
 FORMAT = "mailwright.project/1"
@@ -335,6 +335,8 @@ def _apply_activities(file_plan: _Plan, project: Project, user: Any, report: lis
             audit.record(user, project.team, "imported", activity)
         activities[entry["name"]] = activity
         _report(report, "activity", entry["name"], created, changed)
+        for path, problems in activity_settings.problems(activity, activity.settings).items():
+            report += [f"  warning: activity {entry['name']}: {path}: {problem}" for problem in problems]
     return activities
 
 

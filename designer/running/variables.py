@@ -12,9 +12,12 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from jinja2 import TemplateError, nodes
+from jinja2 import Environment, TemplateError, nodes
 
-from designer.running.mapping import _ENV, MappingError, TemplateProblem, check_template, render_value
+from designer.running.mapping import MappingError, TemplateProblem, check_template, render_value
+
+# Only parses, to find the names a template reads: rendering always goes through the mapping's sandbox.
+_PARSER = Environment(autoescape=True)
 
 _USE = r"vars\s*(?:\.\s*{name}\b|\[\s*['\"]{name}['\"]\s*\])"
 
@@ -39,7 +42,7 @@ def texts(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
 def used_variables(template: str) -> set[str]:
     """The names a template reads as ``vars.NAME`` or ``vars['NAME']``."""
     try:
-        parsed = _ENV.parse(template)
+        parsed = _PARSER.parse(template)
     except TemplateError:
         return set(re.findall(r"vars\s*\.\s*([A-Za-z_]\w*)", template))
     names = {node.attr for node in parsed.find_all(nodes.Getattr)

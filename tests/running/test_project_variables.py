@@ -74,3 +74,12 @@ def test_a_bad_variables_entry_is_refused_with_its_path(db):
     assert not Variable.objects.exists() and not Team.objects.exists()
     with pytest.raises(projectfile.ProjectFileError, match="variables: must be an object"):
         projectfile.plan({**document, "variables": ["x"]}, environ={})
+
+
+def test_an_import_warns_of_an_activity_using_an_undefined_variable(db, capsys):
+    document = _document(SimpleNamespace(tls_port=993, ca_pem=""), SimpleNamespace(port=25))
+    document["activities"][0]["folder"] = "{{ vars.inbx }}"
+    report = projectfile.apply(projectfile.plan(document, environ={"SUPPORT_PASSWORD": "p", "GREETING": "g"}),
+                               Team(name="T"))
+    assert ("  warning: activity Read support inbox: folder: uses vars.inbx, which this project does not define"
+            in report)
