@@ -16,6 +16,7 @@ from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
 from connectors.base import ActivityType, ConfigError, ConnectorError, all_connectors
+from designer.authoring import versions
 from designer.authoring.rules import operation_problems
 from designer.crypto import SecretsUnreadable
 from designer.history import health
@@ -55,6 +56,7 @@ def save_operation(operation: Operation, version: int, changes: Mapping[str, Any
         return []
     details = audit.changes({name: getattr(operation, name) for name in changed},
                             {name: changes[name] for name in changed})
+    before = versions.snapshot(operation)
     with transaction.atomic():
         updated = Operation.objects.filter(pk=operation.pk, version=version).update(
             **{name: changes[name] for name in changed}, version=F("version") + 1, updated_at=timezone.now()
@@ -63,6 +65,7 @@ def save_operation(operation: Operation, version: int, changes: Mapping[str, Any
         if not updated:
             raise Conflict(operation)
         audit.record(user, operation.project.team, "changed", operation, details)
+        versions.record(operation, user, before)
     if SCHEDULE_FIELDS & set(changed):
         schedules.sync(operation)
     return changed
@@ -108,6 +111,7 @@ def create_operation(workflow: Workflow, user: Any) -> Operation:
         position=_next_position(project.operations.filter(workflow=workflow)),
     )
     audit.record(user, project.team, "created", operation)
+    versions.record(operation, user)
     return operation
 
 

@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from connectors.base import ConfigError, connector_for_activity, get_connector
-from designer.authoring import connection_store
+from designer.authoring import connection_store, versions
 from designer.authoring import rules as operation_spec
 from designer.authoring import variables as project_variables
 from designer.authoring.rules import chain_cycle, describe_cycle, operation_problems
@@ -333,6 +333,7 @@ def _apply_activities(file_plan: _Plan, project: Project, user: Any, report: lis
         if created or changed:
             activity.save()
             audit.record(user, project.team, "imported", activity)
+            versions.record(activity, user)
         activities[entry["name"]] = activity
         _report(report, "activity", entry["name"], created, changed)
         for path, problems in activity_settings.problems(activity, activity.settings).items():
@@ -381,6 +382,7 @@ def _apply_operations(file_plan: _Plan, project: Project, activities: dict[str, 
         if created or changed:
             schedules.sync(operation)
             audit.record(user, project.team, "imported", operation)
+            versions.record(operation, user)
         _report(report, "operation", entry["name"], created, changed)
         for problem in operation_problems(operation):
             report.append(f"  warning: operation {entry['name']}: {problem}")

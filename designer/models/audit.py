@@ -35,16 +35,21 @@ class AuditEntry(models.Model):
 
     @property
     def change_lines(self) -> list[str]:
-        """Each changed field in words: from what to what, or only "changed" for a secret."""
-        shown = self.details.get("changes") or {}
-        lines = []
-        for name in self.details.get("fields") or []:
-            change = shown.get(name)
-            if change is None:
-                lines.append(f"{name} changed")
-            else:
-                lines.append(f"{name}: {_word(change.get('from'))} → {_word(change.get('to'))}")
-        return lines
+        return change_lines(self.details)
+
+
+def change_lines(details: dict[str, Any]) -> list[str]:
+    """Each changed field of ``audit.changes`` details in words: from what to what, or only "changed"
+    for a secret."""
+    shown = details.get("changes") or {}
+    lines = []
+    for name in details.get("fields") or []:
+        change = shown.get(name)
+        if change is None:
+            lines.append(f"{name} changed")
+        else:
+            lines.append(f"{name}: {_word(change.get('from'))} → {_word(change.get('to'))}")
+    return lines
 
 
 def _word(value: Any) -> str:

@@ -14,6 +14,7 @@ from designer.models import (
     Activity,
     Connection,
     ConnectionCheck,
+    DesignVersion,
     Membership,
     Operation,
     Project,
@@ -100,3 +101,7 @@ def get_run(membership: Membership, run_id: int) -> Run:
 def get_variable(membership: Membership, variable_id: int) -> Variable:
     return get_object_or_404(Variable.objects.select_related("project__team"), project__team=membership.team,
                              pk=variable_id)
+
+
+def get_design_version(membership: Membership, version_id: int) -> DesignVersion:
+    return get_object_or_404(DesignVersion, project__team=membership.team, pk=version_id)

@@ -33,12 +33,18 @@ def changes(before: Mapping[str, Any], after: Mapping[str, Any], hidden: Iterabl
     """The details of a "changed" entry: which fields changed and from what to what; a ``hidden``
     field (a secret) is only named. Empty when nothing changed."""
     hidden = set(hidden)
-    names = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    # A setting left out and one saved empty read the same to a person: not a change.
+    names = sorted(k for k in before.keys() | after.keys()
+                   if before.get(k) != after.get(k) and not (_blank(before.get(k)) and _blank(after.get(k))))
     if not names:
         return {}
     shown = {name: {"from": _shown(before.get(name)), "to": _shown(after.get(name))}
              for name in names if name not in hidden}
     return {"fields": names, **({"changes": shown} if shown else {})}
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == ""
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:

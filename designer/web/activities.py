@@ -18,6 +18,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from connectors.base import connector_for_activity
 from designer.authoring import canvas as design
+from designer.authoring import versions
 from designer.authoring.forms import ActivityMetaForm, activity_ui
 from designer.models import Activity, Membership, Role
 from designer.running import activity_settings
@@ -134,6 +135,7 @@ def _save(request: HttpRequest, membership: Membership, meta: ActivityMetaForm, 
           creating: bool) -> HttpResponse:
     activity = meta.instance
     before = {} if creating else Activity.objects.values("name", "connection_id", "settings").get(pk=activity.pk)
+    previous = None if creating else versions.snapshot(Activity.objects.get(pk=activity.pk))
     with transaction.atomic():
         activity = meta.save(commit=False)
         activity.settings = form.settings
@@ -144,6 +146,7 @@ def _save(request: HttpRequest, membership: Membership, meta: ActivityMetaForm, 
             after = {"name": activity.name, "connection_id": activity.connection_id, "settings": activity.settings}
             audit.record(request.user, membership.team, "changed", activity, audit.changes(
                 audit.flatten(before), audit.flatten(after)))
+        versions.record(activity, request.user, previous)
     messages.success(request, f"Activity {activity.name} {'created' if creating else 'saved'}.")
     return redirect_to(request, designer_url(activity.project))
 
