@@ -1,8 +1,9 @@
 """Project administration in the browser: a variable defined and used in a Send Email default, the preview
-rendering it, a project renamed and deleted, and the team's Activity page."""
+rendering it, a project renamed and deleted, the team's Activity page, and an operation's design history."""
 
 from playwright.sync_api import expect
 
+from designer.authoring import canvas as design
 from designer.models import Activity, Operation, Project, Variable, Workflow
 from tests.browser.conftest import screenshot
 from tests.helpers import make_connection
@@ -89,3 +90,24 @@ def test_a_project_is_renamed_and_deleted_and_the_activity_page_shows_it(login, 
     page.get_by_role("button", name="Filter").click()
     expect(page.get_by_role("cell", name="deleted", exact=True)).to_be_visible()
     screenshot(page, "team-activity")
+
+
+def test_the_operation_page_shows_its_design_history_and_restores_a_version(login, live_server, bob, team, project):
+    connection = make_connection(team, project)
+    reader = Activity.objects.create(project=project, connection=connection, type="read_email",
+                                     name="Read support inbox", settings={"folder": "INBOX"})
+    workflow = Workflow.objects.create(project=project, name="Main")
+    operation = Operation.objects.create(project=project, workflow=workflow, name="Forward", source=reader,
+                                         mapping={"subject": "Fwd: {{ subject }}"})
+    design.save_operation(operation, operation.version, {"mapping": {"subject": "Re: {{ subject }}"}}, bob)
+    page = login("bob")
+    page.goto(f"{live_server.url}/t/{team.slug}/operations/{operation.pk}/")
+    history = page.locator("#design-history")
+    expect(history.get_by_text("mapping.subject: Fwd: {{ subject }} → Re: {{ subject }}")).to_be_visible()
+    screenshot(page, "design-history")
+    history.get_by_role("button", name="Restore operation version 1").click()
+    expect(page.get_by_text("Restored version 1.")).to_be_visible()
+    expect(page.locator("#design-history").get_by_text("mapping.subject: Re: {{ subject }} → Fwd: {{ subject }}")
+           ).to_be_visible()
+    operation.refresh_from_db()
+    assert operation.mapping == {"subject": "Fwd: {{ subject }}"}
