@@ -6,6 +6,8 @@ from django.db import models
 from django.utils.functional import cached_property
 from django.utils.text import slugify
 
+from designer.crypto import SecretsUnreadable
+
 
 class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
@@ -90,3 +92,15 @@ class Project(models.Model):
 
         Cached on the instance, so a run decrypts them once, not once per message."""
         return {variable.name: variable.get_value() for variable in self.variable_set.all()}
+
+    @cached_property
+    def secret_values(self) -> list[str]:
+        """The values of the secret variables: what pages and run logs mask (none that no configured key
+        decrypts: such a value cannot reach a page or a log either)."""
+        values = []
+        for variable in self.variable_set.filter(secret=True):
+            try:
+                values.append(variable.get_value())
+            except SecretsUnreadable:
+                continue
+        return values

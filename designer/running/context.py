@@ -18,6 +18,7 @@ from connectors.base import ConfigError
 from designer.crypto import SecretsUnreadable
 from designer.models import Activity, Operation, Run, RunLog
 from designer.running import activity_settings, leases
+from designer.running.variables import masked
 
 # SQLite's page cache for a run's connection, in KiB (see ``small_page_cache``).
 RUN_SQLITE_CACHE_KB = 256
@@ -90,6 +91,7 @@ class RunContext:
     def log(self, text: str, level: str = "info") -> None:
         if level == "info" and self.operation.log_level == Operation.LogLevel.ERRORS:
             return
+        text = masked(text, self.operation.project.secret_values)
         RunLog.objects.create(run=self.run, level=level, text=text[:10000])
 
     def bump(self, **counts: int) -> None:

@@ -116,7 +116,7 @@ def build(operation: Operation, mapping: Mapping[str, Any], condition: str, reco
     """Render ``mapping`` for ``record`` and let the operation's target prepare the message; a secret
     variable's value is masked wherever it shows."""
     preview = _build(operation, mapping, condition, record, label)
-    secrets = [v.get_value() for v in operation.project.variable_set.filter(secret=True)]
+    secrets = operation.project.secret_values
     preview.fields = masked(preview.fields, secrets)
     preview.message, preview.srcdoc = masked(preview.message, secrets), masked(preview.srcdoc, secrets)
     preview.error = masked(preview.error, secrets)

@@ -2,13 +2,16 @@
 Send Email default and in Read Email's folder, and exported back (a secret one only as {"env": ...})."""
 
 import json
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from designer.authoring import projectfile
 from designer.models import Team, Variable
+from designer.running.context import RunContext
 from tests.helpers import import_project, message, project_file
 
 
@@ -83,3 +86,20 @@ def test_an_import_warns_of_an_activity_using_an_undefined_variable(db, capsys):
                                Team(name="T"))
     assert ("  warning: activity Read support inbox: folder: uses vars.inbx, which this project does not define"
             in report)
+
+
+def test_a_secret_variable_is_masked_in_the_run_log_and_debug_copy(transactional_db, dovecot, mailbox, smtp,
+                                                                   tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GREETING", "Hello desk")
+    operation = import_project(tmp_path, monkeypatch, _document(dovecot, smtp))
+    operation.debug_until = timezone.now() + timedelta(days=1)
+    operation.save()
+    mailbox.append("INBOX", message(1))
+    call_command("run_operation", "Forward to helpdesk", "--project", "Support desk", "--team", "Support",
+                 "--inline")
+    assert smtp.messages[0].subject == "Hello desk: Question 1"  # the message itself carries it
+    run = operation.runs.get()
+    record = run.records.get()
+    assert record.rendered["subject"] == "••••••: Question 1"
+    RunContext(run).log("about Hello desk")
+    assert run.logs.last().text == "about ••••••"
