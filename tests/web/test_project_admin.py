@@ -1,6 +1,8 @@
 """Project variables (panel, use in activity fields and defaults), project rename and delete, the Activity page."""
 
 import pytest
+from cryptography.fernet import Fernet
+from django.core.management import call_command
 from django_celery_beat.models import PeriodicTask
 
 from designer.models import Activity, AuditEntry, Connection, Operation, Project, Run, Variable
@@ -208,3 +210,16 @@ def test_the_preview_masks_a_secret_variable(bob_client, team, project, operatio
                                save_data(operation, map_subject="key {{ vars.api_token }}", message="sample"), **HX)
     body = response.content.decode()
     assert "key ••••••" in body and "t0ps3cret" not in body
+
+
+def test_key_rotation_re_encrypts_secret_variables(project, settings, capsys):
+    old_key = settings.MAILWRIGHT_ENCRYPTION_KEYS[0]
+    token = Variable(project=project, name="api_token")
+    token.set_value("rotate-me", secret=True)
+    token.save()
+    new_key = Fernet.generate_key().decode()
+    settings.MAILWRIGHT_ENCRYPTION_KEYS = [new_key, old_key]
+    call_command("rotate_encryption_keys")
+    assert "re-encrypted 1 secret record(s)" in capsys.readouterr().out
+    settings.MAILWRIGHT_ENCRYPTION_KEYS = [new_key]
+    assert Variable.objects.get(pk=token.pk).get_value() == "rotate-me"
