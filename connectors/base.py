@@ -271,6 +271,16 @@ class Connector:
         """Validate an activity's settings (``ConfigError`` keyed by dotted path)."""
         raise NotImplementedError
 
+    def split_record_defaults(self, activity_type: str, data: Mapping[str, Any],
+                              per_record: Callable[[Any], bool]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Take out of a target activity's stored settings the defaults of its record fields that
+        ``per_record`` picks (templates, which the designer renders for each record like the mapping).
+
+        Returns the settings without them, for ``parse_activity_settings``, and those defaults by record
+        field; the designer gives a record the rendered default of every field its mapping left empty.
+        """
+        return dict(data), {}
+
     def open_source(self, config: Any, secrets: Mapping[str, str], settings: Any,
                     deadline: Deadline | None = None) -> SourceSession:
         """The source for one run; every network wait of it ends by ``deadline`` (the run's timeout)."""

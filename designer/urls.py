@@ -23,6 +23,7 @@ team_patterns = [
     *team_urlpatterns(),
     path("", include("designer.web.urls_canvas")),
     path("", include("designer.web.urls_runs")),
+    path("", include("designer.web.urls_project")),
 ]
 
 urlpatterns = [

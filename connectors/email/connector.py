@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from connectors import net
@@ -49,6 +49,15 @@ class EmailConnector(Connector):
     def parse_activity_settings(self, activity_type: str, data: Mapping[str, Any]) -> ReadSettings | SendSettings:
         parsers = {"read_email": parse_read_settings, "send_email": parse_send_settings}
         return parsers[self.activity_type(activity_type).key](data)
+
+    def split_record_defaults(self, activity_type: str, data: Mapping[str, Any],
+                              per_record: Callable[[Any], bool]) -> tuple[dict[str, Any], dict[str, Any]]:
+        defaults = data.get("defaults") if self.activity_type(activity_type).key == "send_email" else None
+        if not isinstance(defaults, Mapping):
+            return dict(data), {}
+        templated = {name: value for name, value in defaults.items() if per_record(value)}
+        kept = {name: value for name, value in defaults.items() if name not in templated}
+        return {**data, "defaults": kept}, templated
 
     def open_source(self, config: EmailConfig, secrets: Mapping[str, str], settings: ReadSettings,
                     deadline: net.Deadline | None = None) -> EmailSource:

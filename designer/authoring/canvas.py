@@ -16,6 +16,7 @@ from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
 from connectors.base import ActivityType, ConfigError, ConnectorError, all_connectors
+from designer.authoring import versions
 from designer.authoring.rules import operation_problems
 from designer.crypto import SecretsUnreadable
 from designer.history import health
@@ -53,6 +54,9 @@ def save_operation(operation: Operation, version: int, changes: Mapping[str, Any
     changed = sorted(name for name, value in changes.items() if getattr(operation, name) != value)
     if not changed:
         return []
+    details = audit.changes({name: getattr(operation, name) for name in changed},
+                            {name: changes[name] for name in changed})
+    before = versions.snapshot(operation)
     with transaction.atomic():
         updated = Operation.objects.filter(pk=operation.pk, version=version).update(
             **{name: changes[name] for name in changed}, version=F("version") + 1, updated_at=timezone.now()
@@ -60,7 +64,8 @@ def save_operation(operation: Operation, version: int, changes: Mapping[str, Any
         operation.refresh_from_db()
         if not updated:
             raise Conflict(operation)
-        audit.record(user, operation.project.team, "changed", operation, {"fields": changed})
+        audit.record(user, operation.project.team, "changed", operation, details)
+        versions.record(operation, user, before)
     if SCHEDULE_FIELDS & set(changed):
         schedules.sync(operation)
     return changed
@@ -106,6 +111,7 @@ def create_operation(workflow: Workflow, user: Any) -> Operation:
         position=_next_position(project.operations.filter(workflow=workflow)),
     )
     audit.record(user, project.team, "created", operation)
+    versions.record(operation, user)
     return operation
 
 

@@ -6,31 +6,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from designer.models import Connection
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        flat: dict[str, Any] = {}
-        for key, item in value.items():
-            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return flat
-    return {prefix: value}
+from designer.teams import audit
 
 
 def changed_fields(connection: Connection, name: str, description: str, config: dict[str, Any],
-                   secrets: Mapping[str, str] | None) -> list[str]:
-    """Which fields an update changes, by dotted name; secrets are named, never valued."""
-    changed = []
-    if connection.name != name:
-        changed.append("name")
-    if connection.description != description:
-        changed.append("description")
-    before, after = _flatten(connection.config), _flatten(config)
-    changed += sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+                   secrets: Mapping[str, str] | None) -> dict[str, Any]:
+    """The audit details of an update: which fields change, by dotted name, from what to what;
+    a secret is named ("secret password"), never valued."""
+    before = {"name": connection.name, "description": connection.description, **audit.flatten(connection.config)}
+    after = {"name": name, "description": description, **audit.flatten(config)}
+    details = audit.changes(before, after)
     if secrets is not None:
         stored = connection.get_secrets() if connection.secrets_token else {}
-        changed += sorted(f"secret {k}" for k in stored.keys() | secrets.keys() if stored.get(k) != secrets.get(k))
-    return changed
+        changed = sorted(f"secret {k}" for k in stored.keys() | secrets.keys() if stored.get(k) != secrets.get(k))
+        if changed:
+            details = {**details, "fields": [*details.get("fields", []), *changed]}
+    return details
 
 
 def rebinding_changes(connection: Connection, config: Mapping[str, Any]) -> list[str]:
@@ -39,8 +30,9 @@ def rebinding_changes(connection: Connection, config: Mapping[str, Any]) -> list
 
 
 def apply(connection: Connection, name: str, description: str, config: dict[str, Any],
-          secrets: Mapping[str, str] | None) -> list[str]:
-    """Set the fields (secrets only when given) and return what changed; the caller validates and saves."""
+          secrets: Mapping[str, str] | None) -> dict[str, Any]:
+    """Set the fields (secrets only when given) and return what changed (audit details, empty when
+    nothing did); the caller validates and saves."""
     changes = changed_fields(connection, name, description, config, secrets)
     if connection.pk is not None and rebinding_changes(connection, config):
         connection.token_cache_token = ""  # tokens were obtained for the old servers: never sent elsewhere

@@ -24,6 +24,7 @@ from designer.authoring.rules import chain_cycle, describe_cycle, parse_options
 from designer.models import Activity, Operation, Project, Workflow
 from designer.models.operations import MAX_DEBUG_AHEAD
 from designer.running.mapping import check_condition, check_template
+from designer.running.variables import variable_problems
 
 __all__ = ["ActivityMetaForm", "OperationCardForm", "OperationForm", "WorkflowForm", "activity_ui", "timezone_names"]
 
@@ -251,8 +252,12 @@ class OperationForm(forms.Form):
             if isinstance(template, str):
                 for message in _messages(check_template(name, template, known or ("vars",)), known):
                     self.add_error(f"map_{name}", message)
+                for problem in variable_problems(name, template, self.operation.project.variables):
+                    self.add_error(f"map_{name}", problem.message)
         for message in _messages(check_condition(condition, known or ("vars",)), known):
             self.add_error("condition", message)
+        for problem in variable_problems("condition", condition, self.operation.project.variables):
+            self.add_error("condition", problem.message)
         if not any(name in self.errors for name in _OPTION_FIELDS):
             self._parse_options(cleaned, mapping, condition)
         self._check_chain(cleaned)

@@ -18,11 +18,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from connectors.base import ConfigError, connector_for_activity, get_connector
-from designer.authoring import connection_store
+from designer.authoring import connection_store, versions
 from designer.authoring import rules as operation_spec
+from designer.authoring import variables as project_variables
 from designer.authoring.rules import chain_cycle, describe_cycle, operation_problems
 from designer.models import Activity, Connection, Operation, Project, Team, Workflow, validate_object_name
-from designer.running import schedules
+from designer.running import activity_settings, schedules
 from designer.teams import audit
 
 FORMAT = "mailwright.project/1"
@@ -58,6 +59,7 @@ class _Plan:
     connections: list[dict[str, Any]] = field(default_factory=list)
     activities: list[dict[str, Any]] = field(default_factory=list)
     operations: list[dict[str, Any]] = field(default_factory=list)
+    variables: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _resolve_secret(path: str, raw: Any, environ: Mapping[str, str], errors: list[str]) -> str | None:
@@ -236,13 +238,14 @@ def plan(data: Any, environ: Mapping[str, str] | None = None) -> _Plan:
     description = data.get("description", "")
     if not isinstance(description, str):
         errors.append("description: must be a string")
+    variables = project_variables.plan(data.get("variables"), environ, errors)
     connections = _plan_connections(data.get("connections"), environ, errors)
     activities = _plan_activities(data, errors)
     operations = _plan_operations(data, {a["name"] for a in activities}, errors)
     if errors:
         raise ProjectFileError(errors)
     return _Plan(name=name, description=description or "", connections=connections, activities=activities,
-                 operations=operations)
+                 operations=operations, variables=variables)
 
 
 def _required_secrets_missing(connection: Connection, entry: dict[str, Any]) -> list[str]:
@@ -276,6 +279,7 @@ def apply(file_plan: _Plan, team: Team, user: Any = None) -> list[str]:
         report.append(f"unchanged project {project.name}")
 
     errors: list[str] = []
+    project_variables.apply(project, file_plan.variables, user, report, errors)
     for entry in file_plan.connections:
         connection = Connection.objects.filter(project=project, name=entry["name"]).first()
         is_new = connection is None
@@ -294,7 +298,7 @@ def apply(file_plan: _Plan, team: Team, user: Any = None) -> list[str]:
         changes = connection_store.apply(connection, entry["name"], entry["description"], entry["config"], secrets)
         if is_new or changes:
             connection.save()
-            audit.record(user, team, "imported", connection, {} if is_new else {"fields": changes})
+            audit.record(user, team, "imported", connection, {} if is_new else changes)
         report.append(f"{'created' if is_new else 'updated' if changes else 'unchanged'} connection {entry['name']}")
     activities = _apply_activities(file_plan, project, user, report, errors)
     if not errors:
@@ -329,8 +333,11 @@ def _apply_activities(file_plan: _Plan, project: Project, user: Any, report: lis
         if created or changed:
             activity.save()
             audit.record(user, project.team, "imported", activity)
+            versions.record(activity, user)
         activities[entry["name"]] = activity
         _report(report, "activity", entry["name"], created, changed)
+        for path, problems in activity_settings.problems(activity, activity.settings).items():
+            report += [f"  warning: activity {entry['name']}: {path}: {problem}" for problem in problems]
     return activities
 
 
@@ -375,6 +382,7 @@ def _apply_operations(file_plan: _Plan, project: Project, activities: dict[str, 
         if created or changed:
             schedules.sync(operation)
             audit.record(user, project.team, "imported", operation)
+            versions.record(operation, user)
         _report(report, "operation", entry["name"], created, changed)
         for problem in operation_problems(operation):
             report.append(f"  warning: operation {entry['name']}: {problem}")
@@ -391,6 +399,7 @@ def export(project: Project) -> dict[str, Any]:
     document: dict[str, Any] = {"format": FORMAT, "name": project.name}
     if project.description:
         document["description"] = project.description
+    document["variables"] = project_variables.export(project)
     document["connections"] = connections
     document["activities"] = [
         {"name": a.name, "type": a.type, "connection": a.connection.name, **a.settings}

@@ -17,6 +17,7 @@ from designer.models import Activity, Operation
 from designer.models.operations import DEFAULT_TIMEOUT, MAX_DEBUG_AHEAD
 from designer.running.mapping import check_condition, check_template
 from designer.running.schedules import validate_cron, validate_timezone
+from designer.running.variables import variable_problems
 
 # Keys an operation entry may have besides these options.
 REFERENCE_KEYS = ("name", "source", "target", "on_success", "on_failure", "workflow", "notify")
@@ -169,12 +170,15 @@ def operation_problems(operation: Operation) -> list[str]:
         problems.append("target missing")
     elif target.is_source:
         problems.append(f"{target.name} cannot be a target")
-    problems += mapping_problems(operation.mapping, operation.condition, source, target)
+    problems += mapping_problems(operation.mapping, operation.condition, source, target,
+                                 operation.project.variables)
     return problems
 
 
 def mapping_problems(mapping: dict[str, Any], condition: str, source: Activity | None,
-                     target: Activity | None) -> list[str]:
+                     target: Activity | None, variables: Iterable[str] | None = None) -> list[str]:
+    """Template problems of a mapping and condition; ``variables`` given, a ``vars.NAME`` the project
+    does not define is one."""
     known = (*_fields(source), "vars") if source is not None else None
     target_fields = _fields(target)
     problems = []
@@ -185,9 +189,13 @@ def mapping_problems(mapping: dict[str, Any], condition: str, source: Activity |
             for problem in check_template(field, template, known if known is not None else ("vars",)):
                 if known is not None or not problem.unknown_name:
                     problems.append(f"mapping of {problem.field}: {problem.message}")
+            if variables is not None:
+                problems += [f"mapping of {field}: {p.message}" for p in variable_problems(field, template, variables)]
     if condition:
         problems += [f"condition: {p.message}" for p in check_condition(condition, known or ("vars",))
                      if known is not None or not p.unknown_name]
+        if variables is not None:
+            problems += [f"condition: {p.message}" for p in variable_problems("condition", condition, variables)]
     return problems
 
 

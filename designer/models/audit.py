@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -29,3 +32,27 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username or 'system'} {self.action} {self.object_type} {self.object_name}"
+
+    @property
+    def change_lines(self) -> list[str]:
+        return change_lines(self.details)
+
+
+def change_lines(details: dict[str, Any]) -> list[str]:
+    """Each changed field of ``audit.changes`` details in words: from what to what, or only "changed"
+    for a secret."""
+    shown = details.get("changes") or {}
+    lines = []
+    for name in details.get("fields") or []:
+        change = shown.get(name)
+        if change is None:
+            lines.append(f"{name} changed")
+        else:
+            lines.append(f"{name}: {_word(change.get('from'))} → {_word(change.get('to'))}")
+    return lines
+
+
+def _word(value: Any) -> str:
+    if value in (None, ""):
+        return "(empty)"
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

@@ -3,7 +3,10 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.functional import cached_property
 from django.utils.text import slugify
+
+from designer.crypto import SecretsUnreadable
 
 
 class Role(models.TextChoices):
@@ -73,8 +76,6 @@ class Project(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="projects")
     name = models.CharField(max_length=100, validators=[validate_object_name])
     description = models.TextField(blank=True)
-    # Project variables: {{ vars.NAME }} in any mapping or activity field.
-    variables = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -84,3 +85,22 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @cached_property
+    def variables(self) -> dict[str, str]:
+        """Project variables by name, secret ones decrypted: what templates see as ``vars``.
+
+        Cached on the instance, so a run decrypts them once, not once per message."""
+        return {variable.name: variable.get_value() for variable in self.variable_set.all()}
+
+    @cached_property
+    def secret_values(self) -> list[str]:
+        """The values of the secret variables: what pages and run logs mask (none that no configured key
+        decrypts: such a value cannot reach a page or a log either)."""
+        values = []
+        for variable in self.variable_set.filter(secret=True):
+            try:
+                values.append(variable.get_value())
+            except SecretsUnreadable:
+                continue
+        return values

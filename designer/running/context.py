@@ -17,7 +17,8 @@ from django.utils import timezone
 from connectors.base import ConfigError, Secrets
 from designer.crypto import SecretsUnreadable
 from designer.models import Activity, Operation, Run, RunLog
-from designer.running import leases, tokens
+from designer.running import activity_settings, leases, tokens
+from designer.running.variables import masked
 
 # SQLite's page cache for a run's connection, in KiB (see ``small_page_cache``).
 RUN_SQLITE_CACHE_KB = 256
@@ -62,7 +63,7 @@ def endpoint(activity: Activity | None, role: str) -> Endpoint:
             activity=activity,
             config=connector.parse_config(connection.config),
             secrets=secrets,
-            settings=connector.parse_activity_settings(activity.type, activity.settings),
+            settings=activity_settings.parsed(activity),
         )
     except ConfigError as exc:
         raise RunAborted(f"{activity.name}: invalid settings: {exc}") from None
@@ -93,6 +94,7 @@ class RunContext:
     def log(self, text: str, level: str = "info") -> None:
         if level == "info" and self.operation.log_level == Operation.LogLevel.ERRORS:
             return
+        text = masked(text, self.operation.project.secret_values)
         RunLog.objects.create(run=self.run, level=level, text=text[:10000])
 
     def bump(self, **counts: int) -> None:

@@ -21,7 +21,7 @@ from connectors import net
 from connectors.base import ConfigError, ConnectorError, is_stop_exception
 from designer import brokers
 from designer.models import Activity, Run
-from designer.running import leases
+from designer.running import activity_settings, leases
 from designer.running.context import RunAborted, RunContext, endpoint, small_page_cache
 from designer.running.pipeline import Pipeline
 
@@ -66,7 +66,7 @@ def _source_lease(activity: Activity | None) -> list[str]:
     connector = connection.connector_type
     try:
         config = connector.parse_config(connection.config)
-        settings = connector.parse_activity_settings(activity.type, activity.settings)
+        settings = activity_settings.parsed(activity)
     except ConfigError:
         return []  # the run stops on these settings anyway, saying why
     return [connector.source_lease_key(config, settings)]

@@ -15,6 +15,7 @@ from django.utils import timezone
 from connectors.base import SourceKey
 from designer.models import LedgerEntry, RunRecord
 from designer.running.context import RunContext
+from designer.running.variables import masked
 
 if TYPE_CHECKING:
     from designer.running.acks import PendingAck
@@ -121,7 +122,8 @@ class Ledger:
             run=self.ctx.run, ledger=row, position=key.position, identity=key.identity[:998],
             subject=summary.get("subject", "")[:2000], sender=summary.get("from", "")[:2000],
             recipients=summary.get("to", "")[:5000], status=status, error=error[:10000],
-            rendered=debug_copy(rendered) if rendered is not None and self.ctx.debug else None,
+            rendered=masked(debug_copy(rendered), self.ctx.operation.project.secret_values)
+            if rendered is not None and self.ctx.debug else None,
         )
 
     def fail(self, key: SourceKey, row: LedgerEntry | None, summary: dict[str, str], error: str,

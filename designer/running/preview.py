@@ -21,6 +21,7 @@ from designer.crypto import SecretsUnreadable
 from designer.models import Activity, Operation
 from designer.running.context import RunAborted, endpoint
 from designer.running.transform import transform
+from designer.running.variables import masked
 
 SAMPLE = "sample"
 LATEST = 10
@@ -112,7 +113,18 @@ def source_record(source: Activity | None, choice: str) -> tuple[dict[str, Any],
 
 def build(operation: Operation, mapping: Mapping[str, Any], condition: str, record: Mapping[str, Any],
           label: str) -> Preview:
-    """Render ``mapping`` for ``record`` and let the operation's target prepare the message."""
+    """Render ``mapping`` for ``record`` and let the operation's target prepare the message; a secret
+    variable's value is masked wherever it shows."""
+    preview = _build(operation, mapping, condition, record, label)
+    secrets = operation.project.secret_values
+    preview.fields = masked(preview.fields, secrets)
+    preview.message, preview.srcdoc = masked(preview.message, secrets), masked(preview.srcdoc, secrets)
+    preview.error = masked(preview.error, secrets)
+    return preview
+
+
+def _build(operation: Operation, mapping: Mapping[str, Any], condition: str, record: Mapping[str, Any],
+           label: str) -> Preview:
     preview = Preview(source_label=label)
     result = transform(operation, record, mapping=mapping, condition=condition, render_when_false=True)
     preview.condition_holds = result.holds

@@ -16,7 +16,8 @@ from django.utils import timezone
 from connectors.base import ConfigError, ConnectorError
 from designer import brokers
 from designer.models import LedgerEntry, Operation, Run, RunLog, RunRecord
-from designer.running import engine, leases, watchdog
+from designer.running import activity_settings, engine, leases, watchdog
+from designer.running.mapping import MappingError, context_for
 from designer.teams import audit
 
 log = logging.getLogger(__name__)
@@ -157,11 +158,12 @@ def notify(run: Run) -> None:
                  f"{run.message}\n"),
     }
     try:
-        settings_ = connector.parse_activity_settings(activity.type, activity.settings)
+        settings_ = activity_settings.parsed(activity)
+        record = activity_settings.with_defaults(record, activity, context_for(record, activity.project.variables))
         with connector.open_target(connector.parse_config(connection.config), connection.get_secrets(),
                                    settings_) as target:
             target.write(target.prepare(record))
-    except (ConnectorError, ConfigError, ValueError) as exc:
+    except (ConnectorError, ConfigError, MappingError, ValueError) as exc:
         RunLog.objects.create(run=run, level="error", text=f"notification not sent: {exc}")
     else:
         RunLog.objects.create(run=run, level="info", text=f"notification sent to {operation.notify_to}")

@@ -11,6 +11,7 @@ from typing import Any
 
 from connectors.base import Prepared, TargetSession
 from designer.models import Operation
+from designer.running import activity_settings
 from designer.running.mapping import MappingError, condition_holds, context_for, render_mapping
 
 
@@ -45,6 +46,11 @@ def transform(operation: Operation, record: Mapping[str, Any], target: TargetSes
         result.rendered = render_mapping(operation.mapping if mapping is None else mapping, context)
     except MappingError as exc:
         result.error = f"mapping of {exc.field}: {exc.message}"
+        return result
+    try:
+        result.rendered = activity_settings.with_defaults(result.rendered, operation.target, context)
+    except MappingError as exc:
+        result.error = f"{exc.field}: {exc.message}"
         return result
     if target is not None:
         try:

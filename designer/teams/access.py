@@ -10,7 +10,19 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
-from designer.models import Activity, Connection, ConnectionCheck, Membership, Operation, Project, Role, Run, Workflow
+from designer.models import (
+    Activity,
+    Connection,
+    ConnectionCheck,
+    DesignVersion,
+    Membership,
+    Operation,
+    Project,
+    Role,
+    Run,
+    Variable,
+    Workflow,
+)
 
 _ROLE_WORDS = {Role.VIEWER: "a viewer", Role.EDITOR: "an editor", Role.ADMIN: "an admin"}
 
@@ -84,3 +96,12 @@ def get_run(membership: Membership, run_id: int) -> Run:
         Run.objects.select_related("operation__project", "parent__operation", "replay_of"),
         operation__project__team=membership.team, pk=run_id,
     )
+
+
+def get_variable(membership: Membership, variable_id: int) -> Variable:
+    return get_object_or_404(Variable.objects.select_related("project__team"), project__team=membership.team,
+                             pk=variable_id)
+
+
+def get_design_version(membership: Membership, version_id: int) -> DesignVersion:
+    return get_object_or_404(DesignVersion, project__team=membership.team, pk=version_id)

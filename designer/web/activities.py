@@ -18,8 +18,10 @@ from django.views.decorators.vary import vary_on_headers
 
 from connectors.base import connector_for_activity
 from designer.authoring import canvas as design
+from designer.authoring import versions
 from designer.authoring.forms import ActivityMetaForm, activity_ui
 from designer.models import Activity, Membership, Role
+from designer.running import activity_settings
 from designer.teams import audit
 from designer.teams.access import get_activity, get_connection, get_membership, get_project, require_role
 from designer.web.canvas import designer_url, editor
@@ -82,8 +84,10 @@ def _wizard(request: HttpRequest, membership: Membership, activity: Activity) ->
                 step, status = bad, 400
             elif action == "next":
                 step = min(step + 1, last)
-            elif valid:
+            elif valid and not _template_errors(meta, form):
                 return _save(request, membership, meta, form, creating)
+            elif valid:
+                step, status = _first_invalid_step(meta, form, last) or 0, 400
     else:
         meta = ActivityMetaForm(instance=activity, initial={"connection": request.GET.get("connection")})
         form = ui.form(initial=ui.form.initial_from_settings(activity.settings), base=activity.settings)
@@ -113,10 +117,25 @@ def _wizard(request: HttpRequest, membership: Membership, activity: Activity) ->
     }, status=status)
 
 
+def _template_errors(meta: ActivityMetaForm, form: forms.Form) -> bool:
+    """Templates in the settings (a folder, a default) checked like the mapping's: syntax and unknown
+    variables or fields, each shown at its field. True when there is one."""
+    candidate = Activity(project=meta.instance.project, type=meta.instance.type,
+                         connection=meta.cleaned_data["connection"])
+    found = activity_settings.problems(candidate, form.settings)
+    for path, problems in found.items():
+        name = path.replace(".", "_")
+        shown = name in form.fields
+        for problem in problems:
+            form.add_error(name if shown else None, problem if shown else f"{path}: {problem}")
+    return bool(found)
+
+
 def _save(request: HttpRequest, membership: Membership, meta: ActivityMetaForm, form: forms.Form,
           creating: bool) -> HttpResponse:
     activity = meta.instance
     before = {} if creating else Activity.objects.values("name", "connection_id", "settings").get(pk=activity.pk)
+    previous = None if creating else versions.snapshot(Activity.objects.get(pk=activity.pk))
     with transaction.atomic():
         activity = meta.save(commit=False)
         activity.settings = form.settings
@@ -124,9 +143,10 @@ def _save(request: HttpRequest, membership: Membership, meta: ActivityMetaForm, 
         if creating:
             audit.record(request.user, membership.team, "created", activity)
         else:
-            changed = [name for name in ("name", "connection_id") if before[name] != getattr(activity, name)]
-            changed += [f"settings.{key}" for key in design.changed_keys(before["settings"], activity.settings)]
-            audit.record(request.user, membership.team, "changed", activity, {"fields": changed})
+            after = {"name": activity.name, "connection_id": activity.connection_id, "settings": activity.settings}
+            audit.record(request.user, membership.team, "changed", activity, audit.changes(
+                audit.flatten(before), audit.flatten(after)))
+        versions.record(activity, request.user, previous)
     messages.success(request, f"Activity {activity.name} {'created' if creating else 'saved'}.")
     return redirect_to(request, designer_url(activity.project))
 

@@ -79,7 +79,7 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
                 connection.created_by = request.user
             connection.save()
             audit.record(request.user, membership.team, "created" if creating else "changed", connection,
-                         {} if creating else {"fields": changes})
+                         {} if creating else changes)
             messages.success(request, f"Connection {connection.name} {'created' if creating else 'saved'}.")
             url = reverse("connection", kwargs={"team": membership.team.slug, "connection": connection.pk})
             return redirect_to(request, url)

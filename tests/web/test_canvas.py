@@ -386,7 +386,8 @@ def test_it_edits_an_activity_and_keeps_what_the_form_does_not_show(bob_client, 
     assert bob_client.post(edit, data).status_code == 302
     sender.refresh_from_db()
     assert sender.settings["defaults"] == {"from": "b@example.com", "headers": {"X-Team": "support"}}
-    assert "settings.defaults" in AuditEntry.objects.get(action="changed").details["fields"]
+    details = AuditEntry.objects.get(action="changed").details
+    assert details["changes"]["settings.defaults.from"] == {"from": "a@example.com", "to": "b@example.com"}
 
 
 def test_it_refuses_to_delete_an_activity_in_use(bob_client, team, operation, reader):

@@ -60,7 +60,8 @@ def test_it_keeps_the_stored_password_when_the_field_is_left_empty(alice_client,
     assert connection.get_secrets() == {"password": "s3cret-pass"}
     assert connection.config["timeouts"]["read"] == 45
     entry = AuditEntry.objects.get(action="changed")
-    assert entry.details == {"fields": ["timeouts.read"]}
+    assert entry.details["fields"] == ["timeouts.read"]
+    assert entry.details["changes"]["timeouts.read"]["to"] == 45  # from what to what
 
 
 @pytest.mark.parametrize("change", [{"smtp_host": "capture.example.net"}, {"smtp_port": "2525"},

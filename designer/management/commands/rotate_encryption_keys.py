@@ -3,7 +3,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from designer.crypto import SecretsUnreadable, rotate_token
-from designer.models import Connection
+from designer.models import Connection, Variable
 
 
 class Command(BaseCommand):
@@ -26,5 +26,14 @@ class Command(BaseCommand):
                     f"connection {connection.name!r} (id {connection.pk}): {exc}; nothing changed"
                 ) from None
             connection.save(update_fields=["secrets_token", "token_cache_token"])
+            rotated += 1
+        for variable in Variable.objects.filter(secret=True).select_for_update():
+            try:
+                variable.value_token = rotate_token(variable.value_token)
+            except SecretsUnreadable as exc:
+                raise CommandError(
+                    f"project variable {variable.name!r} (id {variable.pk}): {exc}; nothing changed"
+                ) from None
+            variable.save(update_fields=["value_token"])
             rotated += 1
         self.stdout.write(f"re-encrypted {rotated} secret record(s) with the newest key")
