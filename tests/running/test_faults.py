@@ -722,10 +722,19 @@ def test_a_refusal_among_parallel_connections_is_retried_and_loses_nothing(trans
     operation = setup_operation(tmp_path, monkeypatch, dovecot, smtp, max_connections=3, retries=1)
     seed(mailbox, questions(range(12)))
     smtp.delay_replies(0.1)
-    smtp.fail_when(nth_attempts({2, 5}, (451, "4.3.0 try again later")))
+    refused_once: set[str] = set()
+
+    def first_attempts_of_two(received: ReceivedMessage) -> FaultReply | None:
+        if received.subject in ("Fwd: Question 2", "Fwd: Question 5") and received.subject not in refused_once:
+            refused_once.add(received.subject)
+            return (451, "4.3.0 try again later")
+        return None
+
+    smtp.fail_when(first_attempts_of_two)
 
     run = run_inline(operation)
 
     assert run.status == Run.Status.SUCCEEDED, run.message
     assert (run.sent_count, run.failed_count) == (12, 0)
+    assert sum(1 for a in smtp.attempts if a.outcome == "rejected") == 2
     assert set(assert_exactly_once(operation, mailbox, smtp, expected=ids(range(12))).values()) == {"delivered"}

@@ -43,7 +43,8 @@ def test_an_activity_edit_is_a_version_and_can_be_restored(bob_client, team, ope
             "defaults_from": "desk@example.com"}
     assert bob_client.post(edit, data).status_code == 302
     [before, after] = DesignVersion.objects.filter(object_type="activity").order_by("number")
-    assert after.change_lines == ["settings.defaults.from: support@example.com → desk@example.com"]
+    assert after.change_lines == ["settings.defaults.from: support@example.com → desk@example.com",
+                                  "settings.max_connections: (empty) → 4"]  # stored before the setting existed
     page = bob_client.get(url("operation_history", team, operation=operation.pk)).content.decode()
     assert "Target: Send to helpdesk" in page
     bob_client.post(url("version_restore", team, operation=operation.pk, version=before.pk))
