@@ -21,7 +21,7 @@ from django.utils import timezone
 from connectors.base import activity_ui
 from designer.authoring import canvas as design
 from designer.authoring.rules import chain_cycle, describe_cycle, parse_options
-from designer.models import Activity, Operation, Project, Workflow
+from designer.models import Activity, AgentGroup, Operation, Project, Workflow
 from designer.models.operations import MAX_DEBUG_AHEAD
 from designer.running.mapping import check_condition, check_template
 from designer.running.variables import variable_problems
@@ -181,6 +181,10 @@ class OperationForm(forms.Form):
                                              empty_label="choose a Send Email activity")
     notify_to = forms.CharField(label="Notification to", required=False, max_length=500,
                                 help_text="Addresses separated by commas")
+    agent_group = forms.ModelChoiceField(label="Runs on", queryset=AgentGroup.objects.none(), required=False,
+                                         empty_label="any worker (the default group)",
+                                         help_text="An agent group runs it only on workers started for it "
+                                                   "(manage.py run_agent --group NAME).")
 
     def __init__(self, data: Mapping[str, Any] | None = None, *, operation: Operation) -> None:
         super().__init__(data, initial=None if data is not None else self._initial(operation))
@@ -190,6 +194,7 @@ class OperationForm(forms.Form):
         self.fields["notify_activity"].queryset = Activity.objects.filter(pk__in=[a.pk for a in targets])
         others = operation.project.operations.exclude(pk=operation.pk)
         self.fields["on_success"].queryset = self.fields["on_failure"].queryset = others
+        self.fields["agent_group"].queryset = AgentGroup.objects.filter(team_id=operation.project.team_id)
         self.mapping_names = self._mapping_names(operation)
         for name in self.mapping_names:
             attrs = {"spellcheck": "false", "data-template-input": "", "rows": 3 if name in _LONG_FIELDS else 1}
@@ -215,7 +220,7 @@ class OperationForm(forms.Form):
             name: getattr(operation, name)
             for name in ("version", "condition", "enabled", "schedule", "interval_minutes", "cron", "timezone",
                          "retries", "retry_backoff_seconds", "log_level", "on_success", "on_failure", "notify",
-                         "notify_activity", "notify_to")
+                         "notify_activity", "notify_to", "agent_group")
         }
         initial["timeout_minutes"] = int(operation.time_limit.total_seconds() // 60)
         initial["debug_until"] = timezone.localtime(debug_until).strftime(_DATETIME_LOCAL) if debug_until else ""
@@ -309,7 +314,7 @@ class OperationForm(forms.Form):
         data = self.cleaned_data
         return {
             **self.options,
-            **{name: data[name] for name in ("on_success", "on_failure", "notify", "notify_activity")},
+            **{name: data[name] for name in ("on_success", "on_failure", "notify", "notify_activity", "agent_group")},
             "notify_to": data["notify_to"].strip(),
         }
 

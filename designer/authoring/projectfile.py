@@ -22,7 +22,7 @@ from designer.authoring import connection_store, versions
 from designer.authoring import rules as operation_spec
 from designer.authoring import variables as project_variables
 from designer.authoring.rules import chain_cycle, describe_cycle, operation_problems
-from designer.models import Activity, Connection, Operation, Project, Team, Workflow, validate_object_name
+from designer.models import Activity, AgentGroup, Connection, Operation, Project, Team, Workflow, validate_object_name
 from designer.running import activity_settings, schedules
 from designer.teams import audit
 
@@ -202,6 +202,8 @@ def _plan_operations(data: Mapping[str, Any], activity_names: set[str], errors: 
             refs[action] = value
         workflow = entry.get("workflow", "Main")
         refs["workflow"] = _check_name(f"{path}.workflow", workflow, errors)
+        group = entry.get("agent_group")
+        refs["agent_group"] = None if group is None else _check_name(f"{path}.agent_group", group, errors)
         notify = entry.get("notify")
         if notify is not None:
             if not isinstance(notify, Mapping) or notify.get("when") not in ("failure", "always"):
@@ -309,6 +311,18 @@ def apply(file_plan: _Plan, team: Team, user: Any = None) -> list[str]:
     return report
 
 
+def _agent_group(project: Project, name: str | None, user: Any, report: list[str]) -> AgentGroup | None:
+    """The team's agent group ``name``, created when the team has none of that name yet (its workers
+    are started with ``run_agent --group``)."""
+    if name is None:
+        return None
+    group, created = AgentGroup.objects.get_or_create(team=project.team, name=name)
+    if created:
+        audit.record(user, project.team, "imported", group)
+        report.append(f"created agent group {name} (start its workers with: manage.py run_agent --group {name!r})")
+    return group
+
+
 def _report(report: list[str], kind: str, name: str, created: bool, changed: bool) -> None:
     report.append(f"{'created' if created else 'updated' if changed else 'unchanged'} {kind} {name}")
 
@@ -361,6 +375,7 @@ def _apply_operations(file_plan: _Plan, project: Project, activities: dict[str, 
             "notify": notify.get("when", Operation.Notify.NEVER),
             "notify_activity": activities.get(notify.get("activity")),
             "notify_to": notify.get("to", ""),
+            "agent_group": _agent_group(project, refs["agent_group"], user, report),
         }
         changed = any(getattr(operation, k) != v for k, v in values.items())
         for key, value in values.items():
@@ -408,7 +423,7 @@ def export(project: Project) -> dict[str, Any]:
     document["operations"] = [
         operation_spec.export(op)
         for op in project.operations.select_related("source", "target", "on_success", "on_failure", "workflow",
-                                                    "notify_activity").order_by("position", "id")
+                                                    "notify_activity", "agent_group").order_by("position", "id")
     ]
     return document
 

@@ -20,7 +20,7 @@ from designer.running.schedules import validate_cron, validate_timezone
 from designer.running.variables import variable_problems
 
 # Keys an operation entry may have besides these options.
-REFERENCE_KEYS = ("name", "source", "target", "on_success", "on_failure", "workflow", "notify")
+REFERENCE_KEYS = ("name", "source", "target", "on_success", "on_failure", "workflow", "notify", "agent_group")
 OPTION_KEYS = ("mapping", "condition", "schedule", "enabled", "timeout_minutes", "retries",
                "retry_backoff_seconds", "log_level", "debug_until")
 
@@ -142,6 +142,8 @@ def export(operation: Operation) -> dict[str, Any]:
     }
     if operation.workflow:
         entry["workflow"] = operation.workflow.name
+    if operation.agent_group:
+        entry["agent_group"] = operation.agent_group.name
     if operation.notify != Operation.Notify.NEVER and operation.notify_activity:
         entry["notify"] = {"when": operation.notify, "activity": operation.notify_activity.name,
                            "to": operation.notify_to}

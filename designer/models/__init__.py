@@ -1,4 +1,5 @@
 from designer.models.activities import Activity
+from designer.models.agents import AgentGroup
 from designer.models.audit import AuditEntry
 from designer.models.connections import Connection, ConnectionCheck
 from designer.models.operations import Operation, Workflow
@@ -10,6 +11,7 @@ from designer.models.versions import DesignVersion
 __all__ = [
     "ROLE_RANK",
     "Activity",
+    "AgentGroup",
     "AuditEntry",
     "Connection",
     "DesignVersion",

@@ -68,6 +68,9 @@ class Operation(models.Model):
     notify = models.CharField(max_length=10, choices=Notify.choices, default=Notify.NEVER)
     notify_activity = models.ForeignKey(Activity, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     notify_to = models.CharField(max_length=500, blank=True)
+    # Where its runs go: a group's workers only; none, the default queue that every plain worker serves.
+    agent_group = models.ForeignKey("designer.AgentGroup", null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="operations")
     # Bumped on every save; an editor saving an older version gets a conflict, not a silent overwrite.
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -16,7 +16,7 @@ from django.utils import timezone
 from connectors.base import ConfigError, ConnectorError
 from designer import brokers
 from designer.models import LedgerEntry, Operation, Run, RunLog, RunRecord
-from designer.running import activity_settings, engine, leases, watchdog
+from designer.running import activity_settings, agents, engine, leases, watchdog
 from designer.running.mapping import MappingError, context_for
 from designer.teams import audit
 
@@ -98,8 +98,9 @@ def start(operation: Operation, trigger: str, *, parent: Run | None = None, user
     with transaction.atomic():
         run = Run.objects.create(operation=operation, trigger=trigger, parent=parent, replay_of=replay_of)
         seconds = int(operation.time_limit.total_seconds())
+        queue = agents.operation_queue(operation)  # the operation's agent group's workers only
         transaction.on_commit(lambda: execute_run.apply_async(
-            (run.pk,), soft_time_limit=seconds + brokers.SOFT_LIMIT_SLACK,
+            (run.pk,), queue=queue, soft_time_limit=seconds + brokers.SOFT_LIMIT_SLACK,
             time_limit=seconds + brokers.HARD_LIMIT_SLACK,
         ))
     if user is not None:

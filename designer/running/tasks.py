@@ -2,13 +2,14 @@
 
 Task names stay ``designer.tasks.*`` whatever module holds them: beat's schedules and queued
 messages name them. The tasks that run operations live with ``runs.start`` (``runs.execute_run``,
-``runs.run_scheduled``); importing ``runs`` here registers them for the worker.
+``runs.run_scheduled``); importing ``runs`` here registers them for the worker, and importing
+``agents`` its ``mailwright_agent`` inspect command (the Agents page's versions).
 """
 
 from celery import shared_task
 
 from designer.authoring import connection_tests as checks
-from designer.running import runs
+from designer.running import agents, runs  # noqa: F401 - agents: registers its inspect command
 
 
 @shared_task(acks_late=True, soft_time_limit=240, time_limit=300, name="designer.tasks.check_connection")

@@ -74,7 +74,7 @@ def history(obj: models.Model, limit: int = 50) -> models.QuerySet[AuditEntry]:
 # What the Activity page offers to filter by: object types as people call them.
 OBJECT_TYPES = {"connection": "Connections", "activity": "Activities", "operation": "Operations",
                 "workflow": "Workflows", "variable": "Variables", "membership": "Members", "project": "Projects",
-                "imported": "Imports"}
+                "agentgroup": "Agent groups", "imported": "Imports"}
 
 
 def team_entries(team: Team, object_type: str = "", username: str = "") -> models.QuerySet[AuditEntry]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import CommandError
 from django.db.models import Q
 
-from designer.models import Connection, Operation, Project, Team
+from designer.models import AgentGroup, Connection, Operation, Project, Team
 
 
 def team_by_name(name: str) -> Team:
@@ -40,3 +40,17 @@ def operation_by_name(project: Project, name: str) -> Operation:
     except Operation.DoesNotExist:
         known = ", ".join(project.operations.values_list("name", flat=True)) or "none"
         raise CommandError(f"no operation {name!r} in project {project.name} (operations: {known})") from None
+
+
+def agent_group_by_name(name: str, team: Team | None = None) -> AgentGroup:
+    """The group called ``name`` (in ``team``, needed when several teams have one of that name)."""
+    groups = list(AgentGroup.objects.filter(name=name, **({"team": team} if team else {})).select_related("team"))
+    if len(groups) == 1:
+        return groups[0]
+    if not groups:
+        where = f" in team {team.name}" if team else ""
+        known = ", ".join(sorted(AgentGroup.objects.filter(**({"team": team} if team else {}))
+                                 .values_list("name", flat=True))) or "none"
+        raise CommandError(f"no agent group {name!r}{where} (groups: {known}); create it on the team's Agents page")
+    teams = ", ".join(sorted(group.team.name for group in groups))
+    raise CommandError(f"several teams have an agent group {name!r} ({teams}): say which with --team")

@@ -19,7 +19,7 @@ from designer.authoring import canvas as design
 from designer.authoring.forms import OperationForm, activity_ui, timezone_names
 from designer.authoring.rules import operation_problems
 from designer.models import Membership, Operation, Role
-from designer.running import preview
+from designer.running import agents, preview
 from designer.teams.access import get_membership, get_operation
 from designer.web.canvas import designer_url, editor
 
@@ -52,6 +52,7 @@ def _page(request: HttpRequest, membership: Membership, operation: Operation, fo
         "timezones": timezone_names(),
         "back_url": designer_url(operation.project, operation.workflow),
         "message_choices": [(preview.SAMPLE, "Sample message")],
+        "agent_note": agents.waiting_note(operation),
         **extra,
     }
     return render(request, TEMPLATE, context, status=status)

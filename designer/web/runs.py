@@ -25,7 +25,7 @@ from designer.history import health
 from designer.history import queries as history
 from designer.history.filters import HistoryFilterForm
 from designer.models import Membership, Project, Role, Run, RunRecord
-from designer.running import runs
+from designer.running import agents, runs
 from designer.teams import audit
 from designer.teams.access import get_membership, get_operation, get_project, get_run, require_role
 from designer.web.htmx import redirect_to
@@ -45,7 +45,11 @@ def _run_url(membership: Membership, run: Run) -> str:
 def operation_run(request: HttpRequest, team: str, operation: int) -> HttpResponse:
     membership = get_membership(request, team)
     require_role(membership, Role.EDITOR, "run an operation")
-    run = runs.start(get_operation(membership, operation), Run.Trigger.MANUAL, user=request.user)
+    operation_obj = get_operation(membership, operation)
+    run = runs.start(operation_obj, Run.Trigger.MANUAL, user=request.user)
+    note = agents.waiting_note(operation_obj)
+    if note:
+        messages.warning(request, f"Run {run.pk} queued, but {note}.")
     return redirect_to(request, _run_url(membership, run), status=303)
 
 
@@ -60,6 +64,7 @@ def _run_context(membership: Membership, run: Run) -> dict:
         "replayable": runs.REPLAYABLE,
         # The Test button's patience, reused: a run nobody picks up means no worker is running.
         "no_worker": run.status == Run.Status.QUEUED and waited > settings.MAILWRIGHT_CHECK_PICKUP_SECONDS,
+        "agent_note": agents.waiting_note(run.operation) if run.status == Run.Status.QUEUED else "",
     }
 
 
