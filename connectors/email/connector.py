@@ -11,6 +11,7 @@ from connectors.base import ActivityType, CheckStep, Connector, register
 from connectors.email.activities import (
     READ_EMAIL_FIELDS,
     SEND_EMAIL_FIELDS,
+    SEND_EMAIL_REQUIRED,
     ReadSettings,
     SendSettings,
     parse_read_settings,
@@ -49,6 +50,12 @@ class EmailConnector(Connector):
     def parse_activity_settings(self, activity_type: str, data: Mapping[str, Any]) -> ReadSettings | SendSettings:
         parsers = {"read_email": parse_read_settings, "send_email": parse_send_settings}
         return parsers[self.activity_type(activity_type).key](data)
+
+    def unfilled_fields(self, activity_type: str, settings: Mapping[str, Any], mapped: set[str]) -> list[str]:
+        if activity_type != "send_email":
+            return []
+        defaults = settings.get("defaults") or {}
+        return [name for name in SEND_EMAIL_REQUIRED if name not in mapped and defaults.get(name) in (None, "", [])]
 
     def open_source(self, config: EmailConfig, secrets: Mapping[str, str], settings: ReadSettings,
                     deadline: net.Deadline | None = None) -> EmailSource:

@@ -86,6 +86,19 @@ def test_it_marks_invalid_operations_with_the_reason(bob_client, team, project, 
     assert "uses &#x27;subjcet&#x27;, which the source does not have" in page
 
 
+def test_a_send_email_target_that_nothing_gives_a_from_or_to_is_invalid(bob_client, team, operation, sender):
+    page = url("operation", team, operation=operation.pk)
+    assert "✓ Ready to run" in bob_client.get(page).content.decode()
+    sender.settings = {}
+    sender.save()
+    operation.mapping = {"subject": "Fwd: {{ subject }}"}
+    operation.save()
+    body = bob_client.get(page).content.decode()
+    assert "⚠ Invalid" in body and "Ready to run" not in body
+    for name in ("from", "to"):
+        assert f"Send to helpdesk has no default &#x27;{name}&#x27; and the mapping does not fill it" in body
+
+
 def test_it_lists_team_connections_in_their_own_tab(bob_client, team, project):
     make_connection(team, None, name="Shared relay")
     tab = bob_client.get(url("project", team, project=project.pk) + "?palette=team", HTTP_HX_TARGET="palette", **HX)
