@@ -271,7 +271,7 @@ def test_it_shows_an_error_per_option_and_saves_nothing(bob_client, team, operat
     ), **HX)
     assert response.status_code == 400
     body = response.content.decode()
-    assert "Not saved" in body
+    assert "6 fields not saved" in body  # the options checked together are all reported at once
     assert "Ensure this value is less than or equal to 10." in body
     assert "Choose the Send Email activity" in body and "Give at least one address" in body
     response = bob_client.post(url("operation_save", team, operation=operation.pk), save_data(
@@ -281,6 +281,36 @@ def test_it_shows_an_error_per_option_and_saves_nothing(bob_client, team, operat
     assert "Mars/Olympus" in body and "at most 14 days ahead" in body
     operation.refresh_from_db()
     assert operation.version == 1 and operation.schedule == "none"
+
+
+def test_an_invalid_cron_does_not_keep_a_subject_edit_from_saving(bob_client, team, operation, sender):
+    save = url("operation_save", team, operation=operation.pk)
+    response = bob_client.post(save, save_data(operation, map_subject="Re: {{ subject }}", schedule="cron",
+                                               cron="every day", retries="3", notify="always"), **HX)
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "3 fields not saved" in body and "Every other change is saved" in body  # cron, notify_*
+    assert 'id="err-cron"' in body and "Must have five fields" in body
+    assert 'value="2" id="id_version" hx-swap-oob="true"' in body  # the next save builds on this one
+    operation.refresh_from_db()
+    assert (operation.mapping["subject"], operation.retries, operation.version) == ("Re: {{ subject }}", 3, 2)
+    assert (operation.schedule, operation.cron, operation.notify) == ("none", "", "never")  # kept as stored
+
+    # Correcting the cron saves it too, on top of the version the first save answered.
+    response = bob_client.post(save, save_data(operation, schedule="cron", cron="0 8 * * *", retries="3"), **HX)
+    assert response.status_code == 200 and "data-saved-at" in response.content.decode()
+    operation.refresh_from_db()
+    assert (operation.cron, operation.mapping["subject"], operation.version) == ("0 8 * * *", "Re: {{ subject }}", 3)
+
+
+def test_a_save_from_a_stale_version_keeps_nothing_even_of_the_valid_fields(bob_client, team, operation):
+    save = url("operation_save", team, operation=operation.pk)
+    Operation.objects.filter(pk=operation.pk).update(version=5)
+    response = bob_client.post(save, save_data(operation, version=1, map_subject="Mine", cron="x",
+                                               schedule="cron"), **HX)
+    assert response.status_code == 409
+    operation.refresh_from_db()
+    assert operation.mapping["subject"] == "Fwd: {{ subject }}"
 
 
 def test_it_checks_templates_as_you_type(bob_client, team, operation):
