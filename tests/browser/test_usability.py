@@ -2,9 +2,10 @@
 mapping (issue 17's acceptance), in Chromium as a new user would."""
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from designer.models import Activity, Operation, Run
+from designer.models import Activity, ConnectionCheck, Operation, Run
 from tests.helpers import make_connection
 
 
@@ -76,3 +77,41 @@ def test_run_now_on_an_operation_without_a_target_creates_no_run_and_says_why(lo
     expect(page.get_by_role("alert")).to_contain_text("Not started: the operation cannot run yet.")
     expect(page.locator("#run-refused")).to_contain_text("target missing")
     assert not Run.objects.exists()
+
+
+# The WCAG contrast ratio of an element's text against the first opaque background behind it.
+CONTRAST = """element => {
+  const rgb = text => text.match(/[\\d.]+/g).map(Number);
+  const luminance = ([r, g, b]) => {
+    const [R, G, B] = [r, g, b].map(c => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * R + 0.7152 * G + 0.0722 * B;
+  };
+  let node = element, background = [255, 255, 255];
+  while (node) {
+    const colour = rgb(getComputedStyle(node).backgroundColor);
+    if (colour.length < 4 || colour[3] > 0) { background = colour.slice(0, 3); break; }
+    node = node.parentElement;
+  }
+  const [a, b] = [luminance(rgb(getComputedStyle(element).color)), luminance(background)];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+def test_a_failed_test_reads_clearly_and_goes_stale_after_an_edit(login, live_server, bob, team, project):
+    connection = make_connection(team, project)
+    ConnectionCheck.objects.create(connection=connection, status="failed", finished_at=timezone.now(), steps=[
+        {"name": "IMAP login", "ok": False, "detail": "authentication rejected"}])
+    page = login("bob")
+    page.goto(f"{live_server.url}/t/{team.slug}/connections/{connection.pk}/")
+    failed = page.get_by_text("Connection failed")
+    expect(failed).to_be_visible()
+    for text in (failed, page.locator("#check .muted"), page.locator("#check .steps li.fail .mark")):
+        assert text.evaluate(CONTRAST) >= 4.5  # WCAG AA for normal text
+    expect(page.get_by_role("note")).to_have_count(0)
+
+    page.get_by_role("link", name="Edit").click()
+    page.get_by_label("Read timeout (seconds)").fill("45")
+    page.get_by_role("button", name="Save").click()
+    stale = page.locator("#check .stale-note")
+    expect(stale).to_contain_text("Tested before the settings changed on")
+    assert stale.evaluate(CONTRAST) >= 4.5
