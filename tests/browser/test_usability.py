@@ -1,11 +1,14 @@
 """The designer never loses work nor says Ready when it isn't, reads well on a phone and shows real data while
 mapping (issue 17's acceptance), in Chromium as a new user would."""
 
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from designer.models import Activity, ConnectionCheck, Operation, Run
+from designer.models import Activity, ConnectionCheck, Operation, Run, RunLog, RunRecord
+from tests.browser.conftest import screenshot
 from tests.helpers import make_connection
 
 
@@ -115,3 +118,51 @@ def test_a_failed_test_reads_clearly_and_goes_stale_after_an_edit(login, live_se
     stale = page.locator("#check .stale-note")
     expect(stale).to_contain_text("Tested before the settings changed on")
     assert stale.evaluate(CONTRAST) >= 4.5
+
+
+@pytest.fixture
+def finished_run(designed):
+    """A failed run with a long error, a long subject and log lines: what pushes a narrow page wide."""
+    started = timezone.now() - timedelta(minutes=3)
+    run = Run.objects.create(operation=designed, status=Run.Status.PARTIAL, started_at=started,
+                             finished_at=started + timedelta(seconds=42), read_count=2, sent_count=1,
+                             failed_count=1, worker="celery@worker-host-with-a-long-name.example.internal:11365",
+                             message="1 message failed: 550 5.7.1 <helpdesk@example.com>: Recipient address rejected")
+    RunRecord.objects.create(run=run, position=1, identity="<a-very-long-message-id-1234567890@mail.example.com>",
+                             subject="Printer on fire in the third-floor meeting room, again, please send help",
+                             sender="Ada Lovelace <ada.lovelace@analytical-engines.example.org>",
+                             recipients="helpdesk@example.com", status=RunRecord.Status.SENT)
+    RunRecord.objects.create(run=run, position=2, identity="<another-long-message-id-0987654321@mail.example.com>",
+                             subject="Invoice question", sender="billing@example.com", recipients="x@example.com",
+                             status=RunRecord.Status.FAILED,
+                             error="550 5.7.1 <helpdesk@example.com>: Recipient address rejected: user unknown in "
+                                   "virtual mailbox table")
+    RunLog.objects.create(run=run, level="error", text="Send to helpdesk refused the message: 550 5.7.1 " + "x" * 80)
+    return run
+
+
+def test_at_390_px_neither_the_run_page_nor_the_history_scrolls_sideways(login, live_server, bob, team, project,
+                                                                         finished_run):
+    page = login("bob")
+    page.set_viewport_size({"width": 390, "height": 844})
+    for name, path in (("run", f"runs/{finished_run.pk}/"), ("team-history", "runs/"),
+                       ("history", f"projects/{project.pk}/runs/")):
+        page.goto(f"{live_server.url}/t/{team.slug}/{path}")
+        page.wait_for_load_state("networkidle")
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], (path, width)
+        screenshot(page, f"{name}-390px")
+    # The history stacks each run's counts and times where they can be read, and its chart is legible.
+    row = page.locator("#runs-table tbody tr").first
+    for label, value in (("Sent", "1"), ("Failed", "1"), ("Duration", "42 s"), ("Started", ":")):
+        cell = row.locator(f'td[data-label="{label}"]')
+        expect(cell).to_be_visible()
+        expect(cell).to_contain_text(value)
+        box = cell.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (label, box)
+        assert cell.evaluate("td => getComputedStyle(td, '::before').content") == f'"{label}"'
+    labels = page.locator("#chart svg text")
+    expect(labels.first).to_be_visible()
+    sizes = labels.evaluate_all("""nodes => nodes.map(n => parseFloat(getComputedStyle(n).fontSize)
+        * n.ownerSVGElement.getBoundingClientRect().width / n.ownerSVGElement.viewBox.baseVal.width)""")
+    assert min(sizes) >= 11, sizes
