@@ -324,6 +324,16 @@ def test_it_checks_templates_as_you_type(bob_client, team, operation):
     assert 'id="err-retries"' not in body  # only the template fields' slots
 
 
+def test_template_errors_say_in_plain_words_where_and_what_was_meant(bob_client, team, operation):
+    response = bob_client.post(url("operation_validate", team, operation=operation.pk), save_data(
+        operation, map_subject="Fwd: {{ subject ", map_text="{{ subjcet }}", condition="subject ==",
+    ), **HX)
+    body = response.content.decode()
+    assert "line 1, column 6: a {{ is never closed: end it with }}" in body
+    assert "uses &#x27;subjcet&#x27;, which the source does not have: did you mean subject?" in body
+    assert "it stops too early: something must follow the last operator" in body
+
+
 def test_a_mapping_with_a_template_error_is_not_saved(bob_client, team, operation):
     response = bob_client.post(url("operation_save", team, operation=operation.pk),
                                save_data(operation, map_subject="{{ subject "), **HX)
