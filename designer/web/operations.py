@@ -146,6 +146,9 @@ def operation_preview(request: HttpRequest, team: str, operation: int) -> HttpRe
     except preview.PreviewError as exc:
         result = preview.Preview(source_label="", error=str(exc))
     if request.htmx:
-        return render(request, f"{TEMPLATE}#preview", {"preview": result})
+        # Also each field's rendered value and the source's values beside the chips (out-of-band).
+        rendered = dict(result.fields)
+        return render(request, f"{TEMPLATE}#preview_live", {
+            "preview": result, "rendered_values": [(name, rendered.get(name, "")) for name in form.mapping_names]})
     extra = _latest(operation_obj) if choice != preview.SAMPLE else {}
     return _page(request, membership, operation_obj, form, preview=result, chosen=choice, **extra)

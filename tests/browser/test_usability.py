@@ -166,3 +166,17 @@ def test_at_390_px_neither_the_run_page_nor_the_history_scrolls_sideways(login, 
     sizes = labels.evaluate_all("""nodes => nodes.map(n => parseFloat(getComputedStyle(n).fontSize)
         * n.ownerSVGElement.getBoundingClientRect().width / n.ownerSVGElement.viewBox.baseVal.width)""")
     assert min(sizes) >= 11, sizes
+
+
+def test_the_mapping_shows_the_real_messages_values_beside_the_fields(login, live_server, bob, team, designed):
+    page = _operation_page(login, live_server, team, designed)
+    # At load the sample message is previewed: its values sit beside the source's chips.
+    expect(page.locator("#src-subject")).to_have_text("Printer on floor 3 is jammed again")
+    expect(page.locator("#out-map_subject")).to_have_text("Fwd: Printer on floor 3 is jammed again")
+    screenshot(page, "mapping-live-values")
+    # Typing renders again through the sandbox, a moment after the last key.
+    page.get_by_label("subject", exact=True).fill("[{{ from }}] {{ subject|lower }}")
+    expect(page.locator("#out-map_subject")).to_contain_text("] printer on floor 3 is jammed again")
+    expect(page.locator("#preview")).to_contain_text("Nothing was sent.")
+    page.get_by_label("subject", exact=True).fill("{{ subjcet }}")
+    expect(page.locator("#err-map_subject")).to_contain_text("did you mean subject?")

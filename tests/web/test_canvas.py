@@ -361,6 +361,20 @@ def test_it_previews_the_sample_message_sanitised_and_sends_nothing(bob_client, 
     assert "Nothing was sent." in body
 
 
+def test_the_preview_puts_the_messages_values_beside_the_fields(bob_client, team, operation):
+    page = bob_client.get(url("operation", team, operation=operation.pk)).content.decode()
+    assert '<span class="chip-value" id="src-subject"></span>' in page
+    assert 'id="out-map_subject"' in page and 'hx-trigger="load, input from:#operation-form delay:800ms' in page
+    response = bob_client.post(url("operation_preview", team, operation=operation.pk), save_data(
+        operation, map_subject="Re: {{ subject|upper }}", message="sample"), **HX)
+    body = response.content.decode()
+    assert ('<span class="chip-value" id="src-subject" hx-swap-oob="true">Printer on floor 3 is jammed again</span>'
+            in body)
+    assert 'id="out-map_subject" for="id_map_subject" aria-label="subject renders as" hx-swap-oob="true">' \
+           "Re: PRINTER ON FLOOR 3 IS JAMMED AGAIN</output>" in body
+    assert 'id="out-map_cc" for="id_map_cc" aria-label="cc renders as" hx-swap-oob="true"></output>' in body
+
+
 def test_it_says_why_a_preview_fails(bob_client, team, operation):
     response = bob_client.post(url("operation_preview", team, operation=operation.pk),
                                save_data(operation, map_subject="{{ subject.upper( }}", message="sample"), **HX)
