@@ -60,7 +60,10 @@ def test_leaving_with_an_unsaved_edit_asks_first(login, live_server, bob, team, 
     page.on("dialog", answer)
     page.get_by_label("subject", exact=True).press_sequentially("!")  # typed, not yet saved
     page.get_by_role("link", name="Read support inbox", exact=True).click()
-    page.wait_for_timeout(300)
+    for _ in range(50):  # the question comes as the navigation starts
+        if asked:
+            break
+        page.wait_for_timeout(100)
     assert asked == ["beforeunload"]
     expect(page.get_by_label("subject", exact=True)).to_have_value("!Fwd: {{ subject }}")
 
@@ -77,8 +80,9 @@ def test_run_now_on_an_operation_without_a_target_creates_no_run_and_says_why(lo
     designed.save()
     page = _operation_page(login, live_server, team, designed)
     page.get_by_role("button", name="Run now").click()
-    expect(page.get_by_role("alert")).to_contain_text("Not started: the operation cannot run yet.")
-    expect(page.locator("#run-refused")).to_contain_text("target missing")
+    refusal = page.locator("#run-refused").get_by_role("alert")
+    expect(refusal).to_contain_text("Not started: the operation cannot run yet.")
+    expect(refusal).to_contain_text("target missing")
     assert not Run.objects.exists()
 
 
