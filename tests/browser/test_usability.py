@@ -1,6 +1,7 @@
 """The designer never loses work nor says Ready when it isn't, reads well on a phone and shows real data while
 mapping (issue 17's acceptance), in Chromium as a new user would."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -47,6 +48,7 @@ def test_an_invalid_cron_does_not_keep_a_subject_edit_from_saving(login, live_se
     expect(page.locator("#err-cron")).to_be_empty()
     designed.refresh_from_db()
     assert (designed.cron, designed.mapping["subject"]) == ("0 8 * * *", "Re: {{ subject }}")
+    expect(page.locator("#save-status")).to_have_text(re.compile(r"\s*Saved \d+ s ago\s*"), timeout=8000)
 
 
 def test_leaving_with_an_unsaved_edit_asks_first(login, live_server, bob, team, designed):
