@@ -267,6 +267,11 @@ class Connector:
                 return activity_type
         raise LookupError(f"the {self.label} connector has no activity type {key!r}")
 
+    def unfilled_fields(self, activity_type: str, settings: Mapping[str, Any], mapped: set[str]) -> list[str]:
+        """The fields a target needs that neither its stored ``settings`` (defaults) nor the ``mapped``
+        fields fill: every record would be refused, so the operation is not ready. None by default."""
+        return []
+
     def parse_activity_settings(self, activity_type: str, data: Mapping[str, Any]) -> Any:
         """Validate an activity's settings (``ConfigError`` keyed by dotted path)."""
         raise NotImplementedError

@@ -35,6 +35,8 @@ MB = 1024 * 1024
 # SPEC §3 / §4: the records a mapping reads from and fills. "defects" is for the run log only.
 READ_EMAIL_FIELDS = tuple(key for key in RECORD_KEYS if key != "defects")
 SEND_EMAIL_FIELDS = TARGET_FIELDS
+# A message cannot be built without these: each needs a default on the activity or a mapping.
+SEND_EMAIL_REQUIRED = ("from", "to")
 
 AFTER_READ_ACTIONS = ("mark_read", "move", "delete", "leave")
 ON_SKIP_ACTIONS = ("leave", "mark_read", "move", "delete")

@@ -11,6 +11,7 @@ from connectors.base import ActivityType, CheckStep, Connector, register
 from connectors.email.activities import (
     READ_EMAIL_FIELDS,
     SEND_EMAIL_FIELDS,
+    SEND_EMAIL_REQUIRED,
     ReadSettings,
     SendSettings,
     parse_read_settings,
@@ -58,6 +59,12 @@ class EmailConnector(Connector):
         templated = {name: value for name, value in defaults.items() if per_record(value)}
         kept = {name: value for name, value in defaults.items() if name not in templated}
         return {**data, "defaults": kept}, templated
+
+    def unfilled_fields(self, activity_type: str, settings: Mapping[str, Any], mapped: set[str]) -> list[str]:
+        if activity_type != "send_email":
+            return []
+        defaults = settings.get("defaults") or {}
+        return [name for name in SEND_EMAIL_REQUIRED if name not in mapped and defaults.get(name) in (None, "", [])]
 
     def open_source(self, config: EmailConfig, secrets: Mapping[str, str], settings: ReadSettings,
                     deadline: net.Deadline | None = None) -> EmailSource:

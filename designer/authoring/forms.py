@@ -14,6 +14,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.validators import validate_email
 from django.db import models
 from django.utils import timezone
@@ -33,6 +34,8 @@ _LONG_FIELDS = ("text", "html")
 # Paths of operation_spec errors -> the field that shows them.
 _OPTION_ERROR_FIELDS = {"schedule.every_minutes": "interval_minutes", "schedule.cron": "cron",
                         "schedule.timezone": "timezone"}
+# Fields that only make sense together: one of them invalid keeps the others as stored too.
+_SAVED_TOGETHER = (("schedule", "interval_minutes", "cron", "timezone"), ("notify", "notify_activity", "notify_to"))
 _OPTION_FIELDS = ("enabled", "schedule", "interval_minutes", "cron", "timezone", "timeout_minutes", "retries",
                   "retry_backoff_seconds", "log_level", "debug_until")
 _DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
@@ -308,6 +311,43 @@ class OperationForm(forms.Form):
                 validate_email(address)
             except forms.ValidationError:
                 self.add_error("notify_to", f"“{address}” is not an email address.")
+
+    def unsaved_fields(self) -> list[str]:
+        """The names of the fields whose errors keep them from saving (``is_valid()`` first)."""
+        return [name for name in self.errors if name != NON_FIELD_ERRORS]
+
+    def valid_part(self) -> OperationForm | None:
+        """This form with every invalid field, and the fields saved with it, put back as stored: what
+        autosave keeps of the edits while an invalid field waits to be corrected (``is_valid()`` first).
+        None when there is nothing to keep apart (an error not tied to a field).
+
+        The options are checked together once each is valid on its own, so putting fields back may
+        reveal an error that was hidden; it is added to this form's errors, so it is shown too."""
+        part: OperationForm = self
+        for _ in range(3):
+            if part.non_field_errors() or "version" in part.errors:
+                return None
+            if part is not self:
+                for name, errors in part.errors.items():
+                    if name not in self.errors:
+                        self.add_error(name, errors)
+            part = part._with_stored(part.unsaved_fields())
+            if part.is_valid():
+                return part
+        return None
+
+    def _with_stored(self, names: list[str]) -> OperationForm:
+        stored = self._initial(self.operation)
+        data = self.data.copy()
+        for name in names:
+            for kept in next((group for group in _SAVED_TOGETHER if name in group), (name,)):
+                field = self.fields[kept]
+                value = field.prepare_value(stored.get(kept))
+                if isinstance(field, forms.BooleanField) and not value:
+                    data.pop(kept, None)
+                else:
+                    data[kept] = "on" if value is True else ("" if value is None else value)
+        return OperationForm(data, operation=self.operation)
 
     def changes(self) -> dict[str, Any]:
         """The model fields to save (``is_valid()`` first)."""

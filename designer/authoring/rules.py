@@ -172,9 +172,22 @@ def operation_problems(operation: Operation) -> list[str]:
         problems.append("target missing")
     elif target.is_source:
         problems.append(f"{target.name} cannot be a target")
+    else:
+        problems += unfilled_problems(operation.mapping, target)
     problems += mapping_problems(operation.mapping, operation.condition, source, target,
                                  operation.project.variables)
     return problems
+
+
+def unfilled_problems(mapping: dict[str, Any], target: Activity) -> list[str]:
+    """The target fields nothing fills: every message would be refused, so the operation is not ready."""
+    mapped = {name for name, template in mapping.items() if str(template).strip()}
+    try:
+        unfilled = target.connection.connector_type.unfilled_fields(target.type, target.settings, mapped)
+    except LookupError:
+        return []
+    return [f"{target.name} has no default {name!r} and the mapping does not fill it: every message would be "
+            "refused" for name in unfilled]
 
 
 def mapping_problems(mapping: dict[str, Any], condition: str, source: Activity | None,

@@ -83,7 +83,9 @@ def stacked_bars(chart_id: str, title: str, days: list[date], series: list[Serie
                 day.strftime("%b %d"), value, layer.label.lower(), unit,
             ))
         last = i == len(days) - 1
-        if last or (i % LABEL_EVERY == 0 and len(days) - i > LABEL_EVERY / 2):
+        # A periodic label a whole period before the last one, so the two never overlap, even drawn
+        # larger on a phone.
+        if last or (i % LABEL_EVERY == 0 and len(days) - 1 - i >= LABEL_EVERY):
             # The last label ends at its bar, so it is not cut off at the edge.
             parts.append(format_html('<text class="axis" x="{}" y="{}" text-anchor="{}">{}</text>',
                                      f"{x + (bar if last else bar / 2):.1f}", HEIGHT - 6,

@@ -21,7 +21,7 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateError, Undefined, meta
 from jinja2.sandbox import SandboxedEnvironment
 
-from designer.running import watchdog
+from designer.running import template_errors, watchdog
 
 MAX_OUTPUT_CHARS = 10_000_000
 MAX_RANGE = 10_000
@@ -142,10 +142,11 @@ def check_template(field: str, template: str, known_names: Iterable[str]) -> lis
     try:
         parsed = _ENV.parse(template)
     except TemplateError as exc:
-        line = f"line {exc.lineno}: " if getattr(exc, "lineno", None) else ""
-        return [TemplateProblem(field, f"{line}{exc.message or exc}")]
-    unknown = sorted(meta.find_undeclared_variables(parsed) - set(known_names) - set(_ENV.globals))
-    return [TemplateProblem(field, f"uses {name!r}, which the source does not have", name) for name in unknown]
+        return [TemplateProblem(field, template_errors.explain(template, exc))]
+    known = set(known_names)
+    unknown = sorted(meta.find_undeclared_variables(parsed) - known - set(_ENV.globals))
+    return [TemplateProblem(field, f"uses {name!r}, which the source does not have"
+                                   f"{template_errors.did_you_mean(name, known)}", name) for name in unknown]
 
 
 def check_condition(condition: str, known_names: Iterable[str]) -> list[TemplateProblem]:

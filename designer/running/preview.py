@@ -29,6 +29,7 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 # Mail HTML leans on inline styles; the CSP above keeps them from fetching anything.
 _HTML_ATTRIBUTES = {**{tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()}, "*": {"style"}}
 _SHOWN_CHARS = 500
+_BRIEF_CHARS = 60
 
 
 class PreviewError(Exception):
@@ -46,6 +47,8 @@ class Preview:
     message: dict[str, Any] | None = None
     srcdoc: str = ""
     error: str = ""
+    # The source record's values, short, to show beside the field chips while mapping.
+    source_values: list[tuple[str, str]] = field(default_factory=list)
 
 
 @contextmanager
@@ -126,6 +129,7 @@ def build(operation: Operation, mapping: Mapping[str, Any], condition: str, reco
 def _build(operation: Operation, mapping: Mapping[str, Any], condition: str, record: Mapping[str, Any],
            label: str) -> Preview:
     preview = Preview(source_label=label)
+    preview.source_values = [(name, _brief(value)) for name, value in record.items()]
     result = transform(operation, record, mapping=mapping, condition=condition, render_when_false=True)
     preview.condition_holds = result.holds
     if result.error:
@@ -157,6 +161,12 @@ def sandboxed_document(html: str) -> str:
         return ""
     cleaned = nh3.clean(html, attributes=_HTML_ATTRIBUTES)
     return f'<!doctype html><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{CSP}">{cleaned}'
+
+
+def _brief(value: Any) -> str:
+    """A value on one short line, for beside a field's name."""
+    text = " ".join(_shown(value).split())
+    return text if len(text) <= _BRIEF_CHARS else f"{text[:_BRIEF_CHARS]}…"
 
 
 def _shown(value: Any) -> str:

@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -73,24 +74,28 @@ def operation_save(request: HttpRequest, team: str, operation: int) -> HttpRespo
     membership = editor(request, team)
     operation_obj = get_operation(membership, operation)
     form = OperationForm(request.POST, operation=operation_obj)
-    status, state = 200, "saved"
+    # Each valid field saves even while another is invalid: that one shows its error and waits.
+    saving = form if form.is_valid() else form.valid_part()
+    status, state = (200, "saved") if form.is_valid() else (400, "invalid")
     conflict = ""
-    if not form.is_valid():
-        status, state = 400, "invalid"
-    else:
+    if saving is not None:
         try:
-            design.save_operation(operation_obj, form.cleaned_data["version"], form.changes(), request.user)
+            design.save_operation(operation_obj, saving.cleaned_data["version"], saving.changes(), request.user)
         except design.Conflict as exc:
             status, state, conflict = 409, "conflict", str(exc)
     if not request.htmx:
         if status == 200:
             messages.success(request, f"Operation {operation_obj.name} saved.")
             return redirect("operation", team=team, operation=operation_obj.pk)
-        return _page(request, membership, operation_obj, form, status=status, state=state, conflict=conflict)
+        return _page(request, membership, operation_obj, form, status=status, state=state, conflict=conflict,
+                     kept=saving is not None, unsaved=len(form.unsaved_fields()))
     return render(request, f"{TEMPLATE}#saved", {
         "form": form,
         "operation": operation_obj,
         "state": state,
+        "kept": saving is not None,
+        "unsaved": len(form.unsaved_fields()),
+        "saved_at": timezone.now(),
         "conflict": conflict,
         "problems": operation_problems(operation_obj),
     }, status=status)
@@ -142,6 +147,9 @@ def operation_preview(request: HttpRequest, team: str, operation: int) -> HttpRe
     except preview.PreviewError as exc:
         result = preview.Preview(source_label="", error=str(exc))
     if request.htmx:
-        return render(request, f"{TEMPLATE}#preview", {"preview": result})
+        # Also each field's rendered value and the source's values beside the chips (out-of-band).
+        rendered = dict(result.fields)
+        return render(request, f"{TEMPLATE}#preview_live", {
+            "preview": result, "rendered_values": [(name, rendered.get(name, "")) for name in form.mapping_names]})
     extra = _latest(operation_obj) if choice != preview.SAMPLE else {}
     return _page(request, membership, operation_obj, form, preview=result, chosen=choice, **extra)

@@ -20,11 +20,12 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from designer.authoring import projectfile
+from designer.authoring.rules import operation_problems
 from designer.history import chart as charts
 from designer.history import health
 from designer.history import queries as history
 from designer.history.filters import HistoryFilterForm
-from designer.models import Membership, Project, Role, Run, RunRecord
+from designer.models import Membership, Operation, Project, Role, Run, RunRecord
 from designer.running import agents, runs
 from designer.teams import audit
 from designer.teams.access import get_membership, get_operation, get_project, get_run, require_role
@@ -46,11 +47,24 @@ def operation_run(request: HttpRequest, team: str, operation: int) -> HttpRespon
     membership = get_membership(request, team)
     require_role(membership, Role.EDITOR, "run an operation")
     operation_obj = get_operation(membership, operation)
+    problems = operation_problems(operation_obj)
+    if problems:
+        return _run_refused(request, membership, operation_obj, problems)
     run = runs.start(operation_obj, Run.Trigger.MANUAL, user=request.user)
     note = agents.waiting_note(operation_obj)
     if note:
         messages.warning(request, f"Run {run.pk} queued, but {note}.")
     return redirect_to(request, _run_url(membership, run), status=303)
+
+
+def _run_refused(request: HttpRequest, membership: Membership, operation: Operation,
+                 problems: list[str]) -> HttpResponse:
+    """No run for an operation that cannot run: the reasons, where Run now was pressed (409, swapped)."""
+    if request.htmx:
+        return render(request, "designer/runs/_run_refused.html", {"problems": problems}, status=409)
+    messages.error(request, f"{operation.name} was not started: {'; '.join(problems)}.")
+    return redirect_to(request, reverse("operation", kwargs={"team": membership.team.slug,
+                                                            "operation": operation.pk}), status=303)
 
 
 def _run_context(membership: Membership, run: Run) -> dict:

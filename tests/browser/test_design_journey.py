@@ -59,7 +59,8 @@ def test_it_designs_an_operation_and_previews_a_real_message(login, live_server,
     expect(card.get_by_text("Saved")).to_be_visible()
     page.locator(".activity", has_text="Send to helpdesk").drag_to(card.locator(".slot-target"))
     expect(card.locator(".slot-target .placed")).to_contain_text("Send to helpdesk")
-    expect(card.get_by_text("✓ Ready")).to_be_visible()
+    # Not ready until something gives the message its recipients (the mapping, below).
+    expect(card.get_by_text("Send to helpdesk has no default 'to'")).to_be_visible()
     card.get_by_label("Operation name").fill("Forward to helpdesk")
     card.get_by_label("Operation name").press("Enter")
     expect(page.get_by_label("Operation name")).to_have_value("Forward to helpdesk")
@@ -77,6 +78,7 @@ def test_it_designs_an_operation_and_previews_a_real_message(login, live_server,
     page.get_by_role("button", name="subject", exact=True).click()
     expect(page.get_by_label("subject", exact=True)).to_have_value("Fwd: {{ subject }}")
     expect(page.locator("#save-status")).to_have_text("Saved")
+    expect(page.get_by_text("✓ Ready to run")).to_be_visible()
     screenshot(page, "operation-mapping")
 
     # Preview with the newest message of the source: rendered, nothing sent, nothing marked.

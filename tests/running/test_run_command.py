@@ -36,3 +36,12 @@ def test_it_cancels_a_run_no_worker_picks_up(world, operation, capsys):
 def test_it_names_an_unknown_operation(world, operation):
     with pytest.raises(CommandError, match="no operation 'Nope' in project Support desk"):
         call_command("run_operation", "Nope", "--project", "Support desk", "--team", "Support")
+
+
+def test_it_refuses_an_invalid_operation_without_creating_a_run(world, operation):
+    operation.source = None
+    operation.save()
+    with pytest.raises(CommandError, match="Forward was not started, it cannot run: source missing") as exc:
+        _run("--inline")
+    assert exc.value.returncode == 1
+    assert not Run.objects.exists()

@@ -86,6 +86,19 @@ def test_it_marks_invalid_operations_with_the_reason(bob_client, team, project, 
     assert "uses &#x27;subjcet&#x27;, which the source does not have" in page
 
 
+def test_a_send_email_target_that_nothing_gives_a_from_or_to_is_invalid(bob_client, team, operation, sender):
+    page = url("operation", team, operation=operation.pk)
+    assert "✓ Ready to run" in bob_client.get(page).content.decode()
+    sender.settings = {}
+    sender.save()
+    operation.mapping = {"subject": "Fwd: {{ subject }}"}
+    operation.save()
+    body = bob_client.get(page).content.decode()
+    assert "⚠ Invalid" in body and "Ready to run" not in body
+    for name in ("from", "to"):
+        assert f"Send to helpdesk has no default &#x27;{name}&#x27; and the mapping does not fill it" in body
+
+
 def test_it_lists_team_connections_in_their_own_tab(bob_client, team, project):
     make_connection(team, None, name="Shared relay")
     tab = bob_client.get(url("project", team, project=project.pk) + "?palette=team", HTTP_HX_TARGET="palette", **HX)
@@ -258,7 +271,7 @@ def test_it_shows_an_error_per_option_and_saves_nothing(bob_client, team, operat
     ), **HX)
     assert response.status_code == 400
     body = response.content.decode()
-    assert "Not saved" in body
+    assert "6 fields not saved" in body  # the options checked together are all reported at once
     assert "Ensure this value is less than or equal to 10." in body
     assert "Choose the Send Email activity" in body and "Give at least one address" in body
     response = bob_client.post(url("operation_save", team, operation=operation.pk), save_data(
@@ -270,6 +283,36 @@ def test_it_shows_an_error_per_option_and_saves_nothing(bob_client, team, operat
     assert operation.version == 1 and operation.schedule == "none"
 
 
+def test_an_invalid_cron_does_not_keep_a_subject_edit_from_saving(bob_client, team, operation, sender):
+    save = url("operation_save", team, operation=operation.pk)
+    response = bob_client.post(save, save_data(operation, map_subject="Re: {{ subject }}", schedule="cron",
+                                               cron="every day", retries="3", notify="always"), **HX)
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "3 fields not saved" in body and "Every other change is saved" in body  # cron, notify_*
+    assert 'id="err-cron"' in body and "Must have five fields" in body
+    assert 'value="2" id="id_version" hx-swap-oob="true"' in body  # the next save builds on this one
+    operation.refresh_from_db()
+    assert (operation.mapping["subject"], operation.retries, operation.version) == ("Re: {{ subject }}", 3, 2)
+    assert (operation.schedule, operation.cron, operation.notify) == ("none", "", "never")  # kept as stored
+
+    # Correcting the cron saves it too, on top of the version the first save answered.
+    response = bob_client.post(save, save_data(operation, schedule="cron", cron="0 8 * * *", retries="3"), **HX)
+    assert response.status_code == 200 and "data-saved-at" in response.content.decode()
+    operation.refresh_from_db()
+    assert (operation.cron, operation.mapping["subject"], operation.version) == ("0 8 * * *", "Re: {{ subject }}", 3)
+
+
+def test_a_save_from_a_stale_version_keeps_nothing_even_of_the_valid_fields(bob_client, team, operation):
+    save = url("operation_save", team, operation=operation.pk)
+    Operation.objects.filter(pk=operation.pk).update(version=5)
+    response = bob_client.post(save, save_data(operation, version=1, map_subject="Mine", cron="x",
+                                               schedule="cron"), **HX)
+    assert response.status_code == 409
+    operation.refresh_from_db()
+    assert operation.mapping["subject"] == "Fwd: {{ subject }}"
+
+
 def test_it_checks_templates_as_you_type(bob_client, team, operation):
     response = bob_client.post(url("operation_validate", team, operation=operation.pk), save_data(
         operation, map_subject="Fwd: {{ subject ", map_text="{{ body }}", condition="subject ==",
@@ -279,6 +322,16 @@ def test_it_checks_templates_as_you_type(bob_client, team, operation):
     assert "uses &#x27;body&#x27;, which the source does not have" in body
     assert 'id="err-condition"' in body
     assert 'id="err-retries"' not in body  # only the template fields' slots
+
+
+def test_template_errors_say_in_plain_words_where_and_what_was_meant(bob_client, team, operation):
+    response = bob_client.post(url("operation_validate", team, operation=operation.pk), save_data(
+        operation, map_subject="Fwd: {{ subject ", map_text="{{ subjcet }}", condition="subject ==",
+    ), **HX)
+    body = response.content.decode()
+    assert "line 1, column 6: a {{ is never closed: end it with }}" in body
+    assert "uses &#x27;subjcet&#x27;, which the source does not have: did you mean subject?" in body
+    assert "it stops too early: something must follow the last operator" in body
 
 
 def test_a_mapping_with_a_template_error_is_not_saved(bob_client, team, operation):
@@ -306,6 +359,20 @@ def test_it_previews_the_sample_message_sanitised_and_sends_nothing(bob_client, 
     srcdoc = body.split('srcdoc="', 1)[1].split('"', 1)[0]
     assert "script" not in srcdoc and "onclick" not in srcdoc
     assert "Nothing was sent." in body
+
+
+def test_the_preview_puts_the_messages_values_beside_the_fields(bob_client, team, operation):
+    page = bob_client.get(url("operation", team, operation=operation.pk)).content.decode()
+    assert '<span class="chip-value" id="src-subject"></span>' in page
+    assert 'id="out-map_subject"' in page and 'hx-trigger="load, input from:#operation-form delay:800ms' in page
+    response = bob_client.post(url("operation_preview", team, operation=operation.pk), save_data(
+        operation, map_subject="Re: {{ subject|upper }}", message="sample"), **HX)
+    body = response.content.decode()
+    assert ('<span class="chip-value" id="src-subject" hx-swap-oob="true">Printer on floor 3 is jammed again</span>'
+            in body)
+    assert 'id="out-map_subject" for="id_map_subject" aria-label="subject renders as" hx-swap-oob="true">' \
+           "Re: PRINTER ON FLOOR 3 IS JAMMED AGAIN</output>" in body
+    assert 'id="out-map_cc" for="id_map_cc" aria-label="cc renders as" hx-swap-oob="true"></output>' in body
 
 
 def test_it_says_why_a_preview_fails(bob_client, team, operation):

@@ -2,8 +2,9 @@ import socket
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from designer.models import Activity, AuditEntry, Connection
+from designer.models import Activity, AuditEntry, Connection, ConnectionCheck
 from tests.helpers import email_config, form_data, make_connection
 
 
@@ -268,3 +269,18 @@ def test_with_the_production_policy_test_refuses_private_and_loopback_hosts_befo
     assert "127.0.0.1 resolves to a loopback address" in page
     assert page.count("refused by the outbound policy, no connection attempted") == 2
     assert sockets == []
+
+
+def test_a_test_result_from_before_a_settings_change_is_shown_as_stale(bob_client, team, project):
+    connection = make_connection(team, project)
+    check = ConnectionCheck.objects.create(connection=connection, status="failed", finished_at=timezone.now())
+    page = reverse("connection", kwargs={"team": team.slug, "connection": connection.pk})
+    body = bob_client.get(page).content.decode()
+    assert 'class="check-status check-failed"' in body and "status-failed" not in body
+    assert "Tested before the settings changed" not in body
+    connection.config = {**connection.config, "timeouts": {"connect": 5, "read": 9}}
+    connection.save()
+    assert check.created_at < connection.updated_at
+    body = bob_client.get(page).content.decode()
+    changed = timezone.localtime(connection.updated_at)
+    assert f"Tested before the settings changed on {changed:%Y-%m-%d %H:%M:%S}" in body

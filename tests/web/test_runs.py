@@ -3,6 +3,7 @@
 import socket
 
 import pytest
+from django.contrib.messages import get_messages
 from django.core.management import call_command
 
 from designer import demo
@@ -254,3 +255,18 @@ def test_mailwright_demo_0_leaves_the_demo_out(local, monkeypatch):
     assert Team.objects.filter(name="Demo").exists()
     assert not Project.objects.filter(name=demo.PROJECT).exists()
     assert demo.stored(local) is None
+
+
+def test_it_refuses_run_now_on_an_operation_without_a_target_and_says_why(
+        bob_client, team, operation, django_capture_on_commit_callbacks):
+    operation.target = None
+    operation.save()
+    response = _run_now(bob_client, team, operation, django_capture_on_commit_callbacks, HTTP_HX_REQUEST="true")
+    assert response.status_code == 409
+    assert "Not started" in response.content.decode() and "target missing" in response.content.decode()
+    assert not Run.objects.exists()
+
+    response = _run_now(bob_client, team, operation, django_capture_on_commit_callbacks)
+    assert response["Location"] == _url("operation", team, operation=operation.pk)
+    assert [str(m) for m in get_messages(response.wsgi_request)] == ["Forward was not started: target missing."]
+    assert not Run.objects.exists()

@@ -2,6 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from designer.authoring.rules import operation_problems
 from designer.models import Run
 from designer.running import runs
 from designer.teams.lookup import operation_by_name, project_by_name, team_by_name
@@ -23,6 +24,10 @@ class Command(BaseCommand):
     def handle(self, operation: str, project: str, team: str, inline: bool, wait: int | None, pickup: int,
                **options) -> None:
         operation_obj = operation_by_name(project_by_name(team_by_name(team), project), operation)
+        problems = operation_problems(operation_obj)
+        if problems:
+            raise CommandError(f"{operation_obj.name} was not started, it cannot run: {'; '.join(problems)}",
+                               returncode=1)
         if inline:
             run = Run.objects.create(operation=operation_obj, trigger=Run.Trigger.COMMAND)
             self.stdout.write(f"run {run.pk} started in this process")
