@@ -1,16 +1,19 @@
-"""How fast Mailwright forwards mail, and how much memory it takes, against the raw protocol limit.
+"""How fast Mailwright forwards mail, and how much memory it takes, against the transport's ceiling.
 
 Run it with ``.venv/bin/python bench/forward.py`` (``--help`` for the options). It starts the test
-rig's Dovecot and an aiosmtpd sink on 127.0.0.1, seeds one mailbox (1000 messages of ~5 KB and
-200 with a 1 MB attachment, interleaved), then forwards all of it three times:
+rig's Dovecot and an aiosmtpd sink on 127.0.0.1 and measures two workloads separately, each seeded
+afresh: 1000 messages of ~5 KB, then 200 with a 1 MiB attachment. Each is forwarded three times:
 
-(a) raw: imapclient (``BODY.PEEK[]`` in batches) + one smtplib connection + ``STORE +FLAGS \\Seen``
-    per message; no database, no mapping: the limit the servers and the wire allow;
-(b) engine: ``designer.running.engine.execute`` in this machine's Python, as ``run_operation --inline``;
-(c) worker: the same run through a real ``celery worker --pool solo`` on Redis (db 15).
+(a) the transport ceiling: imapclient (``BODY.PEEK[]`` in batches, its debug trace off), the fetched
+    bytes sent unchanged over as many parallel SMTP connections as the product uses (``--connections``,
+    the Send Email activity's ``max_connections``), one ``STORE +FLAGS \\Seen`` per batch; no
+    database, no mapping: what any forwarder has to do at the least;
+(b) the product inline: ``designer.running.engine.execute``, as ``run_operation --inline``;
+(c) the product through a real ``celery worker --pool prefork --concurrency 1`` on Redis (db 15).
 
 Each phase runs in a process of its own, so its peak RSS is its own (the SMTP sink lives in this
-orchestrating process). Between phases the \\Seen flags are removed and the ledger emptied.
+orchestrating process). Between phases the \\Seen flags are removed and the ledger emptied; every
+phase must deliver each message exactly once (counted at the sink) and mark each read.
 """
 
 from __future__ import annotations
@@ -137,7 +140,7 @@ def messages(small: int, large: int, large_bytes: int) -> Iterator[bytes]:
     Each kind is built once and renumbered in its header (Message-ID, subject, sender): the
     email package takes longer to build a 1 MB message than Dovecot takes to store it.
     """
-    from tests.delivery.helpers import message
+    from tests.helpers import message
 
     paragraph = "The printer on the third floor is jammed again; please send someone.\n" * 70  # ~5 KB
     templates = {
@@ -156,8 +159,14 @@ def messages(small: int, large: int, large_bytes: int) -> Iterator[bytes]:
 
 
 def seed(dovecot: Any, small: int, large: int, large_bytes: int) -> tuple[int, int]:
-    """APPEND everything over one connection; return (count, largest size as the server reports it)."""
+    """Empty INBOX, then APPEND the workload over one connection; return (count, largest size as the
+    server reports it)."""
     with dovecot.client(USER) as imap:
+        imap.select_folder("INBOX")
+        old = imap.search("ALL")
+        if old:
+            imap.delete_messages(old)
+            imap.expunge()
         for raw in messages(small, large, large_bytes):
             imap.append("INBOX", raw)
         imap.select_folder("INBOX", readonly=True)
@@ -185,7 +194,7 @@ def count_seen(dovecot: Any) -> int:
 # The project -----------------------------------------------------------------------------------
 
 
-def import_project(dovecot: Any, sink: Any, workdir: Path) -> tuple[int, int]:
+def import_project(dovecot: Any, sink: Any, workdir: Path, connections: int) -> tuple[int, int]:
     """The operation to measure and a warm-up twin reading ``WARM_UP_FOLDER``; returns their ids."""
     from django.core.management import call_command
 
@@ -217,7 +226,7 @@ def import_project(dovecot: Any, sink: Any, workdir: Path) -> tuple[int, int]:
             activity("Read inbox", "INBOX"),
             activity("Read warm-up", WARM_UP_FOLDER),
             {"name": "Send to helpdesk", "type": "send_email", "connection": "Bench mailbox",
-             "defaults": {"from": SENDER}},
+             "defaults": {"from": SENDER}, "max_connections": connections},
         ],
         "operations": [operation("Forward", "Read inbox"), operation("Warm up", "Read warm-up")],
     }
@@ -256,41 +265,54 @@ def run_child(phase: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_raw(spec: dict[str, Any]) -> dict[str, Any]:
-    """(a) The limit: fetch, send as is, flag; what any forwarder has to do at the least."""
+    """(a) The ceiling: fetch in batches, send the bytes as they are over ``connections`` SMTP
+    connections in parallel, flag each batch once it is sent."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
     from imapclient import IMAPClient
 
     context = ssl.create_default_context(cadata=spec["ca_pem"])
     imap = IMAPClient("localhost", spec["imap_port"], ssl=True, ssl_context=context, timeout=30)
+    imap._imap.debug = 0  # as the product does: imaplib's trace formatting costs a lot per message
     imap.login(USER, PASSWORD)
     imap.select_folder("INBOX")
-    smtp = smtplib.SMTP("127.0.0.1", spec["smtp_port"], timeout=30)
-    smtp.login(USER, PASSWORD)
+    local = threading.local()
+    opened: list[smtplib.SMTP] = []
+
+    def send(raw: bytes) -> None:
+        if not hasattr(local, "smtp"):
+            local.smtp = smtplib.SMTP("127.0.0.1", spec["smtp_port"], timeout=30)
+            local.smtp.login(USER, PASSWORD)
+            opened.append(local.smtp)
+        local.smtp.sendmail(SENDER, [RECIPIENT], raw)
+
     baseline = memory_kb()["VmRSS"]
     started = time.perf_counter()
     sent = 0
-    uids = sorted(imap.search([b"UNSEEN", b"UNDELETED"]))
-    for start in range(0, len(uids), PROBE_BATCH):
-        chunk = uids[start : start + PROBE_BATCH]
-        sizes = imap.fetch(chunk, ["RFC822.SIZE"])
-        batches: list[list[int]] = [[]]
-        size_of_batch = 0
-        for uid in chunk:
-            size = int(sizes[uid][b"RFC822.SIZE"])
-            if batches[-1] and size_of_batch + size > BODY_BATCH_BYTES:
-                batches.append([])
-                size_of_batch = 0
-            batches[-1].append(uid)
-            size_of_batch += size
-        for batch in batches:
-            bodies = imap.fetch(batch, ["BODY.PEEK[]"])
-            for uid in batch:
-                raw = bodies.pop(uid)[b"BODY[]"]
-                smtp.sendmail(SENDER, [RECIPIENT], raw)
-                del raw
-                imap.add_flags([uid], [b"\\Seen"], silent=True)
-                sent += 1
+    with ThreadPoolExecutor(max_workers=spec["connections"]) as pool:
+        uids = sorted(imap.search([b"UNSEEN", b"UNDELETED"]))
+        for start in range(0, len(uids), PROBE_BATCH):
+            chunk = uids[start : start + PROBE_BATCH]
+            sizes = imap.fetch(chunk, ["RFC822.SIZE"])
+            batches: list[list[int]] = [[]]
+            size_of_batch = 0
+            for uid in chunk:
+                size = int(sizes[uid][b"RFC822.SIZE"])
+                if batches[-1] and size_of_batch + size > BODY_BATCH_BYTES:
+                    batches.append([])
+                    size_of_batch = 0
+                batches[-1].append(uid)
+                size_of_batch += size
+            for batch in batches:
+                bodies = imap.fetch(batch, ["BODY.PEEK[]"])
+                for future in [pool.submit(send, bodies.pop(uid)[b"BODY[]"]) for uid in batch]:
+                    future.result()
+                imap.add_flags(batch, [b"\\Seen"], silent=True)
+                sent += len(batch)
     seconds = time.perf_counter() - started
-    smtp.quit()
+    for smtp in opened:
+        smtp.quit()
     imap.logout()
     return {"messages": sent, "seconds": seconds, "baseline_kb": baseline, "peak_kb": memory_kb()["VmHWM"]}
 
@@ -338,7 +360,8 @@ def celery_worker(workdir: Path, queue: str) -> Iterator[subprocess.Popen[bytes]
     log = workdir / "worker.log"
     with log.open("wb") as output:
         worker = subprocess.Popen(  # noqa: S603 (our interpreter, fixed arguments)
-            [sys.executable, "-m", "celery", "-A", "designer", "worker", "--pool", "solo", "--loglevel", "INFO",
+            [sys.executable, "-m", "celery", "-A", "designer", "worker", "--pool", "prefork", "--concurrency", "1",
+             "--loglevel", "INFO",
              "--without-heartbeat", "--without-mingle", "--without-gossip", "--queues", queue,
              "--hostname", f"bench-{queue}@%h"],
             cwd=ROOT, env=dict(os.environ), stdout=output, stderr=subprocess.STDOUT,
@@ -357,6 +380,14 @@ def celery_worker(workdir: Path, queue: str) -> Iterator[subprocess.Popen[bytes]
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait(5)
+
+
+def pool_child(pid: int) -> int:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                return int(stat.parent.name)
+    raise SystemExit("the prefork worker has no pool process")
 
 
 def through_worker(workdir: Path, operation_id: int, warm_up_id: int) -> dict[str, Any]:
@@ -382,9 +413,10 @@ def through_worker(workdir: Path, operation_id: int, warm_up_id: int) -> dict[st
     try:
         with celery_worker(workdir, queue) as worker:
             run_and_wait(Operation.objects.get(pk=warm_up_id))
-            baseline = memory_kb(worker.pid)["VmRSS"]
+            child = pool_child(worker.pid)  # prefork: the run is in the pool's process, measured there
+            baseline = memory_kb(child)["VmRSS"]
             run, seconds = run_and_wait(Operation.objects.get(pk=operation_id))
-            peak = memory_kb(worker.pid)["VmHWM"]
+            peak = memory_kb(child)["VmHWM"]
     finally:
         # The queue and the bindings kombu keeps for it (a new queue per run: they would pile up).
         broker.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
@@ -424,10 +456,13 @@ def check_delivery(name: str, sink: Any, dovecot: Any, expected: int) -> str:
     return "exactly once" if not problems else "; ".join(problems)
 
 
+TARGETS = {"small": {"(b)": 0.6, "(c)": 0.55}, "large": {"(b)": 0.9, "(c)": 0.9}}
+
+
 def table(results: list[Result], largest: int) -> str:
     raw = results[0]
     lines = [
-        f"{'phase':<30} {'msgs':>5} {'seconds':>8} {'msgs/s':>8} {'vs (a)':>7} {'baseline MB':>11} "
+        f"{'phase':<32} {'msgs':>5} {'seconds':>8} {'msgs/s':>8} {'vs (a)':>7} {'baseline MB':>11} "
         f"{'peak MB':>8} {'peak-base':>9} {'RSS target':>10}  delivery",
     ]
     limit_kb = 3 * largest / 1024
@@ -436,17 +471,60 @@ def table(results: list[Result], largest: int) -> str:
         growth = r.peak_kb - r.baseline_kb
         verdict = "ok" if growth <= limit_kb else "OVER"
         lines.append(
-            f"{r.name:<30} {r.messages:>5} {r.seconds:>8.1f} {r.rate:>8.1f} {ratio:>6.2f}x "
+            f"{r.name:<32} {r.messages:>5} {r.seconds:>8.1f} {r.rate:>8.1f} {ratio:>6.2f}x "
             f"{r.baseline_kb / 1024:>11.1f} {r.peak_kb / 1024:>8.1f} {growth / 1024:>8.1f}M {verdict:>10}  {r.note}"
         )
     return "\n".join(lines)
 
 
+def measure(workload: str, count: int, attachment_kb: int, dovecot: Any, sink: Any, spec: dict[str, Any],
+            skip_worker: bool, workdir: Path) -> None:
+    """Seed ``count`` messages (``attachment_kb`` > 0: each with such an attachment) and run (a), (b), (c)."""
+    small, large = (count, 0) if not attachment_kb else (0, count)
+    print(f"== {workload}: seeding {count} messages ...")
+    total, largest = seed(dovecot, small, large, attachment_kb * 1024)
+    print(f"seeded {total} messages; the largest is {largest / 1024:.1f} KiB")
+    reset_between_phases(dovecot, sink, spec["operation_id"])
+    results: list[Result] = []
+    print(f"(a) transport ceiling, {spec['connections']} SMTP connections ...")
+    raw = run_child("raw", spec)
+    results.append(Result(f"(a) ceiling, {spec['connections']} connections", raw["messages"], raw["seconds"],
+                          raw["baseline_kb"], raw["peak_kb"], check_delivery("(a)", sink, dovecot, total)))
+    reset_between_phases(dovecot, sink, spec["operation_id"])
+    print("(b) the product inline ...")
+    inline = run_child("engine", spec)
+    results.append(Result("(b) product inline", inline["messages"], inline["seconds"], inline["baseline_kb"],
+                          inline["peak_kb"], check_delivery("(b)", sink, dovecot, total)))
+    if inline["status"] != "succeeded":
+        print(f"!! (b) ended {inline['status']}: {inline['message']}")
+    if not skip_worker:
+        reset_between_phases(dovecot, sink, spec["operation_id"])
+        print("(c) the product through celery worker --pool prefork --concurrency 1, Redis db 15 ...")
+        worker = through_worker(workdir, spec["operation_id"], spec["warm_up_id"])
+        note = check_delivery("(c)", sink, dovecot, total)
+        results.append(Result("(c) product, prefork worker", worker["messages"], worker["seconds"],
+                              worker["baseline_kb"], worker["peak_kb"],
+                              f"{note}; {worker['busy_seconds']:.1f} s of it in the run"))
+        if worker["status"] != "succeeded":
+            print(f"!! (c) ended {worker['status']}: {worker['message']}")
+    print()
+    print(f"-- {workload}: {total} messages, largest {largest / 1024:.1f} KiB "
+          f"(RSS target: baseline + {3 * largest / MB:.1f} MB)")
+    print(table(results, largest))
+    for r in results[1:]:
+        target = TARGETS[workload][r.name[:3]]
+        ratio = r.rate / results[0].rate if results[0].rate else 0
+        print(f"{r.name}: {ratio:.2f} x (a) -> target >= {target}: {'met' if ratio >= target else 'NOT met'}")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", type=int, default=1000, help="messages of ~5 KB (default 1000)")
-    parser.add_argument("--large", type=int, default=200, help="messages with an attachment (default 200)")
+    parser.add_argument("--small", type=int, default=1000, help="messages of ~5 KB (default 1000; 0 skips)")
+    parser.add_argument("--large", type=int, default=200, help="messages with an attachment (default 200; 0 skips)")
     parser.add_argument("--large-kb", type=int, default=1024, help="attachment size in KiB (default 1024)")
+    parser.add_argument("--connections", type=int, default=4,
+                        help="SMTP connections, of the product and of (a) alike (default 4, the product's default)")
     parser.add_argument("--skip-worker", action="store_true", help="leave out phase (c) (no Redis here)")
     parser.add_argument("--profile", action="store_true", help="profile phase (b) with cProfile (slows it)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (database, logs)")
@@ -477,52 +555,18 @@ def main() -> None:
     dovecot.start()
     sink = start_sink()
     try:
-        print(f"seeding {args.small} messages of ~5 KB and {args.large} with {args.large_kb} KiB attachments ...")
-        t = time.monotonic()
-        total, largest = seed(dovecot, args.small, args.large, args.large_kb * 1024)
-        print(f"seeded {total} messages in {time.monotonic() - t:.1f} s; the largest is {largest / MB:.2f} MB")
         mark_all_unread(dovecot)  # also creates and fills the warm-up folder
-        operation_id, warm_up_id = import_project(dovecot, sink, workdir)
+        operation_id, warm_up_id = import_project(dovecot, sink, workdir, args.connections)
         spec = {"imap_port": dovecot.tls_port, "smtp_port": sink.port, "ca_pem": dovecot.ca_pem,
                 "operation_id": operation_id, "warm_up_id": warm_up_id, "profile": args.profile,
-                "profile_out": str(workdir / "engine.prof")}
-        results: list[Result] = []
-
-        print("(a) raw imapclient + smtplib ...")
-        raw = run_child("raw", spec)
-        results.append(Result("(a) raw imapclient+smtplib", raw["messages"], raw["seconds"], raw["baseline_kb"],
-                              raw["peak_kb"], check_delivery("(a)", sink, dovecot, total)))
-
-        reset_between_phases(dovecot, sink, operation_id)
-        print("(b) engine.execute in a process of its own ...")
-        inline = run_child("engine", spec)
-        results.append(Result("(b) engine inline", inline["messages"], inline["seconds"], inline["baseline_kb"],
-                              inline["peak_kb"], check_delivery("(b)", sink, dovecot, total)))
-        if inline["status"] != "succeeded":
-            print(f"!! (b) ended {inline['status']}: {inline['message']}")
-
-        if not args.skip_worker:
-            reset_between_phases(dovecot, sink, operation_id)
-            print("(c) celery worker --pool solo on Redis db 15 ...")
-            worker = through_worker(workdir, operation_id, warm_up_id)
-            note = check_delivery("(c)", sink, dovecot, total)
-            results.append(Result("(c) celery worker (solo)", worker["messages"], worker["seconds"],
-                                  worker["baseline_kb"], worker["peak_kb"],
-                                  f"{note}; {worker['busy_seconds']:.1f} s of it in the run"))
-            if worker["status"] != "succeeded":
-                print(f"!! (c) ended {worker['status']}: {worker['message']}")
+                "profile_out": str(workdir / "engine.prof"), "connections": args.connections}
+        if args.small:
+            measure("small", args.small, 0, dovecot, sink, spec, args.skip_worker, workdir)
+        if args.large:
+            measure("large", args.large, args.large_kb, dovecot, sink, spec, args.skip_worker, workdir)
     finally:
         sink.stop()
         dovecot.close()
-
-    print()
-    print(table(results, largest))
-    print()
-    print(f"largest message {largest / MB:.2f} MB: RSS target = baseline + 3 x largest = baseline + "
-          f"{3 * largest / MB:.1f} MB")
-    for r in results[1:]:
-        ratio = r.rate / results[0].rate
-        print(f"{r.name}: {ratio:.2f} x (a)  -> target >= 0.80: {'met' if ratio >= 0.8 else 'NOT met'}")
     if args.profile:
         print(f"profile of (b): {workdir / 'engine.prof'} (python -m pstats)")
     if args.keep or args.profile:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from connectors.base import SourceKey
+from connectors.base import Delivery, SourceKey
 from designer.models import LedgerEntry, RunRecord
 from designer.running.context import RunContext
 from designer.running.variables import masked
@@ -47,6 +47,23 @@ def ledger_rows(operation_id: int, connection_id: int,
             ):
                 rows[(row.scope, row.epoch, row.position)] = row
     return rows
+
+
+def update_rows(rows: Sequence[LedgerEntry], fields: Sequence[str]) -> None:
+    """Save ``fields`` of ``rows``: one statement, executed for each row. On this path, a group of
+    messages at a time, Django's ``bulk_update`` costs more in building its CASE expression than the
+    writes themselves."""
+    if not rows:
+        return
+    meta, quote = LedgerEntry._meta, connection.ops.quote_name
+    model_fields = [meta.get_field(name) for name in fields]
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in model_fields)
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608 - names from the model
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [
+            [field.get_db_prep_save(getattr(row, field.attname), connection) for field in model_fields] + [row.pk]
+            for row in rows
+        ])
 
 
 def earlier_epoch_row(operation_id: int, connection_id: int, key: SourceKey) -> LedgerEntry | None:
@@ -118,7 +135,13 @@ class Ledger:
 
     def record(self, key: SourceKey, row: LedgerEntry | None, summary: dict[str, str], status: str,
                 error: str = "", rendered: dict[str, Any] | None = None) -> RunRecord:
-        return RunRecord.objects.create(
+        record = self.unsaved_record(key, row, summary, status, error, rendered)
+        record.save()
+        return record
+
+    def unsaved_record(self, key: SourceKey, row: LedgerEntry | None, summary: dict[str, str], status: str,
+                       error: str = "", rendered: dict[str, Any] | None = None) -> RunRecord:
+        return RunRecord(
             run=self.ctx.run, ledger=row, position=key.position, identity=key.identity[:998],
             subject=summary.get("subject", "")[:2000], sender=summary.get("from", "")[:2000],
             recipients=summary.get("to", "")[:5000], status=status, error=error[:10000],
@@ -151,14 +174,43 @@ class Ledger:
         self.ctx.in_doubt += 1
         self.ctx.log(f"{summary.get('subject')!r}: {error} — in doubt, not sent again in this run", "error")
 
-    def mark_sending(self, ready: Ready, fenced: bool = True) -> LedgerEntry:
-        """The "sending" row; call inside the transaction that commits it, which it fences (unless the
-        caller checked ``holds_leases`` in that transaction itself)."""
-        if fenced:
-            self.ctx.fence()
-        attempts_so_far = ready.row.attempts if ready.row else 0
-        return self.save_row(ready.key, ready.row, LedgerEntry.State.SENDING,
-                              out_message_id=ready.prepared.message_id, attempts=attempts_so_far + 1)
+    def mark_sending(self, readies: list[Ready]) -> None:
+        """Write the "sending" rows of ``readies`` in bulk (``ready.sending``), in the caller's
+        transaction, which checks the run's lease (``RunContext.holds_leases``) before committing them."""
+        now = timezone.now()
+        new, known = [], []
+        for ready in readies:
+            row = ready.row
+            if row is None:
+                key = ready.key
+                row = LedgerEntry(connection_id=self.connection_id, scope=key.scope, epoch=key.epoch,
+                                  position=key.position, identity=key.identity[:998], operation=self.ctx.operation,
+                                  attempts=0)
+                new.append(row)
+            else:
+                known.append(row)
+            row.state = LedgerEntry.State.SENDING
+            row.out_message_id = ready.prepared.message_id
+            row.attempts += 1
+            row.updated_at = now
+            ready.sending = row
+        LedgerEntry.objects.bulk_create(new)
+        update_rows(known, ["state", "out_message_id", "attempts", "updated_at"])
+
+    def mark_sent(self, sent: list[tuple[LedgerEntry, SourceKey, dict[str, str], Delivery, dict[str, Any]]]) -> None:
+        """The "sent" rows and run records of a group of delivered messages, in one transaction."""
+        now = timezone.now()
+        records = []
+        for row, key, summary, delivery, rendered in sent:
+            row.state = LedgerEntry.State.SENT
+            row.reply = delivery.reply[:2000]
+            row.out_message_id = delivery.message_id or row.out_message_id
+            row.error = ""
+            row.updated_at = now
+            records.append(self.unsaved_record(key, row, summary, RunRecord.Status.SENT, rendered=rendered))
+        with transaction.atomic():
+            update_rows([row for row, *_ in sent], ["state", "reply", "out_message_id", "error", "updated_at"])
+            RunRecord.objects.bulk_create(records)
 
     def mark_acknowledged(self, batch: list[PendingAck]) -> None:
         rows = [p for p in batch if p.row is not None]

@@ -41,8 +41,11 @@ TRANSIENT_STREAK_LIMIT = 3
 # While the target takes one message the next ones are read, mapped and built: up to this many
 # messages, of which one at most larger than LOOKAHEAD_MAX_BYTES and the others that much together.
 # Memory then holds one large message, never two.
-LOOKAHEAD_MAX_MESSAGES = 8
+LOOKAHEAD_MAX_MESSAGES = 16
 LOOKAHEAD_MAX_BYTES = 256 * 1024
+# The ledger is written for this many messages at a time (their "sending" rows in one commit, the
+# "sent" ones with them), or for fewer when the sender would otherwise wait.
+LEDGER_GROUP = 8
 # Rows a later run delivers (again): never sent, maybe sent (under the Message-ID they keep), or failed for now.
 # The sender's answer is awaited in slices of this many seconds, due acknowledgements applied between them.
 AWAIT_SLICE = 0.5
@@ -61,6 +64,7 @@ class Ready:
     summary: dict[str, str]
     prepared: Prepared
     size: int
+    sending: LedgerEntry | None = None  # its "sending" row, once committed: only then may it be handed over
 
 
 @dataclass
@@ -194,25 +198,42 @@ class Pipeline:
         return self.transient_streak >= TRANSIENT_STREAK_LIMIT
 
     def _pump(self, wait: bool) -> None:
-        """Move the pipeline on: land the flights the target answered, oldest first (when ``wait`` and no
-        connection is free for a ready message, waiting for the oldest), then launch ready messages into
-        the free connections."""
+        """Move the pipeline on. The ledger is settled in groups (``_settle``): once ``LEDGER_GROUP``
+        ready messages wait for their "sending" rows, or when ``wait`` (then, with no connection free,
+        waiting for every flight); messages whose rows are committed are handed to the free
+        connections at every step. The run's thread, reading and building, is the slower side: a
+        sender that waits a little for a group costs less than a commit per message."""
         if wait:
             self.ctx.checkpoint()  # a cancel or the deadline stops the run here too, not only between reads
         if self._target_failing():
             self._leave_ready()
-        landing: deque[Flight] = deque()
-        while self._flights and (self._flights[0].future.done() or (wait and not landing and not self._free())):
-            landing.append(self._flights.popleft())
-        launching = [self._ready.popleft() for _ in range(min(len(self._ready), self._free()))]
-        if landing or launching:
+        unrecorded = sum(1 for ready in self._ready if ready.sending is None)
+        if wait or unrecorded >= LEDGER_GROUP:
+            landing = deque(flight for flight in self._flights if flight.future.done())
+            if wait and not landing and self._flights and (not self._ready or len(self._flights) >= self.target_slots):
+                landing.extend(self._flights)  # nothing else to do: wait for them all, then one commit
+            for flight in landing:
+                self._flights.remove(flight)
             # A time limit waits until the outcomes are recorded and the new flights are held.
             with watchdog.deferred():
-                self._land_and_launch(landing, launching)
+                self._settle(landing)
+                self._launch()
+        else:
+            with watchdog.deferred():
+                self._launch()
 
-    def _free(self) -> int:
-        """Connections free for a ready message."""
-        return max(0, self.target_slots - len(self._flights)) if self._ready else 0
+    def _launch(self) -> None:
+        """Hand the ready messages whose "sending" rows are committed to the free connections, while
+        the run still holds its lease: a row committed under it does not send once another run took it."""
+        def launchable() -> bool:
+            return (bool(self._ready) and self._ready[0].sending is not None
+                    and len(self._flights) < self.target_slots and not self._target_failing())
+
+        if launchable() and not self.ctx.holds_leases():
+            raise RunAborted("lost the run's lease (another run took it); stopping before sending")
+        while launchable():
+            ready = self._ready.popleft()
+            self._flights.append(Flight(ready, ready.sending, self._sender.submit(self.target.write, ready.prepared)))
 
     def _leave_ready(self) -> None:
         """Drop the messages built but not handed over: unsent and unrecorded, the next run reads them again."""
@@ -229,7 +250,7 @@ class Pipeline:
         while self._flights:
             try:
                 with watchdog.deferred():
-                    self._land_and_launch(deque([self._flights.popleft()]), [])
+                    self._settle(deque([self._flights.popleft()]), record_ready=False)
             except Exception as exc:  # noqa: BLE001 - raised below, once the other flights are landed
                 error = error or exc
         if error is not None:
@@ -341,10 +362,10 @@ class Pipeline:
         if acknowledge and self.settings.on_skip != "leave":
             self.acks.add(PendingAck(key, None), self.settings.on_skip)
 
-    def _land_and_launch(self, landing: deque[Flight], launching: list[Ready]) -> None:
-        """Record the outcomes of ``landing`` and hand ``launching`` to the sender: the delivered ones'
-        "sent" and the new ones' "sending" committed in one transaction (one commit for a group of
-        messages), fenced by the run's lease; nothing is handed over before its "sending" commit."""
+    def _settle(self, landing: deque[Flight], record_ready: bool = True) -> None:
+        """Record the outcomes of ``landing`` and commit the "sending" rows of the ready messages that
+        lack one, in one transaction fenced by the run's lease (one commit for a group of messages).
+        A "sending" row may be committed before its message is handed over, never after."""
         delivered: list[tuple[Flight, Delivery]] = []
         try:
             while landing:
@@ -354,42 +375,29 @@ class Pipeline:
                     delivered.append((flight, delivery))
         except BaseException:
             self._flights.extendleft(reversed(landing))  # not asked yet: landed when the run ends
-            self._ready.extendleft(reversed(launching))
             self._record_delivered(delivered)
             raise
-        if self._target_failing() or self._stop is not None:
-            self._ready.extendleft(reversed(launching))  # back in line: left for the next run with the rest
-            launching = []
+        pending = [ready for ready in self._ready if ready.sending is None]
+        if not record_ready or self._target_failing() or self._stop is not None:
+            pending = []
         with transaction.atomic():
             self._record_delivered(delivered, acknowledge=False)
             # Fenced in this transaction; losing the lease must not roll the "sent" above back.
-            lease_lost = bool(launching) and not self.ctx.holds_leases()
-            if lease_lost:
-                self._ready.extendleft(reversed(launching))
-                launching = []
-            rows = [self.ledger.mark_sending(ready, fenced=False) for ready in launching]
+            lease_lost = bool(pending) and not self.ctx.holds_leases()
+            if pending and not lease_lost:
+                self.ledger.mark_sending(pending)
         self._acknowledge(delivered)
         if lease_lost:
             raise RunAborted("lost the run's lease (another run took it); stopping before sending")
         if self._stop is not None:  # what stopped a wait on the sender, now that the outcomes are recorded
             stop, self._stop = self._stop, None
             raise stop
-        self._flights.extend(Flight(ready, row, self._sender.submit(self.target.write, ready.prepared))
-                             for ready, row in zip(launching, rows, strict=True))
 
     def _record_delivered(self, delivered: list[tuple[Flight, Delivery]], acknowledge: bool = True) -> None:
         if not delivered:
             return
-        with transaction.atomic():
-            for flight, delivery in delivered:
-                row = flight.row
-                row.state = LedgerEntry.State.SENT
-                row.reply = delivery.reply[:2000]
-                row.out_message_id = delivery.message_id or row.out_message_id
-                row.error = ""
-                row.save()
-                self.ledger.record(flight.ready.key, row, flight.ready.summary, RunRecord.Status.SENT,
-                                   rendered=flight.ready.prepared.record)
+        self.ledger.mark_sent([(flight.row, flight.ready.key, flight.ready.summary, delivery,
+                                flight.ready.prepared.record) for flight, delivery in delivered])
         if acknowledge:
             self._acknowledge(delivered)
 
