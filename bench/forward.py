@@ -356,14 +356,14 @@ def report_profile(profiler: cProfile.Profile) -> None:
 
 
 @contextlib.contextmanager
-def celery_worker(workdir: Path, queue: str) -> Iterator[subprocess.Popen[bytes]]:
-    log = workdir / "worker.log"
+def celery_worker(workdir: Path, queue: str, name: str = "worker") -> Iterator[subprocess.Popen[bytes]]:
+    log = workdir / f"{name}.log"
     with log.open("wb") as output:
         worker = subprocess.Popen(  # noqa: S603 (our interpreter, fixed arguments)
             [sys.executable, "-m", "celery", "-A", "designer", "worker", "--pool", "prefork", "--concurrency", "1",
              "--loglevel", "INFO",
              "--without-heartbeat", "--without-mingle", "--without-gossip", "--queues", queue,
-             "--hostname", f"bench-{queue}@%h"],
+             "--hostname", f"bench-{name}-{queue}@%h"],
             cwd=ROOT, env=dict(os.environ), stdout=output, stderr=subprocess.STDOUT,
         )
         try:
