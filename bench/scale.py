@@ -66,6 +66,7 @@ def measure(workers: int, per_mailbox: int, dovecot: Any, sink: Any, workdir: Pa
     users = [f"w{workers}m{k}" for k in range(workers)]
     for user in users:
         dovecot.add_user(user, PASSWORD)
+        sink.auth[user] = PASSWORD  # one account for IMAP and SMTP, as a provider's
         seed(dovecot, user, per_mailbox)
     path = workdir / f"scale-{workers}.json"
     path.write_text(json.dumps(project_document(dovecot, sink, users)))
@@ -87,9 +88,12 @@ def measure(workers: int, per_mailbox: int, dovecot: Any, sink: Any, workdir: Pa
         for worker in started_workers:
             worker.__exit__(None, None, None)
     sent = sum(run.sent_count for run in started)
+    for run in started:
+        if run.status != Run.Status.SUCCEEDED:
+            print(f"!! run {run.pk} ({run.operation.name}) ended {run.status}: {run.message}")
     expected = workers * per_mailbox
     duplicates = sum(1 for count in sink.received.values() if count > 1)
-    overlap = max(r.started_at for r in started) < min(r.finished_at for r in started)
+    overlap = workers > 1 and max(r.started_at for r in started) < min(r.finished_at for r in started)
     return {"workers": workers, "messages": sent, "seconds": seconds, "rate": sent / seconds,
             "statuses": sorted({run.status for run in started}), "overlapped": overlap,
             "delivery": "exactly once" if len(sink.received) == expected and not duplicates
@@ -136,7 +140,7 @@ def main() -> None:
     for r in results:
         statuses = ",".join(r["statuses"])
         print(f"{r['workers']:>3} {r['messages']:>9} {r['seconds']:>8.1f} {r['rate']:>8.1f} "
-              f"{r['rate'] / (base or 1):>6.2f}x  {str(r['overlapped']):<15}  {statuses:<10}  {r['delivery']}")
+              f"{r['rate'] / (base or 1):>6.2f}x  {(str(r['overlapped']) if r['workers'] > 1 else '-'):<15}  {statuses:<10}  {r['delivery']}")
 
 
 if __name__ == "__main__":
