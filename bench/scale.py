@@ -139,8 +139,9 @@ def main() -> None:
     print(f"{'N':>3} {'messages':>9} {'seconds':>8} {'msgs/s':>8} {'vs N=1':>7}  runs overlapped  status      delivery")
     for r in results:
         statuses = ",".join(r["statuses"])
+        overlapped = str(r["overlapped"]) if r["workers"] > 1 else "-"
         print(f"{r['workers']:>3} {r['messages']:>9} {r['seconds']:>8.1f} {r['rate']:>8.1f} "
-              f"{r['rate'] / (base or 1):>6.2f}x  {(str(r['overlapped']) if r['workers'] > 1 else '-'):<15}  {statuses:<10}  {r['delivery']}")
+              f"{r['rate'] / (base or 1):>6.2f}x  {overlapped:<15}  {statuses:<10}  {r['delivery']}")
 
 
 if __name__ == "__main__":
