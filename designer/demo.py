@@ -110,7 +110,7 @@ def project_document(sandbox: Sandbox) -> dict[str, Any]:
                        "Press Run now on the operation to try it.",
         "connections": [{
             "name": CONNECTION, "connector": "email",
-            "description": "The sandbox mailbox that `make run` starts on 127.0.0.1 (no mail leaves this machine).",
+            "description": "The sandbox mailbox that make run starts on 127.0.0.1 (no mail leaves this machine).",
             "imap": {**server, "port": sandbox.imap_port},
             "smtp": {**server, "port": sandbox.smtp_port},
             "auth": {"method": "password", "username": "support", "password": sandbox.password},

@@ -58,6 +58,14 @@ class Run(models.Model):
     def finished(self) -> bool:
         return self.status in self.FINISHED
 
+    @property
+    def worker_host(self) -> str:
+        """The host of the worker that ran it (``worker`` is "host:pid")."""
+        return self.worker.rpartition(":")[0] or self.worker
+
+    @property
+    def worker_process(self) -> str:
+        return self.worker.rpartition(":")[2] if ":" in self.worker else "?"
 
 
 class LedgerEntry(models.Model):

@@ -135,6 +135,7 @@ def members(request: HttpRequest, team: str) -> HttpResponse:
     return render(request, "designer/members.html", {
         "membership": membership,
         "members": membership.team.memberships.select_related("user").order_by("user__username"),
+        "admins": membership.team.memberships.filter(role=Role.ADMIN).count(),
         "form": form,
     })
 
