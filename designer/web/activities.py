@@ -20,11 +20,13 @@ from connectors.base import connector_for_activity
 from designer.authoring import canvas as design
 from designer.authoring import versions
 from designer.authoring.forms import ActivityMetaForm, activity_ui
+from designer.authoring.placement import Placement
+from designer.authoring.placement import apply as apply_placement
 from designer.models import Activity, Membership, Role
 from designer.running import activity_settings
 from designer.teams import audit
 from designer.teams.access import get_activity, get_connection, get_membership, get_project, require_role
-from designer.web.canvas import designer_url, editor
+from designer.web.canvas import designer_url, editor, placed
 from designer.web.htmx import redirect_to
 
 TEMPLATE = "designer/canvas/activity_form.html"
@@ -114,6 +116,8 @@ def _wizard(request: HttpRequest, membership: Membership, activity: Activity) ->
         if kind.role == "source" else [],
         "folders": folders,
         "folder_error": folder_error,
+        # Opened by a drop on the canvas: the wizard lives in a dialog there, and Cancel closes it.
+        "in_dialog": bool(request.htmx) and Placement.from_query(request.GET) is not None,
     }, status=status)
 
 
@@ -147,6 +151,9 @@ def _save(request: HttpRequest, membership: Membership, meta: ActivityMetaForm, 
             audit.record(request.user, membership.team, "changed", activity, audit.changes(
                 audit.flatten(before), audit.flatten(after)))
         versions.record(activity, request.user, previous)
+    placement = Placement.from_query(request.GET) if creating else None
+    if placement:
+        return placed(request, membership, activity.project, apply_placement(placement, activity, request.user))
     messages.success(request, f"Activity {activity.name} {'created' if creating else 'saved'}.")
     return redirect_to(request, designer_url(activity.project))
 

@@ -15,9 +15,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import reswap, retarget, trigger_client_event
 
 from designer.authoring import canvas as design
 from designer.authoring.forms import OperationCardForm, WorkflowForm
+from designer.authoring.placement import Placed
 from designer.models import Membership, Operation, Project, Role, Workflow
 from designer.teams import audit
 from designer.teams.access import get_membership, get_operation, get_project, get_workflow, require_role
@@ -87,6 +89,21 @@ def _canvas(request: HttpRequest, membership: Membership, project: Project, work
         return redirect(designer_url(project, workflow))
     context = {**_context(request, membership, project, workflow), "canvas_error": error}
     return render(request, "designer/project.html#canvas", context, status=status)
+
+
+def placed(request: HttpRequest, membership: Membership, project: Project, result: Placed) -> HttpResponse:
+    """After a wizard started by a drop: the canvas with the new activity in place, and the palette
+    listing it. htmx swaps both where the dialog was opened and closes the dialog."""
+    if not request.htmx:
+        if result.error:
+            messages.error(request, result.error)
+        else:
+            messages.success(request, result.notice)
+        return redirect(designer_url(project, result.workflow))
+    context = {**_context(request, membership, project, result.workflow),
+               "canvas_error": result.error, "canvas_notice": result.notice, "oob": True}
+    response = render(request, "designer/canvas/_placed.html", context)
+    return trigger_client_event(reswap(retarget(response, "#canvas"), "outerHTML"), "mailwright:placed")
 
 
 def _card(request: HttpRequest, membership: Membership, operation: Operation, *, status: int = 200,

@@ -29,6 +29,7 @@ from designer.models import Membership, Operation, Project, Role, Run, RunRecord
 from designer.running import agents, runs
 from designer.teams import audit
 from designer.teams.access import get_membership, get_operation, get_project, get_run, require_role
+from designer.web import card_runs
 from designer.web.htmx import redirect_to
 
 # A project file is a few kilobytes; this only stops a mistaken upload of something else.
@@ -52,6 +53,8 @@ def operation_run(request: HttpRequest, team: str, operation: int) -> HttpRespon
         return _run_refused(request, membership, operation_obj, problems)
     run = runs.start(operation_obj, Run.Trigger.MANUAL, user=request.user)
     note = agents.waiting_note(operation_obj)
+    if request.htmx and request.htmx.target == card_runs.target(operation_obj):
+        return card_runs.badge(request, membership, run, note)
     if note:
         messages.warning(request, f"Run {run.pk} queued, but {note}.")
     return redirect_to(request, _run_url(membership, run), status=303)

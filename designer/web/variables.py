@@ -17,6 +17,9 @@ from designer.teams.access import get_membership, get_project, get_variable, req
 from designer.web.htmx import redirect_to
 
 TEMPLATE = "designer/variables.html"
+# The panel shares the project page with the canvas and the activity dialog: ids of its own.
+NEW_IDS = "variable_%s"
+EDIT_IDS = "variable_edit_%s"
 
 
 def _panel(request: HttpRequest, membership: Membership, project: Project, *, form: VariableForm | None = None,
@@ -28,7 +31,8 @@ def _panel(request: HttpRequest, membership: Membership, project: Project, *, fo
         "project": project,
         "variables": variables,
         "can_edit": membership.has_role(Role.EDITOR),
-        "form": form if form is not None and editing is None else VariableForm(variable=Variable(project=project)),
+        "form": (form if form is not None and editing is None
+                 else VariableForm(variable=Variable(project=project), auto_id=NEW_IDS)),
         "editing": editing,
         "edit_form": form if editing is not None else None,
         "error": error,
@@ -51,7 +55,7 @@ def variables(request: HttpRequest, team: str, project: int) -> HttpResponse:
     if request.method == "GET":
         return _panel(request, membership, project_obj)
     require_role(membership, Role.EDITOR, "add a project variable")
-    form = VariableForm(request.POST, variable=Variable(project=project_obj))
+    form = VariableForm(request.POST, variable=Variable(project=project_obj), auto_id=NEW_IDS)
     if not form.is_valid():
         return _panel(request, membership, project_obj, form=form, status=400)
     with transaction.atomic():
@@ -68,8 +72,9 @@ def variable_edit(request: HttpRequest, team: str, variable: int) -> HttpRespons
     project = variable_obj.project
     require_role(membership, Role.EDITOR, "change a project variable")
     if request.method == "GET":
-        return _panel(request, membership, project, form=VariableForm(variable=variable_obj), editing=variable_obj)
-    form = VariableForm(request.POST, variable=variable_obj)
+        return _panel(request, membership, project, form=VariableForm(variable=variable_obj, auto_id=EDIT_IDS),
+                      editing=variable_obj)
+    form = VariableForm(request.POST, variable=variable_obj, auto_id=EDIT_IDS)
     if not form.is_valid():
         return _panel(request, membership, project, form=form, editing=variable_obj, status=400)
     try:

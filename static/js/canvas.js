@@ -3,46 +3,123 @@
 (function () {
   "use strict";
   const ACTIVITY = "application/x-mailwright-activity";
+  // What is being dragged, kept here because dragged data cannot be read before the drop:
+  // {role, activity} for a placed activity, {role, urls, labels} for a palette chip or a connection,
+  // where urls maps a role to the wizard that creates an activity of that role ("any": both).
+  let dragged = null;
 
-  // Drag an activity from the palette onto an operation's source or target slot.
   document.addEventListener("dragstart", function (event) {
-    const item = event.target.closest && event.target.closest("[data-activity]");
+    const item = event.target.closest && event.target.closest("[data-activity], [data-new-source], [data-new-target]");
     if (!item) return;
-    event.dataTransfer.setData(ACTIVITY, item.dataset.activity);
+    const urls = {};
+    const labels = {};
+    ["source", "target"].forEach(function (role) {
+      const key = role.charAt(0).toUpperCase() + role.slice(1);
+      if (item.dataset["new" + key]) {
+        urls[role] = item.dataset["new" + key];
+        labels[role] = item.dataset[role + "Label"];
+      }
+    });
+    dragged = item.dataset.activity
+      ? { role: item.dataset.role, activity: item.dataset.activity }
+      : { role: item.dataset.role || "any", urls: urls, labels: labels };
+    event.dataTransfer.setData(ACTIVITY, item.dataset.activity || "");
     event.dataTransfer.setData("text/plain", item.textContent.trim());
     event.dataTransfer.effectAllowed = "copy";
-    // The dragged data cannot be read before the drop, so remember which slots may take it.
-    document.body.dataset.dragRole = item.dataset.role;
+    document.body.dataset.dragRole = dragged.role;
   });
   document.addEventListener("dragend", function () {
+    dragged = null;
     delete document.body.dataset.dragRole;
-    document.querySelectorAll(".slot.drop-ok").forEach(function (slot) { slot.classList.remove("drop-ok"); });
+    document.querySelectorAll(".drop-ok").forEach(function (zone) { zone.classList.remove("drop-ok"); });
   });
 
-  function slotFor(event) {
-    const slot = event.target.closest && event.target.closest("[data-drop-role]");
-    return slot && slot.dataset.dropRole === document.body.dataset.dragRole ? slot : null;
+  function accepts(role) {
+    return dragged && (dragged.role === role || (dragged.role === "any" && dragged.urls[role]));
+  }
+  // Where a drop lands: a slot; a card (its slot for the dragged role); or the canvas around the
+  // cards, where only a new activity can go (as the first activity of a new operation).
+  function dropZone(event) {
+    if (!dragged || !event.target.closest) return null;
+    let slot = event.target.closest("[data-drop-role]");
+    const card = event.target.closest(".op-card");
+    if (!slot && card) {
+      const role = dragged.role === "any" ? "source" : dragged.role;
+      slot = card.querySelector('[data-drop-role="' + role + '"]');
+    }
+    if (slot) return accepts(slot.dataset.dropRole) ? { element: card || slot, slot: slot } : null;
+    const canvas = event.target.closest("[data-drop-canvas]");
+    return canvas && dragged.urls ? { element: canvas, canvas: canvas } : null;
   }
   document.addEventListener("dragover", function (event) {
-    const slot = slotFor(event);
-    if (!slot) return;
+    const zone = dropZone(event);
+    if (!zone) return;
     event.preventDefault();
     event.dataTransfer.dropEffect = "copy";
-    slot.classList.add("drop-ok");
+    zone.element.classList.add("drop-ok");
   });
   document.addEventListener("dragleave", function (event) {
-    const slot = slotFor(event);
-    if (slot && !slot.contains(event.relatedTarget)) slot.classList.remove("drop-ok");
+    const zone = dropZone(event);
+    if (zone && !zone.element.contains(event.relatedTarget)) zone.element.classList.remove("drop-ok");
   });
-  document.addEventListener("drop", function (event) {
-    const slot = slotFor(event);
-    if (!slot) return;
-    event.preventDefault();
-    const values = { version: slot.dataset.version };
-    values[slot.dataset.dropRole] = event.dataTransfer.getData(ACTIVITY);
-    htmx.ajax("POST", slot.dataset.dropUrl, {
-      source: slot, target: slot.dataset.dropTarget, swap: "outerHTML", values: values,
+
+  // The number of cards above the drop point: where the new operation goes in the list.
+  function positionAt(canvas, y) {
+    const cards = canvas.querySelectorAll(".op-card");
+    let position = 0;
+    cards.forEach(function (card) {
+      const box = card.getBoundingClientRect();
+      if (box.top + box.height / 2 < y) position += 1;
     });
+    return position;
+  }
+
+  function openWizard(url, label) {
+    const dialog = document.getElementById("wizard-dialog");
+    if (!dialog) { window.location.href = url; return; }
+    dialog.querySelector("[data-dialog-title]").textContent = "New " + label + " activity";
+    htmx.ajax("GET", url, { target: "#wizard-dialog-body", swap: "innerHTML" }).then(function () {
+      if (!dialog.open) dialog.showModal();
+      const first = dialog.querySelector("input:not([type=hidden]), select");
+      if (first) first.focus();
+    });
+  }
+
+  document.addEventListener("drop", function (event) {
+    const zone = dropZone(event);
+    if (!zone) return;
+    event.preventDefault();
+    zone.element.classList.remove("drop-ok");
+    if (zone.slot && dragged.activity) {
+      const values = { version: zone.slot.dataset.version };
+      values[zone.slot.dataset.dropRole] = dragged.activity;
+      htmx.ajax("POST", zone.slot.dataset.dropUrl, {
+        source: zone.slot, target: zone.slot.dataset.dropTarget, swap: "outerHTML", values: values,
+      });
+      return;
+    }
+    const role = zone.slot ? zone.slot.dataset.dropRole : (dragged.urls.source ? "source" : "target");
+    const url = new URL(dragged.urls[role], window.location.href);
+    if (zone.slot) {
+      url.searchParams.set("place", zone.slot.dataset.operation);
+    } else {
+      url.searchParams.set("place", "new");
+      if (zone.canvas.dataset.workflow) url.searchParams.set("workflow", zone.canvas.dataset.workflow);
+      url.searchParams.set("position", positionAt(zone.canvas, event.clientY));
+    }
+    openWizard(url.pathname + url.search, dragged.labels[role]);
+  });
+
+  // The dialog closes when its wizard placed the activity, or when the editor cancels.
+  document.addEventListener("mailwright:placed", function () {
+    const dialog = document.getElementById("wizard-dialog");
+    if (dialog && dialog.open) dialog.close();
+  });
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest("[data-close-dialog]");
+    if (!button) return;
+    const dialog = button.closest("dialog");
+    if (dialog) dialog.close();
   });
 
   // Mapping editor: insert "{{ field }}" where the cursor was in the last template field.

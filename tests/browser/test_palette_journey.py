@@ -1,0 +1,60 @@
+"""Issue 15's journey: from an empty project, drag Read Email and Send Email from the palette onto the
+canvas, finish both wizards in their dialog and run the operation, never leaving the project page."""
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import screenshot
+from tests.helpers import make_connection, message, real_server_config, smtp_with_auth
+from tests.servers.fixtures import IMAP_PASSWORD
+
+
+def test_an_operation_is_built_by_dragging_from_the_palette_and_run_in_place(
+        login, live_server, bob, team, project, dovecot, mailbox, smtp_factory):
+    smtp_server = smtp_with_auth(smtp_factory)
+    make_connection(team, project, password=IMAP_PASSWORD, **real_server_config(dovecot, smtp_server))
+    mailbox.append("INBOX", message(1, subject="Printer jammed"))
+    page = login("bob")
+    page.get_by_role("link", name="Support desk").click()
+    project_url = page.url
+    expect(page.get_by_text("No operations yet")).to_be_visible()
+
+    # Read Email dropped on the empty canvas: its wizard opens in a dialog over the page.
+    chips = page.locator(".connectors")
+    chips.get_by_role("link", name="Read Email").drag_to(page.locator("#canvas"))
+    dialog = page.get_by_role("dialog", name="New Read Email activity")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Name", exact=True).fill("Read support inbox")
+    dialog.get_by_role("button", name="INBOX", exact=True).click()
+    dialog.get_by_role("button", name="Next").click()
+    dialog.get_by_role("button", name="Next").click()
+    screenshot(page, "palette-read-email-dialog")
+    dialog.get_by_role("button", name="Create activity").click()
+    expect(dialog).to_be_hidden()
+    card = page.locator(".op-card")
+    expect(card).to_have_count(1)
+    expect(card.locator(".slot-source .placed")).to_contain_text("Read support inbox")
+    expect(page.get_by_role("status").filter(has_text="placed as the source")).to_be_visible()
+    # The palette lists the new activity without a reload.
+    expect(page.locator("#palette .activity", has_text="Read support inbox")).to_be_visible()
+
+    # Send Email dropped on the operation: it becomes its target.
+    chips.get_by_role("link", name="Send Email").drag_to(card)
+    dialog = page.get_by_role("dialog", name="New Send Email activity")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Name", exact=True).fill("Send to helpdesk")
+    dialog.get_by_label("From", exact=True).fill("Support <support@example.com>")
+    dialog.get_by_label("To", exact=True).fill("helpdesk@example.com")
+    dialog.get_by_role("button", name="Create activity").click()
+    expect(dialog).to_be_hidden()
+    expect(card.locator(".slot-target .placed")).to_contain_text("Send to helpdesk")
+    expect(card.get_by_text("✓ Ready")).to_be_visible()
+    screenshot(page, "palette-built-operation")
+
+    # Run now answers in the card.
+    card.get_by_role("button", name="Run now").click()
+    expect(card.locator(".run-badge .status")).to_have_text("Succeeded", timeout=20000)
+    expect(card.locator(".run-badge")).to_contain_text("1 read, 1 sent")
+    assert page.url == project_url
+    received = smtp_server.wait_for_messages(1)
+    assert received[0].rcpt_tos == ("helpdesk@example.com",)
+    screenshot(page, "palette-run-in-card")
