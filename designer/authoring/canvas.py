@@ -247,7 +247,8 @@ def cards(operations: Iterable[Operation]) -> list[Card]:
 
 def with_slots(operations: QuerySet[Operation]) -> QuerySet[Operation]:
     """What a card reads: its activities and their connections, in one query."""
-    return operations.select_related("source__connection", "target__connection", "project")
+    return operations.select_related("source__connection", "target__connection", "project", "on_success",
+                                     "on_failure")
 
 
 def slot_choices(activities: list[Activity]) -> dict[str, list[Activity]]:

@@ -162,3 +162,68 @@
     });
   });
 })();
+
+// Chains: an arrow in the canvas' right margin from an operation's card to the card it runs next,
+// labelled "on success" or "on failure". The cards say the same in words, for keyboards and
+// screen readers; a chain to another workflow's operation has only the words.
+(function () {
+  "use strict";
+  const SVG = "http://www.w3.org/2000/svg";
+
+  function element(name, attributes) {
+    const node = document.createElementNS(SVG, name);
+    Object.keys(attributes).forEach(function (key) { node.setAttribute(key, attributes[key]); });
+    return node;
+  }
+
+  function draw() {
+    document.querySelectorAll(".op-cards").forEach(function (list) {
+      const old = list.querySelector(":scope > .chain-arrows");
+      if (old) old.remove();
+      const chains = [];
+      list.querySelectorAll(":scope > .op-card").forEach(function (card) {
+        ["success", "failure"].forEach(function (outcome) {
+          const next = card.dataset["chain" + outcome.charAt(0).toUpperCase() + outcome.slice(1)];
+          const target = next && next !== card.id && list.querySelector(":scope > #" + next);
+          if (target) chains.push({ from: card, to: target, outcome: outcome });
+        });
+      });
+      list.classList.toggle("chained", chains.length > 0);
+      if (!chains.length) return;
+      const box = list.getBoundingClientRect();
+      const svg = element("svg", { class: "chain-arrows", "aria-hidden": "true" });
+      const defs = element("defs", {});
+      ["success", "failure"].forEach(function (outcome) {
+        const marker = element("marker", { id: "chain-head-" + outcome, viewBox: "0 0 10 10", refX: "9", refY: "5",
+          markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" });
+        marker.appendChild(element("path", { d: "M0,0 L10,5 L0,10 z", class: outcome + "-head" }));
+        marker.firstChild.style.fill = outcome === "success" ? "var(--ok)" : "var(--bad)";
+        defs.appendChild(marker);
+      });
+      svg.appendChild(defs);
+      chains.forEach(function (chain, index) {
+        const a = chain.from.getBoundingClientRect();
+        const b = chain.to.getBoundingClientRect();
+        const x1 = a.right - box.left, y1 = a.top - box.top + a.height * (chain.outcome === "success" ? 0.4 : 0.6);
+        const x2 = b.right - box.left, y2 = b.top - box.top + b.height * 0.5;
+        const reach = 14 + 6 * (index % 4);
+        const path = element("path", {
+          class: chain.outcome, "marker-end": "url(#chain-head-" + chain.outcome + ")",
+          d: "M" + x1 + "," + y1 + " C" + (x1 + reach * 2) + "," + y1 + " " + (x2 + reach * 2) + "," + y2 + " " + x2 + "," + y2,
+        });
+        svg.appendChild(path);
+        // Written along the arrow, at its farthest point from the cards, so it fits the margin.
+        const lx = Math.max(x1, x2) + reach * 1.5 + 4, ly = (y1 + y2) / 2;
+        const label = element("text", { class: chain.outcome, x: lx, y: ly, "text-anchor": "middle",
+          transform: "rotate(90 " + lx + " " + ly + ")" });
+        label.textContent = "on " + chain.outcome;
+        svg.appendChild(label);
+      });
+      list.appendChild(svg);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", draw);
+  document.addEventListener("htmx:afterSettle", draw);
+  window.addEventListener("resize", draw);
+})();

@@ -58,3 +58,30 @@ def test_an_operation_is_built_by_dragging_from_the_palette_and_run_in_place(
     received = smtp_server.wait_for_messages(1)
     assert received[0].rcpt_tos == ("helpdesk@example.com",)
     screenshot(page, "palette-run-in-card")
+
+
+def test_chains_are_drawn_as_labelled_arrows_between_cards(login, live_server, bob, team, project):
+    from designer.models import Operation, Workflow
+
+    workflow = Workflow.objects.create(project=project, name="Main")
+    archive = Operation.objects.create(project=project, workflow=workflow, name="Archive", position=1)
+    alert = Operation.objects.create(project=project, workflow=workflow, name="Alert", position=2)
+    Operation.objects.create(project=project, workflow=workflow, name="Forward", position=0,
+                             on_success=archive, on_failure=alert)
+    page = login("bob")
+    page.get_by_role("link", name="Support desk").click()
+    forward = page.locator(".op-card", has=page.get_by_role("textbox", name="Operation name").and_(
+        page.locator('[value="Forward"]')))
+    expect(forward.get_by_text("On success, run Archive")).to_be_visible()
+    expect(forward.get_by_text("On failure, run Alert")).to_be_visible()
+    arrows = page.locator(".op-cards > svg.chain-arrows")
+    expect(arrows.locator("path.success")).to_have_count(1)
+    expect(arrows.locator("path.failure")).to_have_count(1)
+    expect(arrows.locator("text")).to_have_text(["on success", "on failure"])
+    # Each arrow ends at the card it runs next.
+    end = arrows.locator("path.success").get_attribute("d").split(" ")[-1]
+    target = page.locator("#op-%d" % archive.pk).bounding_box()
+    origin = page.locator(".op-cards").bounding_box()
+    y = float(end.split(",")[1])
+    assert target["y"] - origin["y"] < y < target["y"] - origin["y"] + target["height"]
+    screenshot(page, "canvas-chains")
