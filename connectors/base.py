@@ -104,6 +104,18 @@ class CheckStep:
 
 
 @dataclass(frozen=True)
+class FieldSpec:
+    """One field of the record a source gives or a target takes, as the mapping editor explains it."""
+
+    name: str
+    label: str
+    type: str
+    description: str = ""
+    # The keys of each item, for a list of objects (a message's attachments).
+    children: tuple[FieldSpec, ...] = ()
+
+
+@dataclass(frozen=True)
 class ActivityType:
     key: str
     label: str

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from django import forms
 
-from connectors.base import ConfigError, Prepared
+from connectors.base import ConfigError, FieldSpec, Prepared
 from connectors.email.activities import (
     AFTER_READ_ACTIONS,
     ATTACHMENT_MODES,
@@ -31,6 +31,7 @@ from connectors.email.activities import (
 from connectors.email.forms import add_config_errors
 from connectors.email.message.build import OutgoingMessage
 from connectors.email.message.parse import parse_message
+from connectors.email.schema import READ_EMAIL_OUTPUT, SEND_EMAIL_INPUT
 
 # The settings that are objects; their keys become fields named "<group>_<key>".
 _GROUPS = ("filters", "defaults")
@@ -44,26 +45,7 @@ _ACTION_LABELS = {
 _ATTACHMENT_LABELS = {"include": "Include them (up to the size limit)", "skip": "Skip them (names and sizes only)"}
 
 # SPEC §3: the record a Read Email activity gives the mapping, one short line per field.
-READ_FIELD_DESCRIPTIONS = {
-    "uid": "The message's IMAP UID in its folder",
-    "uidvalidity": "The folder's UIDVALIDITY (changes when the folder is recreated)",
-    "folder": "The folder the message was read from",
-    "message_id": "Message-ID header, e.g. <abc@example.com>",
-    "in_reply_to": "Message-ID of the message this one answers",
-    "references": "Message-IDs of the thread (a list)",
-    "date": "Date header, ISO 8601 in UTC",
-    "from": "Sender, e.g. Ada Lovelace <ada@example.org>",
-    "to": "Recipients (a list)",
-    "cc": "Copy recipients (a list)",
-    "reply_to": "Reply-To addresses (a list)",
-    "subject": "Subject, decoded",
-    "text": "Plain-text body (a text rendering of the HTML when there is none)",
-    "html": "HTML body as received (not sanitised), or empty",
-    "headers": "Every header as [name, value] pairs, in order",
-    "attachments": "Attached files: filename, content_type, size, content",
-    "size": "Size of the whole message in bytes",
-    "flags": "IMAP flags when read, e.g. \\Flagged",
-}
+READ_FIELD_DESCRIPTIONS = {spec.name: spec.description for spec in READ_EMAIL_OUTPUT}
 
 
 def _choices(keys: tuple[str, ...], labels: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -281,9 +263,15 @@ class ActivityUI:
     sample: Callable[[], dict[str, Any]] | None = None
     # Targets: headers, bodies and attachments of a prepared record, for previews.
     describe: Callable[[Prepared], dict[str, Any]] | None = None
+    # The record's fields with labels, types and descriptions: a source's output, a target's input.
+    schema: tuple[FieldSpec, ...] = ()
+    # Targets: the value each field takes when the mapping leaves it empty.
+    defaults: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
 
 ACTIVITY_UI = {
-    "read_email": ActivityUI(ReadEmailForm, _needs("imap", "Read Email"), sample=sample_record),
-    "send_email": ActivityUI(SendEmailForm, _needs("smtp", "Send Email"), describe=describe_prepared),
+    "read_email": ActivityUI(ReadEmailForm, _needs("imap", "Read Email"), sample=sample_record,
+                             schema=READ_EMAIL_OUTPUT),
+    "send_email": ActivityUI(SendEmailForm, _needs("smtp", "Send Email"), describe=describe_prepared,
+                             schema=SEND_EMAIL_INPUT, defaults=lambda settings: settings.get("defaults", {})),
 }

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from connectors.base import activity_ui
 from designer.authoring import canvas as design
+from designer.authoring import record_fields
 from designer.authoring.rules import chain_cycle, describe_cycle, parse_options
 from designer.models import Activity, AgentGroup, Operation, Project, Workflow
 from designer.models.operations import MAX_DEBUG_AHEAD
@@ -199,10 +200,14 @@ class OperationForm(forms.Form):
         self.fields["on_success"].queryset = self.fields["on_failure"].queryset = others
         self.fields["agent_group"].queryset = AgentGroup.objects.filter(team_id=operation.project.team_id)
         self.mapping_names = self._mapping_names(operation)
+        described = {spec.name: spec for spec in record_fields.fields_of(operation.target)}
         for name in self.mapping_names:
-            attrs = {"spellcheck": "false", "data-template-input": "", "rows": 3 if name in _LONG_FIELDS else 1}
-            self.fields[f"map_{name}"] = forms.CharField(label=name, required=False, strip=False,
-                                                         widget=forms.Textarea(attrs=attrs))
+            spec = described.get(name)
+            attrs = {"spellcheck": "false", "data-template-input": "", "rows": 3 if name in _LONG_FIELDS else 1,
+                     "placeholder": record_fields.placeholder(operation.target, name)}
+            self.fields[f"map_{name}"] = forms.CharField(
+                label=spec.label if spec else name, required=False, strip=False, widget=forms.Textarea(attrs=attrs),
+                help_text=" · ".join(part for part in (name, spec.type, spec.description) if part) if spec else "")
         self.order_fields(["version", *(f"map_{name}" for name in self.mapping_names)])
 
     @staticmethod

@@ -129,7 +129,7 @@ def build(operation: Operation, mapping: Mapping[str, Any], condition: str, reco
 def _build(operation: Operation, mapping: Mapping[str, Any], condition: str, record: Mapping[str, Any],
            label: str) -> Preview:
     preview = Preview(source_label=label)
-    preview.source_values = [(name, _brief(value)) for name, value in record.items()]
+    preview.source_values = _source_values(record)
     result = transform(operation, record, mapping=mapping, condition=condition, render_when_false=True)
     preview.condition_holds = result.holds
     if result.error:
@@ -161,6 +161,18 @@ def sandboxed_document(html: str) -> str:
         return ""
     cleaned = nh3.clean(html, attributes=_HTML_ATTRIBUTES)
     return f'<!doctype html><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{CSP}">{cleaned}'
+
+
+def _source_values(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Each field's value, short; for a list of objects (attachments) also its first item's keys, as
+    ``name-key``, beside the sub-fields the mapping editor lists. Bytes are shown by their size."""
+    values = []
+    for name, value in record.items():
+        values.append((name, _brief(value)))
+        if isinstance(value, list) and value and isinstance(value[0], Mapping):
+            values += [(f"{name}-{key}", f"{len(item)} bytes" if isinstance(item, bytes) else _brief(item))
+                       for key, item in value[0].items()]
+    return values
 
 
 def _brief(value: Any) -> str:

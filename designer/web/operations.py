@@ -16,8 +16,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from connectors.base import FieldSpec
 from designer.authoring import canvas as design
-from designer.authoring.forms import OperationForm, activity_ui, timezone_names
+from designer.authoring import record_fields
+from designer.authoring.forms import OperationForm, timezone_names
 from designer.authoring.rules import operation_problems
 from designer.models import Membership, Operation, Role
 from designer.running import agents, preview
@@ -27,17 +29,11 @@ from designer.web.canvas import designer_url, editor
 TEMPLATE = "designer/canvas/operation.html"
 
 
-def _source_fields(operation: Operation) -> list[tuple[str, str]]:
-    """The names a template can insert, with a description: the source's fields, then ``vars.*``."""
-    fields: list[tuple[str, str]] = []
-    source = operation.source
-    if source is not None:
-        try:
-            descriptions = activity_ui(source.type).form.field_descriptions
-            fields = [(name, descriptions.get(name, "")) for name in source.activity_type.fields]
-        except LookupError:
-            fields = []
-    return fields + [(f"vars.{name}", "Project variable") for name in operation.project.variables]
+def _source_fields(operation: Operation) -> list[FieldSpec]:
+    """What a template can insert: the source's fields, then the project's variables."""
+    return [*record_fields.fields_of(operation.source),
+            *(FieldSpec(f"vars.{name}", f"vars.{name}", "variable", "Project variable")
+              for name in operation.project.variables)]
 
 
 def _page(request: HttpRequest, membership: Membership, operation: Operation, form: OperationForm, *,

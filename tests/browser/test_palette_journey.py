@@ -80,7 +80,7 @@ def test_chains_are_drawn_as_labelled_arrows_between_cards(login, live_server, b
     expect(arrows.locator("text")).to_have_text(["on success", "on failure"])
     # Each arrow ends at the card it runs next.
     end = arrows.locator("path.success").get_attribute("d").split(" ")[-1]
-    target = page.locator("#op-%d" % archive.pk).bounding_box()
+    target = page.locator(f"#op-{archive.pk}").bounding_box()
     origin = page.locator(".op-cards").bounding_box()
     y = float(end.split(",")[1])
     assert target["y"] - origin["y"] < y < target["y"] - origin["y"] + target["height"]

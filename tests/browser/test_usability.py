@@ -35,8 +35,8 @@ def test_an_invalid_cron_does_not_keep_a_subject_edit_from_saving(login, live_se
     page = _operation_page(login, live_server, team, designed)
     page.locator("input[name=schedule][value=cron]").check()
     page.get_by_label("Cron", exact=True).fill("every day")
-    page.get_by_label("subject", exact=True).fill("Re: {{ subject }}")
-    page.get_by_label("subject", exact=True).blur()
+    page.get_by_label("Subject", exact=True).fill("Re: {{ subject }}")
+    page.get_by_label("Subject", exact=True).blur()
     expect(page.locator("#save-status")).to_contain_text("1 field not saved")
     expect(page.locator("#err-cron")).to_contain_text("Must have five fields")
     designed.refresh_from_db()
@@ -60,16 +60,16 @@ def test_leaving_with_an_unsaved_edit_asks_first(login, live_server, bob, team, 
         dialog.dismiss()  # stay on the page
 
     page.on("dialog", answer)
-    page.get_by_label("subject", exact=True).press_sequentially("!")  # typed, not yet saved
+    page.get_by_label("Subject", exact=True).press_sequentially("!")  # typed, not yet saved
     page.get_by_role("link", name="Read support inbox", exact=True).click()
     for _ in range(50):  # the question comes as the navigation starts
         if asked:
             break
         page.wait_for_timeout(100)
     assert asked == ["beforeunload"]
-    expect(page.get_by_label("subject", exact=True)).to_have_value("!Fwd: {{ subject }}")
+    expect(page.get_by_label("Subject", exact=True)).to_have_value("!Fwd: {{ subject }}")
 
-    page.get_by_label("subject", exact=True).blur()
+    page.get_by_label("Subject", exact=True).blur()
     expect(page.locator("#save-status")).to_have_text("Saved")
     page.get_by_role("link", name="Read support inbox", exact=True).click()
     expect(page.get_by_label("Name", exact=True)).to_have_value("Read support inbox")
@@ -181,8 +181,8 @@ def test_the_mapping_shows_the_real_messages_values_beside_the_fields(login, liv
     expect(page.locator("#out-map_subject")).to_have_text("Fwd: Printer on floor 3 is jammed again")
     screenshot(page, "mapping-live-values")
     # Typing renders again through the sandbox, a moment after the last key.
-    page.get_by_label("subject", exact=True).fill("[{{ from }}] {{ subject|lower }}")
+    page.get_by_label("Subject", exact=True).fill("[{{ from }}] {{ subject|lower }}")
     expect(page.locator("#out-map_subject")).to_contain_text("] printer on floor 3 is jammed again")
     expect(page.locator("#preview")).to_contain_text("Nothing was sent.")
-    page.get_by_label("subject", exact=True).fill("{{ subjcet }}")
+    page.get_by_label("Subject", exact=True).fill("{{ subjcet }}")
     expect(page.locator("#err-map_subject")).to_contain_text("did you mean subject?")

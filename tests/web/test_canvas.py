@@ -370,9 +370,23 @@ def test_the_preview_puts_the_messages_values_beside_the_fields(bob_client, team
     body = response.content.decode()
     assert ('<span class="chip-value" id="src-subject" hx-swap-oob="true">Printer on floor 3 is jammed again</span>'
             in body)
-    assert 'id="out-map_subject" for="id_map_subject" aria-label="subject renders as" hx-swap-oob="true">' \
-           "Re: PRINTER ON FLOOR 3 IS JAMMED AGAIN</output>" in body
-    assert 'id="out-map_cc" for="id_map_cc" aria-label="cc renders as" hx-swap-oob="true"></output>' in body
+    assert ('<output id="out-map_subject" hx-swap-oob="innerHTML">Re: PRINTER ON FLOOR 3 IS JAMMED AGAIN</output>'
+            in body)
+    assert '<output id="out-map_cc" hx-swap-oob="innerHTML"></output>' in body
+    # The attachments' sub-fields get the first attachment's values.
+    assert '<span class="chip-value" id="src-attachments-filename" hx-swap-oob="true">printer-log.txt</span>' in body
+    assert 'id="src-attachments-content" hx-swap-oob="true">26 bytes</span>' in body
+
+
+def test_the_mapping_shows_the_targets_schema_and_the_sources_tree(bob_client, team, operation):
+    page = bob_client.get(url("operation", team, operation=operation.pk)).content.decode()
+    assert '<label for="id_map_reply_to">Reply-To</label>' in page
+    assert "reply_to · addresses · Where answers should go" in page
+    # An empty field says what the target does with it: its default, or nothing.
+    assert 'placeholder="Empty: the activity&#x27;s default, support@example.com"' in page
+    assert 'placeholder="Empty: left out of the message"' in page
+    assert 'id="src-attachments-filename"' in page and "{{ attachments[0].filename }}" in page
+    assert '<span class="type">list of files</span>' in page
 
 
 def test_it_says_why_a_preview_fails(bob_client, team, operation):
