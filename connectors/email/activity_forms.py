@@ -115,20 +115,32 @@ class ActivitySettingsForm(forms.Form):
             value = values.get(name, field.initial)
             if isinstance(field, forms.ChoiceField):
                 value = dict(field.choices).get(value, value)
-            rows.append((field.label, value))
+            elif isinstance(field, forms.BooleanField):
+                value = "Yes" if value else "No"
+            rows.append((field.label, "not set" if value in (None, "") else value))
         return rows
+
+    def folders_used(self) -> dict[str, str]:
+        """The folders these settings name, by field, to check against the server's list."""
+        return {}
 
 
 class ReadEmailForm(ActivitySettingsForm):
     steps = (
         ("Name and folder", ("folder",)),
-        ("Filters", ("unread_only", "filters_from", "filters_to", "filters_subject", "filters_since",
-                     "filters_has_attachment", "search", "max_messages", "after_read", "move_to", "on_skip",
-                     "attachments", "max_attachment_mb", "max_message_mb")),
+        ("Filters and limits", ("unread_only", "filters_from", "filters_to", "filters_subject", "filters_since",
+                                "filters_has_attachment", "search", "max_messages", "attachments",
+                                "max_attachment_mb", "max_message_mb")),
+        ("After delivery", ("after_read", "on_skip", "move_to")),
         ("Output", ()),
     )
     parse = staticmethod(parse_read_settings)
     field_descriptions = READ_FIELD_DESCRIPTIONS
+
+    def folders_used(self) -> dict[str, str]:
+        data = self.cleaned_data
+        moves = "move" in (data.get("after_read"), data.get("on_skip"))
+        return {name: data.get(name) or "" for name in ("folder", "move_to") if name == "folder" or moves}
 
     folder = forms.CharField(
         label="Folder", initial="INBOX", max_length=1000,

@@ -81,6 +81,7 @@ def _wizard(request: HttpRequest, membership: Membership, activity: Activity) ->
         elif action == "folders" and meta.cleaned_data.get("connection"):
             folders, folder_error = design.list_folders(meta.cleaned_data["connection"])
         elif action in ("next", "save"):
+            _check_folders(form, request.POST.getlist("server_folders"))
             bad = _first_invalid_step(meta, form, step if action == "next" else last)
             if bad is not None:
                 step, status = bad, 400
@@ -109,9 +110,12 @@ def _wizard(request: HttpRequest, membership: Membership, activity: Activity) ->
         "step_fields": [form[name] for name in form.steps[step][1]],
         # A wizard's first step holds the name and connection; a one-step form shows them apart.
         "meta_in_step": step == 0 and last > 0,
-        "hidden_fields": [form[name] for index, (_t, names) in enumerate(form.steps) if index != step
-                          for name in names],
+        "hidden_fields": [] if not creating else [form[name] for index, (_t, names) in enumerate(form.steps)
+                                                  if index != step for name in names],
         "last_step": last,
+        # Editing shows every step at once, in sections: changing one field is one page and one save.
+        "sections": None if creating else [(title, [form[name] for name in names]) for title, names in form.steps
+                                           if names],
         "outputs": [(name, form.field_descriptions.get(name, "")) for name in kind.fields]
         if kind.role == "source" else [],
         "folders": folders,
@@ -119,6 +123,21 @@ def _wizard(request: HttpRequest, membership: Membership, activity: Activity) ->
         # Opened by a drop on the canvas: the wizard lives in a dialog there, and Cancel closes it.
         "in_dialog": bool(request.htmx) and Placement.from_query(request.GET) is not None,
     }, status=status)
+
+
+def _check_folders(form: forms.Form, server_folders: list[str]) -> None:
+    """A folder the settings name must be one the server listed, when the page had the list.
+
+    Templated names are left to the run, which renders them; INBOX is case-insensitive (RFC 3501).
+    """
+    if not server_folders or not form.is_valid() or not hasattr(form, "folders_used"):
+        return
+    inbox = any(folder.upper() == "INBOX" for folder in server_folders)
+    for field, name in form.folders_used().items():
+        listed = name in server_folders or (inbox and name.upper() == "INBOX")
+        if name and "{{" not in name and not listed:
+            form.add_error(field, f"The server has no folder “{name}”. Pick one of its folders, or create it "
+                                  "in your mail client and reload the list.")
 
 
 def _template_errors(meta: ActivityMetaForm, form: forms.Form) -> bool:

@@ -21,17 +21,24 @@ def test_it_designs_an_operation_and_previews_a_real_message(login, live_server,
     expect(page.get_by_text("No operations yet")).to_be_visible()
     screenshot(page, "designer-empty")
 
-    # Read Email, in three steps.
+    # Read Email, in four steps.
     page.get_by_role("link", name="+ New Read Email activity on Support mailbox").click()
     page.get_by_label("Name", exact=True).fill("Read support inbox")
     expect(page.get_by_role("button", name="Archive")).to_be_visible()
     page.get_by_label("Search folders").fill("inb")
     expect(page.get_by_role("button", name="Archive")).to_be_hidden()
+    # A folder the server does not have is refused while the wizard has its list.
+    page.get_by_label("Folder", exact=True).fill("Achive")
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_text("The server has no folder “Achive”.")).to_be_visible()
     page.get_by_role("button", name="INBOX", exact=True).click()
     screenshot(page, "read-email-step-1")
     page.get_by_role("button", name="Next").click()
     page.get_by_label("Messages per run, at most").fill("50")
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_label("Move to folder")).to_be_hidden()  # only when a move is chosen
     page.get_by_label("After a message is delivered").select_option("move")
+    expect(page.get_by_label("Move to folder")).to_be_visible()
     page.get_by_role("button", name="Next").click()
     expect(page.get_by_text("This field is required.")).to_be_visible()  # move needs a folder
     page.get_by_label("Move to folder").fill("Archive")
@@ -41,6 +48,14 @@ def test_it_designs_an_operation_and_previews_a_real_message(login, live_server,
     screenshot(page, "read-email-step-3")
     page.get_by_role("button", name="Create activity").click()
     expect(page.get_by_text("Activity Read support inbox created.")).to_be_visible()
+    # Editing it later is one page of sections, not the wizard again.
+    page.locator("#palette").get_by_role("link", name="Read support inbox").click()
+    expect(page.get_by_role("group", name="After delivery")).to_be_visible()
+    expect(page.get_by_role("button", name="Next")).to_have_count(0)
+    page.get_by_label("Messages per run, at most").fill("60")
+    screenshot(page, "read-email-edit")
+    page.get_by_role("button", name="Save activity").click()
+    expect(page.get_by_text("Activity Read support inbox saved.")).to_be_visible()
 
     # Send Email, one form of defaults.
     page.get_by_role("link", name="+ New Send Email activity on Support mailbox").click()

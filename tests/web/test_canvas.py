@@ -409,28 +409,66 @@ def wizard_data(connection, **overrides):
     return data
 
 
-def test_the_read_email_wizard_goes_through_its_three_steps(bob_client, team, project, connection):
+def test_the_read_email_wizard_goes_through_its_four_steps(bob_client, team, project, connection):
     create = url("activity_create", team, project=project.pk, kind="read_email") + f"?connection={connection.pk}"
     first = bob_client.get(create).content.decode()
     assert "Name and folder" in first and "Reload folders" in first and 'aria-current="step"' in first
     step2 = bob_client.post(create, wizard_data(connection), **HX)
     assert step2.status_code == 200 and "Raw IMAP SEARCH (advanced)" in step2.content.decode()
-    bad = bob_client.post(create, wizard_data(connection, step="1", filters_since="2024-02-30", after_read="move",
+    bad = bob_client.post(create, wizard_data(connection, step="1", filters_since="2024-02-30",
                                               search='FROM "a" BOGUS'), **HX)
     assert bad.status_code == 400
     body = bad.content.decode()
-    assert "Must be a date written YYYY-MM-DD." in body and "This field is required." in body and "BOGUS" in body
-    step3 = bob_client.post(create, wizard_data(connection, step="1", filters_subject="invoice",
+    assert "Must be a date written YYYY-MM-DD." in body and "BOGUS" in body
+    step3 = bob_client.post(create, wizard_data(connection, step="1", filters_subject="invoice"), **HX)
+    assert "After delivery" in step3.content.decode() and "After a message is delivered" in step3.content.decode()
+    bad = bob_client.post(create, wizard_data(connection, step="2", filters_subject="invoice", after_read="move"),
+                          **HX)
+    assert bad.status_code == 400 and "This field is required." in bad.content.decode()
+    step4 = bob_client.post(create, wizard_data(connection, step="2", filters_subject="invoice",
                                                 after_read="move", move_to="Archive"), **HX)
-    body = step3.content.decode()
+    body = step4.content.decode()
     assert "Output: one record per message" in body and "attachments" in body and "Create activity" in body
-    saved = bob_client.post(create, wizard_data(connection, step="2", action="save", filters_subject="invoice",
+    # The review says values in words.
+    assert "<dt>Unread messages only</dt><dd>Yes</dd>" in body and "<dt>From contains</dt><dd>not set</dd>" in body
+    saved = bob_client.post(create, wizard_data(connection, step="3", action="save", filters_subject="invoice",
                                                 after_read="move", move_to="Archive"), **HX)
     assert saved.status_code == 200 and saved["HX-Redirect"].endswith(f"/projects/{project.pk}/")
     activity = Activity.objects.get(name="Read invoices")
     assert activity.settings["filters"]["subject"] == "invoice"
     assert (activity.settings["after_read"], activity.settings["move_to"]) == ("move", "Archive")
     assert AuditEntry.objects.filter(action="created", object_type="activity", username="bob").exists()
+
+
+def test_a_folder_the_listed_server_lacks_is_refused(bob_client, team, project, connection):
+    create = url("activity_create", team, project=project.pk, kind="read_email")
+    listed = {"server_folders": ["INBOX", "Archive", "Team/Support"]}
+    refused = bob_client.post(create, {**wizard_data(connection, folder="Achive"), **listed}, **HX)
+    assert refused.status_code == 400
+    assert "The server has no folder “Achive”." in refused.content.decode()
+    for folder in ("Team/Support", "inbox", "{{ vars.box }}"):
+        assert bob_client.post(create, {**wizard_data(connection, folder=folder), **listed}, **HX).status_code == 200
+    # A move to a folder the server lacks is refused too, on the step that names it.
+    moved = bob_client.post(create, {**wizard_data(connection, step="3", action="save", after_read="move",
+                                                   move_to="Old"), **listed}, **HX)
+    assert moved.status_code == 400 and "The server has no folder “Old”." in moved.content.decode()
+    # Without the list (the server could not be asked) the folder is taken as typed.
+    assert bob_client.post(create, wizard_data(connection, folder="Achive"), **HX).status_code == 200
+
+
+def test_an_activity_is_edited_on_one_page_in_sections(bob_client, team, project, connection, reader):
+    edit = url("activity_edit", team, activity=reader.pk)
+    page = bob_client.get(edit).content.decode()
+    for legend in ("Read Email activity", "Name and folder", "Filters and limits", "After delivery"):
+        assert f"<legend>{legend}</legend>" in page
+    assert "wizard-steps" not in page and ">Next<" not in page and "Save activity" in page
+    data = wizard_data(connection, name="Read support inbox", step="0", action="save", max_messages="7")
+    response = bob_client.post(edit, data, **HX)
+    assert response.status_code == 200
+    reader.refresh_from_db()
+    assert reader.settings["max_messages"] == 7
+    bad = bob_client.post(edit, {**data, "max_message_mb": "abc"}, **HX)
+    assert bad.status_code == 400 and "<legend>After delivery</legend>" in bad.content.decode()
 
 
 def test_the_wizard_sends_an_invalid_step_back_to_where_the_error_is(bob_client, team, project, connection, reader):
