@@ -314,6 +314,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "purge-old-runs": {"task": "designer.tasks.purge_old_runs", "schedule": 3600.0},
     "reap-stale-runs": {"task": "designer.tasks.reap_stale_runs", "schedule": 300.0},
+    "watch-stalled-sources": {"task": "designer.tasks.watch_stalled_sources", "schedule": 60.0},
 }
 MAILWRIGHT_RUN_RETENTION_DAYS = envint("MAILWRIGHT_RUN_RETENTION_DAYS", 30)
 

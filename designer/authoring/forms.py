@@ -108,6 +108,18 @@ class OperationCardForm(forms.Form):
         return " ".join(parts)
 
 
+def address_problems(text: str) -> list[str]:
+    """What is wrong with a comma-separated list of addresses to notify, in words."""
+    addresses = [a.strip() for a in text.split(",") if a.strip()]
+    problems = [] if addresses else ["Give at least one address to notify."]
+    for address in addresses:
+        try:
+            validate_email(address)
+        except forms.ValidationError:
+            problems.append(f"“{address}” is not an email address.")
+    return problems
+
+
 class ActivityMetaForm(forms.ModelForm):
     """Name and connection: what every activity has, whatever its connector."""
 
@@ -308,14 +320,8 @@ class OperationForm(forms.Form):
         self.options.update(mapping=mapping, condition=condition)
 
     def _check_addresses(self, text: str) -> None:
-        addresses = [a.strip() for a in text.split(",") if a.strip()]
-        if not addresses:
-            self.add_error("notify_to", "Give at least one address to notify.")
-        for address in addresses:
-            try:
-                validate_email(address)
-            except forms.ValidationError:
-                self.add_error("notify_to", f"“{address}” is not an email address.")
+        for problem in address_problems(text):
+            self.add_error("notify_to", problem)
 
     def unsaved_fields(self) -> list[str]:
         """The names of the fields whose errors keep them from saving (``is_valid()`` first)."""

@@ -21,6 +21,12 @@ class Activity(models.Model):
     last_error = models.TextField(blank=True)
     backlog = models.PositiveIntegerField(null=True, blank=True)
     oldest_unread_at = models.DateTimeField(null=True, blank=True)
+    # A source's stall warning: sent through a Send Email activity once per stall, and once on recovery.
+    stall_notify_activity = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                              related_name="+")
+    stall_notify_to = models.CharField(max_length=500, blank=True)
+    stall_minutes = models.PositiveIntegerField(null=True, blank=True)
+    stall_notified_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

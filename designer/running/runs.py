@@ -13,11 +13,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from connectors.base import ConfigError, ConnectorError
 from designer import brokers
 from designer.models import LedgerEntry, Operation, Run, RunLog, RunRecord
-from designer.running import activity_settings, agents, engine, leases, watchdog
-from designer.running.mapping import MappingError, context_for
+from designer.running import agents, engine, leases, notices, watchdog
 from designer.teams import audit
 
 log = logging.getLogger(__name__)
@@ -150,22 +148,11 @@ def notify(run: Run) -> None:
     activity = operation.notify_activity
     if activity is None or not operation.notify_to:
         return
-    connection = activity.connection
-    connector = connection.connector_type
-    record = {
-        "to": operation.notify_to,
-        "subject": f"[Mailwright] {operation.name}: run {run.pk} {run.status}",
-        "text": (f"Operation {operation.name} (project {operation.project.name}) ended {run.status}.\n"
-                 f"{run.message}\n"),
-    }
-    try:
-        settings_ = activity_settings.parsed(activity)
-        record = activity_settings.with_defaults(record, activity, context_for(record, activity.project.variables))
-        with connector.open_target(connector.parse_config(connection.config), connection.get_secrets(),
-                                   settings_) as target:
-            target.write(target.prepare(record))
-    except (ConnectorError, ConfigError, MappingError, ValueError) as exc:
-        RunLog.objects.create(run=run, level="error", text=f"notification not sent: {exc}")
+    problem = notices.send(
+        activity, operation.notify_to, f"[Mailwright] {operation.name}: run {run.pk} {run.status}",
+        f"Operation {operation.name} (project {operation.project.name}) ended {run.status}.\n{run.message}\n")
+    if problem:
+        RunLog.objects.create(run=run, level="error", text=f"notification not sent: {problem}")
     else:
         RunLog.objects.create(run=run, level="info", text=f"notification sent to {operation.notify_to}")
 

@@ -9,7 +9,7 @@ messages name them. The tasks that run operations live with ``runs.start`` (``ru
 from celery import shared_task
 
 from designer.authoring import connection_tests as checks
-from designer.running import agents, runs  # noqa: F401 - agents: registers its inspect command
+from designer.running import agents, runs, stalls  # noqa: F401 - agents: registers its inspect command
 
 
 @shared_task(acks_late=True, soft_time_limit=240, time_limit=300, name="designer.tasks.check_connection")
@@ -25,3 +25,8 @@ def purge_old_runs() -> int:
 @shared_task(name="designer.tasks.reap_stale_runs")
 def reap_stale_runs() -> int:
     return runs.reap_stale()
+
+
+@shared_task(name="designer.tasks.watch_stalled_sources")
+def watch_stalled_sources() -> int:
+    return stalls.watch()

@@ -22,6 +22,7 @@ from designer.authoring import versions
 from designer.authoring.forms import ActivityMetaForm, activity_ui
 from designer.authoring.placement import Placement
 from designer.authoring.placement import apply as apply_placement
+from designer.authoring.stall_forms import StallWarningForm
 from designer.models import Activity, Membership, Role
 from designer.running import activity_settings
 from designer.teams import audit
@@ -30,6 +31,8 @@ from designer.web.canvas import designer_url, editor, placed
 from designer.web.htmx import redirect_to
 
 TEMPLATE = "designer/canvas/activity_form.html"
+# What an activity's "changed" audit entry compares.
+AUDITED = ("name", "connection_id", "settings", "stall_notify_activity_id", "stall_notify_to", "stall_minutes")
 
 
 @require_http_methods(["GET", "POST"])
@@ -70,12 +73,16 @@ def _wizard(request: HttpRequest, membership: Membership, activity: Activity) ->
     creating = activity.pk is None
     last = len(ui.form.steps) - 1
     status, step, folders, folder_error = 200, 0, None, ""
+    kind = connector_for_activity(activity.type).activity_type(activity.type)
+    # A saved source may warn when it stalls; the section is on its page, not in the wizard.
+    watchable = not creating and kind.role == "source"
     if request.method == "POST":
         meta = ActivityMetaForm(request.POST, instance=activity)
         form = ui.form(request.POST, base=activity.settings)
+        stall = StallWarningForm(request.POST, instance=activity) if watchable else None
         step = min(max(_number(request.POST.get("step", "")), 0), last)
         action = request.POST.get("action", "next")
-        valid = meta.is_valid() & form.is_valid()  # both, so every error is known
+        valid = meta.is_valid() & form.is_valid() & (stall is None or stall.is_valid())  # every error is known
         if action == "back":
             step = max(step - 1, 0)
         elif action == "folders" and meta.cleaned_data.get("connection"):
@@ -83,6 +90,8 @@ def _wizard(request: HttpRequest, membership: Membership, activity: Activity) ->
         elif action in ("next", "save"):
             _check_folders(form, request.POST.getlist("server_folders"))
             bad = _first_invalid_step(meta, form, step if action == "next" else last)
+            if bad is None and stall is not None and stall.errors:
+                bad = last
             if bad is not None:
                 step, status = bad, 400
             elif action == "next":
@@ -94,8 +103,8 @@ def _wizard(request: HttpRequest, membership: Membership, activity: Activity) ->
     else:
         meta = ActivityMetaForm(instance=activity, initial={"connection": request.GET.get("connection")})
         form = ui.form(initial=ui.form.initial_from_settings(activity.settings), base=activity.settings)
+        stall = StallWarningForm(instance=activity) if watchable else None
     template = f"{TEMPLATE}#wizard" if request.htmx else TEMPLATE
-    kind = connector_for_activity(activity.type).activity_type(activity.type)
     return render(request, template, {
         "membership": membership,
         "project": activity.project,
@@ -120,6 +129,7 @@ def _wizard(request: HttpRequest, membership: Membership, activity: Activity) ->
         if kind.role == "source" else [],
         "folders": folders,
         "folder_error": folder_error,
+        "stall_form": stall,
         # Opened by a drop on the canvas: the wizard lives in a dialog there, and Cancel closes it.
         "in_dialog": bool(request.htmx) and Placement.from_query(request.GET) is not None,
     }, status=status)
@@ -157,7 +167,7 @@ def _template_errors(meta: ActivityMetaForm, form: forms.Form) -> bool:
 def _save(request: HttpRequest, membership: Membership, meta: ActivityMetaForm, form: forms.Form,
           creating: bool) -> HttpResponse:
     activity = meta.instance
-    before = {} if creating else Activity.objects.values("name", "connection_id", "settings").get(pk=activity.pk)
+    before = {} if creating else Activity.objects.values(*AUDITED).get(pk=activity.pk)
     previous = None if creating else versions.snapshot(Activity.objects.get(pk=activity.pk))
     with transaction.atomic():
         activity = meta.save(commit=False)
@@ -166,7 +176,7 @@ def _save(request: HttpRequest, membership: Membership, meta: ActivityMetaForm, 
         if creating:
             audit.record(request.user, membership.team, "created", activity)
         else:
-            after = {"name": activity.name, "connection_id": activity.connection_id, "settings": activity.settings}
+            after = {name: getattr(activity, name) for name in AUDITED}
             audit.record(request.user, membership.team, "changed", activity, audit.changes(
                 audit.flatten(before), audit.flatten(after)))
         versions.record(activity, request.user, previous)
