@@ -8,6 +8,7 @@ never OFFSET) and nothing counts the whole table; the chart counts day by day ov
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -20,6 +21,8 @@ from designer.models import Operation, Project, Run, RunLog, RunRecord, Team
 
 PAGE_SIZE = 50
 CHART_DAYS = 30
+# A date range longer than this is charted by its last days only: the bars must stay readable.
+MAX_CHART_DAYS = 92
 # What a run page shows of one run; a run of 10,000 messages says how many more there are.
 RUN_PAGE_ROWS = 500
 # Statuses a message of a run may be replayed from (the rule itself lives in runs.replay).
@@ -91,11 +94,23 @@ def duration_text(run: Run, now: datetime | None = None) -> str:
     return f"{seconds} s"
 
 
+# The counts every run's message starts with (or ends with, in brackets, after an error): the table
+# has columns for them.
+_COUNTS = re.compile(r"\(?\d+ read, \d+ sent, \d+ skipped, \d+ failed(?:, |\)$|$)")
+
+
+def note(message: str) -> str:
+    """A run's message without the counts the history table shows in its own columns."""
+    return " ".join(_COUNTS.sub("", message).split()).strip(" ,")
+
+
 def with_durations(runs: Iterable[Run]) -> list[Run]:
+    """The runs with what the table shows beside their fields: duration, and the message's own words."""
     now = timezone.now()
     runs = list(runs)
     for run in runs:
         run.duration_text = duration_text(run, now)
+        run.note = note(run.message)
     return runs
 
 
@@ -138,7 +153,7 @@ class DayCounts:
 
 
 def per_day(operations: QuerySet[Operation], days: int = CHART_DAYS, today: date | None = None,
-            cache_key: str = "") -> list[DayCounts]:
+            cache_key: str = "", *, last: date | None = None, status: str = "") -> list[DayCounts]:
     """Runs by status and messages by outcome of ``operations``, for each of the last ``days`` days.
 
     Each day is one query over its range of the ``queued_at`` index, grouped by operation and
@@ -149,21 +164,22 @@ def per_day(operations: QuerySet[Operation], days: int = CHART_DAYS, today: date
     30 days the chart costs what one day's runs cost, not what the table holds.
     """
     today = today or timezone.localdate()
+    last = last or today
     wanted = set(operations.values_list("pk", flat=True))
     result = []
     for n in range(days - 1, -1, -1):
-        day = today - timedelta(days=n)
-        key = f"runs-per-day:{cache_key}:{timezone.get_current_timezone_name()}:{day}"
+        day = last - timedelta(days=n)
+        key = f"runs-per-day:{cache_key}:{status}:{timezone.get_current_timezone_name()}:{day}"
         counts = cache.get(key) if cache_key and day < today else None
         if counts is None:
-            counts = _day_counts(wanted, day)
+            counts = _day_counts(wanted, day, status)
             if cache_key and day < today and not counts.unfinished:
                 cache.set(key, counts, timeout=int(timedelta(days=days + 1).total_seconds()))
         result.append(counts)
     return result
 
 
-def _day_counts(operations: set[int], day: date) -> DayCounts:
+def _day_counts(operations: set[int], day: date, status: str = "") -> DayCounts:
     counts = DayCounts(day)
     rows = (
         Run.objects.filter(queued_at__gte=start_of(day), queued_at__lt=start_of(day + timedelta(days=1)))
@@ -173,7 +189,7 @@ def _day_counts(operations: set[int], day: date) -> DayCounts:
         .order_by()
     )
     for row in rows:
-        if row["operation_id"] not in operations:
+        if row["operation_id"] not in operations or (status and row["status"] != status):
             continue
         counts.runs[row["status"]] = counts.runs.get(row["status"], 0) + row["runs"]
         for outcome, _ in MESSAGE_OUTCOMES:

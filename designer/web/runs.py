@@ -7,6 +7,7 @@ templates leave out the controls a member cannot use.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from django import forms
 from django.conf import settings
@@ -184,7 +185,6 @@ def _history_scope(request: HttpRequest, team: str, project: int | None) -> tupl
 
 
 @vary_on_headers("HX-Request")
-@vary_on_headers("HX-Request")
 def run_list(request: HttpRequest, team: str, project: int | None = None) -> HttpResponse:
     """The history of the team's (or one project's) runs.
 
@@ -242,24 +242,27 @@ def _chart_series(days: list[history.DayCounts]) -> tuple[charts.Chart, charts.C
 
 
 @vary_on_headers("HX-Request")
-@vary_on_headers("HX-Request")
 def run_chart(request: HttpRequest, team: str, project: int | None = None) -> HttpResponse:
-    """The chart of the last 30 days, loaded beside the table so paging never recomputes it.
-
-    It follows the operation filter; status and dates are the table's business.
-    """
+    """The chart beside the table, loaded on its own so paging never recomputes it. It follows every
+    filter of the table: operation, status, and the date range (else the last 30 days)."""
     membership, project_obj, form = _history_scope(request, team, project)
     form.is_valid()
+    data = form.cleaned_data
     operations = history.team_operations(membership.team, project_obj)
-    operation = form.cleaned_data.get("operation")
+    operation, status = data.get("operation"), data.get("status") or ""
     if operation:
         operations = operations.filter(pk=operation.pk)
+    last = data.get("until") or timezone.localdate()
+    first = data.get("since") or last - timedelta(days=history.CHART_DAYS - 1)
+    days = max(1, min((last - first).days + 1, history.MAX_CHART_DAYS))
     scope = f"{membership.team_id}:{project_obj.pk if project_obj else ''}:{operation.pk if operation else ''}"
     context = {
         "membership": membership,
         "project": project_obj,
-        "charts": _chart_series(history.per_day(operations, cache_key=scope)),
-        "days": history.CHART_DAYS,
+        "charts": _chart_series(history.per_day(operations, days, cache_key=scope, last=last, status=status)),
+        "days": days,
+        "period": (f"the last {days} days" if not data.get("since") and not data.get("until")
+                   else f"{last - timedelta(days=days - 1):%b %-d} – {last:%b %-d, %Y}"),
     }
     return render(request, "designer/runs/chart.html#chart" if request.htmx else "designer/runs/chart.html", context)
 

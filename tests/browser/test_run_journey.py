@@ -100,6 +100,15 @@ def test_it_runs_an_operation_and_watches_it_to_the_end(login, live_server, team
     expect(row.locator("td.num").nth(1)).to_have_text("3")  # target records sent
     expect(page.locator("svg.chart").first).to_be_visible()
     screenshot(page, "history")
+    # The chart follows the status filter too; a click anywhere on a row opens its run.
+    page.get_by_label("Status", exact=True).select_option("failed")
+    expect(page.locator("#chart")).to_contain_text("Nothing in the last 30 days for these filters.")
+    page.get_by_label("Status", exact=True).select_option("")
+    expect(page.locator("#chart svg.chart").first).to_be_visible()
+    # force: the click lands where the message is, on the link stretched over it.
+    page.locator("table.runs tbody tr").first.locator("td.message").click(force=True)
+    expect(page.get_by_role("heading", name="Run ")).to_contain_text("Forward to helpdesk")
+    page.go_back()
 
     page.goto(f"{live_server.url}/t/{team.slug}/runs/")
     page.get_by_role("link", name="Sources").click()

@@ -44,11 +44,12 @@ def test_it_lists_the_columns_of_a_run(charlie_client, team, operations):
     now = timezone.now()
     Run.objects.create(operation=operations[0], status="partial", started_at=now - timedelta(seconds=65),
                        finished_at=now, read_count=7, sent_count=5, skipped_count=1, failed_count=1,
-                       message="7 read, 5 sent, 1 skipped, 1 failed")
+                       message="SMTP refused one (7 read, 5 sent, 1 skipped, 1 failed)")
     page = charlie_client.get(_url("runs", team)).content.decode()
-    for text in ("Support desk /", "Forward", "Run now", "Partial", "1 min 05 s",
-                 "7 read, 5 sent, 1 skipped, 1 failed"):
+    for text in ("Support desk /", "Forward", "Run now", "Partial", "1 min 05 s", ">SMTP refused one</td>"):
         assert text in page
+    # The counts have their columns: the Message column does not repeat them.
+    assert "7 read, 5 sent" not in page
     for header in ("Operation", "Trigger", "Status", "Started", "Finished", "Duration", "Read", "Sent", "Skipped",
                    "Failed", "Message"):
         assert f">{header}</th>" in page
@@ -196,6 +197,32 @@ def test_the_chart_renders_as_svg_with_tooltips(charlie_client, team, operations
     assert 'class="seg seg-failed"' in body
     # Without JavaScript the chart is a page of its own.
     assert "<html" in charlie_client.get(_url("runs_chart", team)).content.decode()
+
+
+def test_the_chart_follows_the_status_and_date_filters(charlie_client, team, operations):
+    now = timezone.now()
+    _runs(operations[0], 2, status="succeeded", sent_count=1)
+    _runs(operations[0], 3, status="failed", failed_count=1)
+    failed = charlie_client.get(_url("runs_chart", team) + "?status=failed", HTTP_HX_REQUEST="true")
+    body = failed.content.decode()
+    today = timezone.localdate()
+    assert f"<title>{today:%b %d}: 3 failed runs</title>" in body and "succeeded runs" not in body
+    assert "sent messages" not in body
+    cancelled = charlie_client.get(_url("runs_chart", team) + "?status=cancelled", HTTP_HX_REQUEST="true")
+    assert "Nothing in the last 30 days for these filters." in cancelled.content.decode()
+    # A date range is the chart's period, day by day.
+    since = (now - timedelta(days=6)).date()
+    ranged = charlie_client.get(_url("runs_chart", team) + f"?since={since}&until={today}")
+    body = ranged.content.decode()
+    assert f"{since:%b %-d} – {today:%b %-d, %Y}" in body
+    assert ranged.context["days"] == 7
+
+
+def test_a_runs_row_links_as_a_whole(charlie_client, team, operations):
+    run = Run.objects.create(operation=operations[0], status="succeeded", message="1 read, 1 sent, 0 skipped, 0 failed")
+    page = charlie_client.get(_url("runs", team)).content.decode()
+    assert f'<a class="row-link" href="{_url("run", team, run=run.pk)}"' in page
+    assert 'class="message" data-label="Message">—</td>' in page
 
 
 def test_the_chart_says_so_when_empty(charlie_client, team):
