@@ -9,7 +9,7 @@ never OFFSET) and nothing counts the whole table; the chart counts day by day ov
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
@@ -75,6 +75,30 @@ def page(runs: QuerySet[Run], *, before: int | None = None, after: int | None = 
     rows = rows[:size]
     return Page(rows, newer=rows[0].pk if before is not None and rows else None,
                 older=rows[-1].pk if more else None, first=before is None)
+
+
+def with_chains(runs: list[Run], scope: QuerySet[Run], depth: int = 20) -> list[Run]:
+    """Set ``run.chain`` on each run: the runs its on-success / on-failure chain started, each after
+    the run that started it, with ``chain_depth`` (1: started by this run). One query per level."""
+    children: dict[int, list[Run]] = {}
+    level = [run.pk for run in runs]
+    for _ in range(depth):
+        if not level:
+            break
+        found = list(scope.filter(parent__in=level).order_by("pk"))
+        for child in found:
+            children.setdefault(child.parent_id, []).append(child)
+        level = [child.pk for child in found]
+
+    def descend(run: Run, at: int) -> Iterator[Run]:
+        for child in children.get(run.pk, []):
+            child.chain_depth = at
+            yield child
+            yield from descend(child, at + 1)
+
+    for run in runs:
+        run.chain = list(descend(run, 1))
+    return runs
 
 
 def duration_text(run: Run, now: datetime | None = None) -> str:

@@ -192,12 +192,20 @@ def run_list(request: HttpRequest, team: str, project: int | None = None) -> Htt
     the page links only the table.
     """
     membership, project_obj, form = _history_scope(request, team, project)
+    scope = history.team_runs(membership.team, project_obj)
+    runs = form.filter(scope)
+    # Chained runs are listed under the run that started them, unless the filters ask for runs of
+    # one operation or one status: then every matching run is a row of its own.
+    grouped = not (form.cleaned_data.get("operation") or form.cleaned_data.get("status"))
     runs_page = history.page(
-        form.filter(history.team_runs(membership.team, project_obj)),
+        runs.filter(parent__isnull=True) if grouped else runs,
         before=history.cursor(request.GET.get("before")),
         after=history.cursor(request.GET.get("after")),
     )
     runs_page.runs = history.with_durations(runs_page.runs)
+    if grouped:
+        for run in history.with_chains(runs_page.runs, scope):
+            history.with_durations(run.chain)
     context = {
         "membership": membership,
         "project": project_obj,

@@ -218,6 +218,22 @@ def test_the_chart_follows_the_status_and_date_filters(charlie_client, team, ope
     assert ranged.context["days"] == 7
 
 
+def test_chained_runs_are_listed_under_the_run_that_started_them(charlie_client, team, operations):
+    forward, archive = operations
+    first = Run.objects.create(operation=forward, status="succeeded")
+    chained = Run.objects.create(operation=archive, status="failed", trigger="chained", parent=first)
+    deeper = Run.objects.create(operation=forward, status="succeeded", trigger="chained", parent=chained)
+    later = Run.objects.create(operation=forward, status="succeeded")
+    response = charlie_client.get(_url("runs", team))
+    assert _run_ids(response) == [later.pk, first.pk]  # the rows of their own
+    body = response.content.decode()
+    rows = [body.index(f'href="{_url("run", team, run=run.pk)}"') for run in (later, first, chained, deeper)]
+    assert rows == sorted(rows)
+    assert 'style="--depth: 1"' in body and 'style="--depth: 2"' in body
+    # Filtered by status, a chained run is a row of its own.
+    assert _run_ids(charlie_client.get(_url("runs", team) + "?status=failed")) == [chained.pk]
+
+
 def test_a_runs_row_links_as_a_whole(charlie_client, team, operations):
     run = Run.objects.create(operation=operations[0], status="succeeded", message="1 read, 1 sent, 0 skipped, 0 failed")
     page = charlie_client.get(_url("runs", team)).content.decode()
