@@ -16,6 +16,7 @@ def test_an_operation_is_built_by_dragging_from_the_palette_and_run_in_place(
     page = login("bob")
     page.get_by_role("link", name="Support desk").click()
     project_url = page.url
+    expect(page).to_have_title("Support desk · Support · Mailwright")
     expect(page.get_by_text("No operations yet")).to_be_visible()
 
     # Read Email dropped on the empty canvas: its wizard opens in a dialog over the page.

@@ -6,6 +6,7 @@ moment later as a worker would be.
 """
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -82,6 +83,7 @@ def test_it_runs_an_operation_and_watches_it_to_the_end(login, live_server, team
     expect(page.locator("#progress .status")).to_have_text("Queued")  # the page is up before the worker
     screenshot(page, "run-queued")
     expect(page.locator("#progress .status")).to_have_text("Succeeded", timeout=20000)
+    expect(page).to_have_title(re.compile(r"^Run \d+ · Succeeded · Forward to helpdesk · Mailwright$"))
     counts = page.locator(".counts")
     expect(counts.locator("div", has_text="Read").locator("dd")).to_have_text("3")
     expect(counts.locator("div", has_text="Sent").locator("dd")).to_have_text("3")
