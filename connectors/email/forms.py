@@ -135,6 +135,14 @@ class EmailConnectionForm(forms.Form):
                     label=spec.label, required=False, max_length=320, help_text=spec.help_text,
                     initial=spec.default or None,
                 )
+        for name, field in self.fields.items():
+            if isinstance(field, forms.IntegerField):
+                # A number input silently drops "abc"; text kept as typed gets "Enter a whole number."
+                field.widget = forms.TextInput(attrs={"inputmode": "numeric", "pattern": "[0-9]*", "size": 8})
+            # Required whenever their part is used (IMAP or SMTP on, the method needs them): marked so.
+            field.marked_required = name in ("imap_host", "smtp_host", "auth_username")
+            if field.marked_required:
+                field.widget.attrs["aria-required"] = "true"
 
     @classmethod
     def initial_from_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:

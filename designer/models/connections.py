@@ -111,7 +111,13 @@ class ConnectionCheck(models.Model):
         PASSED = "passed", "Connection Success"
         FAILED = "failed", "Failed"
 
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="checks")
+    # A saved connection's test; None for a test of the connection form's unsaved settings (a draft).
+    connection = models.ForeignKey(Connection, null=True, blank=True, on_delete=models.CASCADE, related_name="checks")
+    # A draft's team, settings and secrets (encrypted like a connection's, and wiped once tested).
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    draft_connector = models.CharField(max_length=40, blank=True)
+    draft_config = models.JSONField(null=True, blank=True)
+    draft_secrets_token = models.TextField(blank=True, editable=False)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -124,7 +130,18 @@ class ConnectionCheck(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"Test of {self.connection} ({self.status})"
+        return f"Test of {self.connection or 'unsaved settings'} ({self.status})"
+
+    @property
+    def is_draft(self) -> bool:
+        return self.connection_id is None
+
+    def tested_connection(self) -> Connection:
+        """What is tested: the saved connection, or one built in memory from the draft."""
+        if self.connection is not None:
+            return self.connection
+        return Connection(team=self.team, connector=self.draft_connector, config=self.draft_config or {},
+                          secrets_token=self.draft_secrets_token)
 
     @property
     def done(self) -> bool:

@@ -7,6 +7,7 @@ below, so another team's object is a 404 and a missing right is a 403 that says 
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
@@ -54,8 +55,11 @@ def get_connection(membership: Membership, connection_id: int) -> Connection:
 
 
 def get_check(membership: Membership, check_id: int) -> ConnectionCheck:
+    # A draft (the connection form's Test) belongs to its team directly: it has no connection yet.
     return get_object_or_404(
-        ConnectionCheck.objects.select_related("connection"), connection__team=membership.team, pk=check_id
+        ConnectionCheck.objects.select_related("connection").filter(
+            Q(connection__team=membership.team) | Q(connection__isnull=True, team=membership.team)),
+        pk=check_id,
     )
 
 

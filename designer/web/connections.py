@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -13,8 +16,9 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from connectors.base import all_connectors, get_connector
-from designer.authoring import connection_store
+from designer.authoring import connection_store, connection_tests
 from designer.models import Connection, ConnectionCheck, Membership, Project, Role
+from designer.running import agents
 from designer.running.tasks import check_connection
 from designer.teams import audit
 from designer.teams.access import (
@@ -26,6 +30,7 @@ from designer.teams.access import (
     require_connection_change,
     require_role,
 )
+from designer.web import kept_secrets
 from designer.web.htmx import redirect_to
 
 
@@ -63,11 +68,18 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
     stored = connection.get_secrets() if connection.secrets_token else {}
     connector = connection.connector_type
     form_class = connector.connection_form
+    form_test, kept_token = None, ""
     if request.method == "POST":
-        meta = ConnectionMetaForm(request.POST, instance=connection)
-        settings_form = form_class(request.POST, stored_secrets=stored,
+        data = kept_secrets.restore(request)
+        meta = ConnectionMetaForm(data, instance=connection)
+        settings_form = form_class(data, stored_secrets=stored,
                                    stored_config=None if creating else connection.config)
-        if meta.is_valid() and settings_form.is_valid():
+        if request.POST.get("action") == "test":
+            form_test = _test_unsaved(request, membership, connection, settings_form, stored)
+            if request.htmx and request.htmx.target == FORM_TEST:
+                return render(request, "designer/connection_form.html#form_test",
+                              {"membership": membership, "form_test": form_test})
+        elif meta.is_valid() and settings_form.is_valid():
             changes = connection_store.apply(
                 connection,
                 meta.cleaned_data["name"],
@@ -78,12 +90,16 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
             if creating:
                 connection.created_by = request.user
             connection.save()
+            kept_secrets.discard(request)
             audit.record(request.user, membership.team, "created" if creating else "changed", connection,
                          {} if creating else changes)
             messages.success(request, f"Connection {connection.name} {'created' if creating else 'saved'}.")
             url = reverse("connection", kwargs={"team": membership.team.slug, "connection": connection.pk})
             return redirect_to(request, url)
-        status = 400
+        status = 200 if form_test else 400
+        # The secrets typed are kept (encrypted, in the session) for this form, so an error elsewhere
+        # never makes anyone type them again.
+        kept_token = kept_secrets.keep(request, settings_form, data)
     else:
         meta = ConnectionMetaForm(instance=connection)
         initial = form_class.initial_from_config(connection.config) if not creating else None
@@ -98,7 +114,38 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
         "creating": creating,
         "meta": meta,
         "form": settings_form,
+        "form_test": form_test,
+        "kept_token": kept_token,
     }, status=status)
+
+
+FORM_TEST = "form-test"
+
+
+@dataclass
+class FormTest:
+    """The connection form's Test: the check of its unsaved settings, or why it could not start."""
+
+    check: ConnectionCheck | None = None
+    problem: str = ""
+    here: bool = False  # run in the web process: no worker answered
+
+
+def _test_unsaved(request: HttpRequest, membership: Membership, connection: Connection, settings_form: Any,
+                  stored: Any) -> FormTest:
+    """Test the settings as typed, saving nothing: with the typed secrets, or the stored ones when
+    nothing that binds them changed (the form refuses them otherwise, as Save does)."""
+    require_role(membership, Role.EDITOR, "test a connection")
+    if not settings_form.is_valid():
+        return FormTest(problem="Correct the fields marked below first; nothing was tested.")
+    check = connection_tests.draft(membership.team, connection.connector, settings_form.config.to_dict(),
+                                   settings_form.merged_secrets(stored), request.user)
+    if agents.live_agents() == []:
+        # The broker says no worker is running: test here, bounded by the same connection timeouts.
+        return FormTest(connection_tests.perform(check.pk), here=True)
+    check_connection.delay(check.pk)  # its id only: the secrets stay encrypted in the database
+    check.refresh_from_db()
+    return FormTest(check)
 
 
 @vary_on_headers("HX-Request")
@@ -179,12 +226,19 @@ def check_status(request: HttpRequest, team: str, check: int) -> HttpResponse:
     membership = get_membership(request, team)
     check_obj = get_check(membership, check)
     waited = (timezone.now() - check_obj.created_at).total_seconds()
+    no_worker = check_obj.status == ConnectionCheck.Status.QUEUED and waited > settings.MAILWRIGHT_CHECK_PICKUP_SECONDS
+    if check_obj.is_draft:
+        here = no_worker
+        if here:  # nobody picked the form's test up: the web process runs it, and says so
+            check_obj = connection_tests.perform(check_obj.pk)
+        response = render(request, "designer/connection_form.html#form_test",
+                          {"membership": membership, "form_test": FormTest(check_obj, here=here)})
+        return HttpResponseStopPolling(response.content) if check_obj.done else response
     context = {
         "membership": membership,
         "connection": check_obj.connection,
         "last_check": check_obj,
-        "no_worker": check_obj.status == ConnectionCheck.Status.QUEUED
-        and waited > settings.MAILWRIGHT_CHECK_PICKUP_SECONDS,
+        "no_worker": no_worker,
     }
     response = render(request, "designer/connection_detail.html#check", context)
     if check_obj.done or context["no_worker"]:
