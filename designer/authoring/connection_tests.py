@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -37,6 +38,16 @@ def draft(team: Team, connector: str, config: dict[str, Any], secrets: dict[str,
     check.draft_secrets_token = carrier.secrets_token
     check.save()
     return check
+
+
+# A draft nobody ran (no worker, the page closed) keeps its encrypted secrets at most this long.
+DRAFT_LIFETIME = timedelta(hours=1)
+
+
+def purge_drafts(now: datetime | None = None) -> int:
+    """Forget the form tests of unsaved settings once they are of no more use (and their secrets)."""
+    cutoff = (now or timezone.now()) - DRAFT_LIFETIME
+    return ConnectionCheck.objects.filter(connection__isnull=True, created_at__lt=cutoff).delete()[0]
 
 
 def perform(check_id: int) -> ConnectionCheck:

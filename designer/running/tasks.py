@@ -19,7 +19,7 @@ def check_connection(check_id: int) -> None:
 
 @shared_task(name="designer.tasks.purge_old_runs")
 def purge_old_runs() -> int:
-    return runs.purge()
+    return runs.purge() + checks.purge_drafts()
 
 
 @shared_task(name="designer.tasks.reap_stale_runs")

@@ -118,3 +118,15 @@ def test_letters_in_a_port_are_kept_and_refused_in_words(bob_client, team, proje
     # Required fields are marked.
     assert '<label for="id_name" class="required">Name</label>' in page
     assert '<label for="id_imap_host" class="required">IMAP host</label>' in page and 'aria-required="true"' in page
+
+
+def test_drafts_are_purged_with_their_secrets_after_an_hour(db, team):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    old = connection_tests.draft(team, "email", {}, {"password": "p"}, None)
+    ConnectionCheck.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=2))
+    fresh = connection_tests.draft(team, "email", {}, {"password": "p"}, None)
+    assert connection_tests.purge_drafts() == 1
+    assert list(ConnectionCheck.objects.values_list("pk", flat=True)) == [fresh.pk]
