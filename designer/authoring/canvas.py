@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
-from connectors.base import ActivityType, ConfigError, ConnectorError, all_connectors
+from connectors.base import ActivityType, ConfigError, ConnectorError, activity_ui, all_connectors
 from designer.authoring import versions
 from designer.authoring.rules import operation_problems
 from designer.crypto import SecretsUnreadable
@@ -216,6 +216,15 @@ def offers(connection: Connection, kind: str) -> bool:
         return any(t.key == kind for t in connection.connector_type.activity_types)
     except LookupError:
         return False
+
+
+def serving_kinds(connection: Connection) -> list[str]:
+    """The activity types ``connection`` can serve as configured (Read Email needs its IMAP part...)."""
+    try:
+        kinds = connection.connector_type.activity_types
+    except LookupError:
+        return []
+    return [kind.key for kind in kinds if not activity_ui(kind.key).connection_problem(connection.config)]
 
 
 def endpoints(connections: Iterable[Connection], activities: list[Activity]) -> list[Endpoint]:

@@ -136,6 +136,8 @@ class ActivityMetaForm(forms.ModelForm):
         field.queryset = design.usable_connections(self.instance.project).filter(pk__in=usable)
         field.label_from_instance = lambda c: f"{c.name} (team connection)" if c.is_team_connection else c.name
         field.empty_label = None if usable else "no connection can serve this activity yet"
+        # canvas.js adds a connection made in the dialog to this list when it can serve the type.
+        field.widget.attrs["data-kind"] = self.instance.type
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]

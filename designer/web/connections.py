@@ -3,6 +3,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from csp.constants import SELF
+from csp.decorators import csp_replace
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -11,11 +13,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from connectors.base import all_connectors, get_connector
+from designer.authoring import canvas as design
 from designer.authoring import connection_store, connection_tests
 from designer.models import Connection, ConnectionCheck, Membership, Project, Role
 from designer.running import agents
@@ -69,6 +73,8 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
     connector = connection.connector_type
     form_class = connector.connection_form
     form_test, kept_token = None, ""
+    # Opened in a dialog of the designer (?framed=1): the page has no header, and tells its opener.
+    framed = request.GET.get("framed") == "1"
     if request.method == "POST":
         data = kept_secrets.restore(request)
         meta = ConnectionMetaForm(data, instance=connection)
@@ -93,6 +99,12 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
             kept_secrets.discard(request)
             audit.record(request.user, membership.team, "created" if creating else "changed", connection,
                          {} if creating else changes)
+            if framed:
+                template = "designer/connection_created.html" + ("#created" if request.htmx else "")
+                return render(request, template, {
+                    "membership": membership, "connection": connection, "framed": True,
+                    "serves": " ".join(design.serving_kinds(connection)),
+                })
             messages.success(request, f"Connection {connection.name} {'created' if creating else 'saved'}.")
             url = reverse("connection", kwargs={"team": membership.team.slug, "connection": connection.pk})
             return redirect_to(request, url)
@@ -116,6 +128,7 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
         "form": settings_form,
         "form_test": form_test,
         "kept_token": kept_token,
+        "framed": framed,
     }, status=status)
 
 
@@ -150,6 +163,8 @@ def _test_unsaved(request: HttpRequest, membership: Membership, connection: Conn
 
 @vary_on_headers("HX-Request")
 @require_http_methods(["GET", "POST"])
+@xframe_options_sameorigin
+@csp_replace({"frame-ancestors": [SELF]})
 def connection_create(request: HttpRequest, team: str, project: int | None = None) -> HttpResponse:
     membership = get_membership(request, team)
     project_obj = get_project(membership, project) if project else None

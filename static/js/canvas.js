@@ -110,6 +110,53 @@
     openWizard(url.pathname + url.search, dragged.labels[role]);
   });
 
+  // A new connection in a dialog (the palette's and the wizard's "New connection"): the connection
+  // form in a frame, so the wizard underneath keeps its step; once created, the wizard's list offers
+  // and selects it (when it can serve the activity) and the palette lists it.
+  document.addEventListener("click", function (event) {
+    const link = event.target.closest("[data-connection-dialog]");
+    if (!link) return;
+    event.preventDefault();
+    let dialog = document.getElementById("connection-dialog");
+    if (!dialog) {
+      dialog = document.createElement("dialog");
+      dialog.id = "connection-dialog";
+      dialog.className = "frame-dialog";
+      dialog.setAttribute("aria-label", "New connection");
+      document.body.appendChild(dialog);
+    }
+    const frame = document.createElement("iframe");
+    const url = new URL(link.href, window.location.href);
+    url.searchParams.set("framed", "1");
+    frame.src = url.pathname + url.search;
+    frame.title = "New connection";
+    dialog.replaceChildren(frame);
+    dialog.showModal();
+  });
+  window.addEventListener("message", function (event) {
+    if (event.origin !== window.location.origin || !event.data || !event.data.mailwright) return;
+    const dialog = document.getElementById("connection-dialog");
+    if (dialog && dialog.open) dialog.close();
+    if (event.data.event !== "connection-created") return;
+    const select = document.querySelector("select[data-kind]");
+    if (select) {
+      const note = select.parentElement.querySelector(".new-connection-note") || document.createElement("p");
+      note.className = "new-connection-note muted";
+      note.setAttribute("role", "status");
+      if (event.data.serves.indexOf(select.dataset.kind) >= 0) {
+        select.add(new Option(event.data.name, event.data.id, true, true));
+        select.dispatchEvent(new Event("change", { bubbles: true }));
+        note.textContent = event.data.name + " created and chosen.";
+      } else {
+        note.textContent = event.data.name + " was created, but its settings cannot serve this activity.";
+      }
+      select.insertAdjacentElement("afterend", note);
+    }
+    if (document.getElementById("palette")) {
+      htmx.ajax("GET", window.location.pathname + "?palette=project", { target: "#palette", swap: "outerHTML" });
+    }
+  });
+
   // The dialog closes when its wizard placed the activity, or when the editor cancels.
   document.addEventListener("mailwright:placed", function () {
     const dialog = document.getElementById("wizard-dialog");

@@ -3,6 +3,7 @@ canvas, finish both wizards in their dialog and run the operation, never leaving
 
 from playwright.sync_api import expect
 
+from designer.models import Connection
 from tests.browser.conftest import screenshot
 from tests.helpers import make_connection, message, real_server_config, smtp_with_auth
 from tests.servers.fixtures import IMAP_PASSWORD
@@ -86,3 +87,35 @@ def test_chains_are_drawn_as_labelled_arrows_between_cards(login, live_server, b
     y = float(end.split(",")[1])
     assert target["y"] - origin["y"] < y < target["y"] - origin["y"] + target["height"]
     screenshot(page, "canvas-chains")
+
+
+def test_a_connection_made_in_a_dialog_from_the_wizard_is_chosen_where_you_were(
+        login, live_server, bob, team, project, dovecot, mailbox, smtp_factory):
+    smtp = smtp_with_auth(smtp_factory)
+    page = login("bob")
+    page.get_by_role("link", name="Support desk").click()
+    page.locator(".connectors").get_by_role("link", name="Read Email").drag_to(page.locator("#canvas"))
+    wizard = page.get_by_role("dialog", name="New Read Email activity")
+    expect(wizard.get_by_text("No connection can serve a Read Email activity yet.")).to_be_visible()
+    wizard.get_by_label("Name", exact=True).fill("Read support inbox")
+    wizard.get_by_role("link", name="Create an Email connection").click()
+
+    form = page.frame_locator("#connection-dialog iframe")
+    form.get_by_label("Name", exact=True).fill("Support mailbox")
+    form.get_by_label("IMAP host").fill("localhost")
+    form.get_by_label("IMAP port").fill(str(dovecot.tls_port))
+    form.get_by_label("SMTP host").fill("localhost")
+    form.get_by_label("SMTP port").fill(str(smtp.port))
+    form.get_by_label("SMTP security").select_option("none")
+    form.get_by_label("Username").fill("alice")
+    form.get_by_label("Password").fill(IMAP_PASSWORD)
+    form.get_by_label("Custom CA certificate (PEM)").fill(dovecot.ca_pem)
+    screenshot(page, "connection-dialog")
+    form.get_by_role("button", name="Create connection").click()
+
+    # Back in the wizard, on the step it was on, with what was typed and the new connection chosen.
+    expect(page.locator("#connection-dialog")).to_be_hidden()
+    expect(wizard.get_by_label("Name", exact=True)).to_have_value("Read support inbox")
+    expect(wizard.get_by_label("Connection")).to_have_value(str(Connection.objects.get().pk))
+    expect(wizard.get_by_role("button", name="INBOX", exact=True)).to_be_visible()  # its folders load
+    expect(page.locator("#palette")).to_contain_text("Support mailbox")

@@ -130,3 +130,18 @@ def test_drafts_are_purged_with_their_secrets_after_an_hour(db, team):
     fresh = connection_tests.draft(team, "email", {}, {"password": "p"}, None)
     assert connection_tests.purge_drafts() == 1
     assert list(ConnectionCheck.objects.values_list("pk", flat=True)) == [fresh.pk]
+
+
+def test_in_the_designers_dialog_the_form_is_framed_and_says_what_it_created(bob_client, team, project):
+    url = _create_url(team, project) + "?framed=1"
+    page = bob_client.get(url)
+    assert page["X-Frame-Options"] == "SAMEORIGIN" and "frame-ancestors 'self'" in page["Content-Security-Policy"]
+    body = page.content.decode()
+    assert 'class="framed"' in body and 'class="topbar"' not in body and "data-frame-cancel" in body
+    created = bob_client.post(url, form_data(), HTTP_HX_REQUEST="true")
+    connection = Connection.objects.get()
+    assert f'data-connection-created="{connection.pk}"' in created.content.decode()
+    assert 'data-serves="read_email send_email"' in created.content.decode()
+    # Everywhere else a page may not be framed.
+    other = bob_client.get(reverse("connection", kwargs={"team": team.slug, "connection": connection.pk}))
+    assert other["X-Frame-Options"] == "DENY" and "frame-ancestors 'none'" in other["Content-Security-Policy"]
