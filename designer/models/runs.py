@@ -137,6 +137,9 @@ class RunRecord(models.Model):
     subject = models.TextField(blank=True)
     sender = models.TextField(blank=True)
     recipients = models.TextField(blank=True)
+    # What the target was given: the rendered recipients and subject (secret variables masked).
+    delivered_to = models.TextField(blank=True)
+    delivered_subject = models.TextField(blank=True)
     status = models.CharField(max_length=12, choices=Status.choices)
     error = models.TextField(blank=True)
     # The rendered message, kept only while the operation's debug mode is on (secrets redacted).

@@ -141,13 +141,25 @@ class Ledger:
 
     def unsaved_record(self, key: SourceKey, row: LedgerEntry | None, summary: dict[str, str], status: str,
                        error: str = "", rendered: dict[str, Any] | None = None) -> RunRecord:
+        secrets = self.ctx.operation.project.secret_values
+        delivered = masked(self._delivered(rendered), secrets) if rendered is not None else {}
         return RunRecord(
             run=self.ctx.run, ledger=row, position=key.position, identity=key.identity[:998],
             subject=summary.get("subject", "")[:2000], sender=summary.get("from", "")[:2000],
             recipients=summary.get("to", "")[:5000], status=status, error=error[:10000],
-            rendered=masked(debug_copy(rendered), self.ctx.operation.project.secret_values)
-            if rendered is not None and self.ctx.debug else None,
+            delivered_to=delivered.get("to", "")[:5000], delivered_subject=delivered.get("subject", "")[:2000],
+            rendered=masked(debug_copy(rendered), secrets) if rendered is not None and self.ctx.debug else None,
         )
+
+    def _delivered(self, rendered: dict[str, Any]) -> dict[str, str]:
+        """The rendered message as its target summarises it (to, subject...)."""
+        target = self.ctx.operation.target
+        if target is None:
+            return {}
+        try:
+            return target.connection.connector_type.record_summary(rendered)
+        except LookupError:
+            return {}
 
     def fail(self, key: SourceKey, row: LedgerEntry | None, summary: dict[str, str], error: str,
               transient: bool, rendered: dict[str, Any] | None = None, poison: bool = False) -> None:

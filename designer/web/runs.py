@@ -116,17 +116,21 @@ def _rendered_fields(rendered: dict) -> list[tuple[str, str]]:
 
 
 def record_page(request: HttpRequest, team: str, run: int, record: int) -> HttpResponse:
-    """One message of a run, with the message as rendered when the operation's debug mode was on."""
+    """One message of a run: as read, as delivered, its ledger entry across runs, and the whole rendered
+    message when the operation's debug mode was on."""
     membership = get_membership(request, team)
     run_obj = get_run(membership, run)
-    record_obj = get_object_or_404(RunRecord, run=run_obj, pk=record)
+    record_obj = get_object_or_404(RunRecord.objects.select_related("ledger"), run=run_obj, pk=record)
     rendered = record_obj.rendered or {}
+    steps = (RunRecord.objects.filter(ledger_id=record_obj.ledger_id).order_by("created_at", "pk")[:50]
+             if record_obj.ledger_id else [])
     return render(request, "designer/runs/record.html", {
         "membership": membership,
         "run": run_obj,
         "record": record_obj,
         "rendered": rendered,
         "rendered_fields": _rendered_fields(rendered),
+        "ledger_steps": steps,
         # Shown as text in a <pre>: the page never renders a message's HTML.
         "rendered_json": json.dumps(rendered, indent=2, ensure_ascii=False, default=str) if rendered else "",
         "can_run": membership.has_role(Role.EDITOR),

@@ -91,6 +91,11 @@ def test_it_runs_an_operation_and_watches_it_to_the_end(login, live_server, team
     expect(rows).to_have_count(3)
     expect(rows.first).to_contain_text("Question 0")
     expect(rows.first).to_contain_text("customer0@example.org")
+    expect(rows.first).to_contain_text("Fwd: Question 0")  # what it was sent as, beside what was read
+    rows.first.get_by_role("link", name="Details of message 1").click()
+    expect(page.get_by_role("heading", name="Delivery ledger")).to_be_visible()
+    expect(page.locator(".ledger-steps")).to_contain_text("this run")
+    page.go_back()
     expect(page.locator(".log")).to_contain_text("run ended succeeded")
     screenshot(page, "run-page")
     assert sorted(m.subject for m in smtp.messages) == [f"Fwd: Question {n}" for n in range(3)]

@@ -4,6 +4,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from designer.models import RunRecord
 from tests.helpers import import_project, message, project_file
 
 
@@ -35,6 +36,9 @@ def test_it_forwards_every_unread_message_once(transactional_db, dovecot, mailbo
     assert [a.get_filename() for a in attachments] == ["file0.bin"]
     assert attachments[0].get_content() == b"x" * 100
     assert all("\\Seen" in flags for flags in mailbox.flags().values())
+    # Each run record says what was delivered: the rendered recipients and subject.
+    delivered = sorted(RunRecord.objects.values_list("delivered_to", "delivered_subject"))
+    assert delivered == [(first.message["To"], f"Fwd: Question {n}") for n in range(5)]
 
     code, out = _run(capsys)
     assert code == 0

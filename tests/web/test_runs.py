@@ -195,7 +195,7 @@ def test_it_shows_a_rendered_message_as_text_never_as_html(charlie_client, team,
     )
     run_page = charlie_client.get(_url("run", team, run=run.pk)).content.decode()
     assert "&lt;b&gt;bold&lt;/b&gt;" in run_page
-    assert "Rendered message" in run_page
+    assert "Details<span" in run_page
     page = charlie_client.get(_url("run_record", team, run=run.pk, record=record.pk)).content.decode()
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -270,3 +270,25 @@ def test_it_refuses_run_now_on_an_operation_without_a_target_and_says_why(
     assert response["Location"] == _url("operation", team, operation=operation.pk)
     assert [str(m) for m in get_messages(response.wsgi_request)] == ["Forward was not started: target missing."]
     assert not Run.objects.exists()
+
+
+def test_every_message_has_a_page_with_what_was_delivered_and_its_ledger(charlie_client, team, operation):
+    from designer.models import LedgerEntry
+
+    first = Run.objects.create(operation=operation, status="failed")
+    second = Run.objects.create(operation=operation, status="succeeded")
+    row = LedgerEntry.objects.create(operation=operation, connection=operation.source.connection, scope="INBOX",
+                                     epoch=1, position=7, state="acknowledged", out_message_id="<m1@example.com>",
+                                     reply="250 2.0.0 OK queued", attempts=2)
+    RunRecord.objects.create(run=first, ledger=row, subject="Printer", status="retry", error="451 try later")
+    record = RunRecord.objects.create(run=second, ledger=row, subject="Printer", sender="ada@example.org",
+                                      status="sent", delivered_to="helpdesk@example.com",
+                                      delivered_subject="Fwd: Printer")
+    run_page = charlie_client.get(_url("run", team, run=second.pk)).content.decode()
+    assert "<td>helpdesk@example.com</td>" in run_page and "<td>Fwd: Printer</td>" in run_page
+    assert _url("run_record", team, run=second.pk, record=record.pk) in run_page  # not only in debug mode
+    page = charlie_client.get(_url("run_record", team, run=second.pk, record=record.pk)).content.decode()
+    for text in ("Sent to</dt><dd>helpdesk@example.com", "Sent as</dt><dd>Fwd: Printer", "&lt;m1@example.com&gt;",
+                 "250 2.0.0 OK queued", "451 try later", "<strong>this run</strong>", "now <strong>acknowledged"):
+        assert text in page
+    assert _url("run", team, run=first.pk) in page
