@@ -7,6 +7,7 @@ import pytest
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -391,3 +392,61 @@ def test_the_chart_keeps_past_days_that_can_no_longer_change(team, operations):
     assert history.per_day(scope, cache_key="t")[-2].runs == {"succeeded": 1, "failed": 1}
     _runs(operations[0], 1, status="queued")
     assert history.per_day(scope, cache_key="t")[-1].runs == {"queued": 1}  # today is always counted
+
+
+# -- query plans: the indexes that keep a small team's history fast among other teams' runs -----------
+
+
+def _plan(queryset) -> str:
+    """The database's plan for ``queryset`` (EXPLAIN QUERY PLAN on SQLite, EXPLAIN on PostgreSQL)."""
+    if connection.vendor == "postgresql":
+        # A test table of a few rows is cheaper to scan than to seek: make PostgreSQL show which
+        # index it would use once the table is large.
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+    return queryset.explain()
+
+
+def _busy(team, operations, other_team):
+    """The team's runs among another team's, all today."""
+    other_project = Project.objects.create(team=other_team, name="Busy")
+    others = [Operation.objects.create(project=other_project, name=f"Op {n}") for n in range(3)]
+    for operation in [*operations, *others]:
+        _runs(operation, 5, status="succeeded")
+
+
+def test_the_charts_day_query_seeks_the_teams_operations_by_date(team, operations, other_team):
+    _busy(team, operations, other_team)
+    wanted = sorted(history.team_operations(team).values_list("pk", flat=True))
+
+    plan = _plan(history.day_runs(wanted, timezone.localdate()).values("status").annotate(n=Count("pk")).order_by())
+
+    assert "run_by_operation_queued" in plan, plan
+    for status_plan in (_plan(history.day_runs(wanted, timezone.localdate(), "failed")),):
+        assert "run_by_operation_queued" in status_plan or "run_by_operation_status" in status_plan, status_plan
+
+
+def test_a_date_range_page_seeks_the_teams_operations_not_every_run(team, operations, other_team):
+    _busy(team, operations, other_team)
+    since = history.start_of(timezone.localdate() - timedelta(days=6))
+
+    runs = history.team_runs(team).filter(queued_at__gte=since).order_by("-pk")[: history.PAGE_SIZE + 1]
+    plan = _plan(runs)
+
+    assert "run_by_operation" in plan, plan  # one of the (operation, ...) indexes
+    if connection.vendor == "sqlite":
+        assert "SCAN designer_run" not in plan.replace("SCAN designer_run USING", ""), plan
+    # The same query, whatever the history holds: one query for the page.
+    with CaptureQueriesContext(connection) as queries:
+        history.page(history.team_runs(team).filter(queued_at__gte=since))
+    assert len(queries) == 1
+
+
+def test_active_runs_are_found_by_status_not_by_walking_the_history(project, operations):
+    _runs(operations[0], 5, status="succeeded")
+    _runs(operations[0], 1, status="running")
+
+    plan = _plan(Run.objects.filter(operation__project=project, status__in=["queued", "running"]))
+
+    # The status index holds the few runs still going apart (a partial index would add nothing here).
+    assert "run_by_status" in plan or "run_by_operation_status" in plan, plan
