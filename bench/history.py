@@ -79,42 +79,84 @@ from designer.models import Membership, Operation, Project, Role, Run, Team  # n
 
 SMALL_RUNS = 1_000
 OPERATIONS = 10
+OTHER_OPERATIONS = 3  # per other team
 BATCH = 50_000
+RANGE_DAYS = 7
 SPAN = timedelta(days=30)
 # Mostly fine, as in life; every status occurs.
 STATUSES = ["succeeded"] * 90 + ["partial"] * 5 + ["failed"] * 4 + ["cancelled"]
 
 
-def _row(n: int, total: int, operations: list[int], start, alias: str) -> tuple:
+COLUMNS = ("operation_id", "trigger", "status", "queued_at", "started_at", "finished_at", "read_count",
+           "sent_count", "skipped_count", "failed_count", "message", "cancel_requested", "worker")
+
+
+def _row(n: int, total: int, operation: int, start) -> tuple:
     """Run number ``n`` of ``total``: ids grow with time, as they do when runs are created."""
     queued = start + SPAN * (n / total)
     status = STATUSES[n % len(STATUSES)]
     read = n % 7
     failed = read if status == "failed" else (1 if status == "partial" and read else 0)
     sent = read - failed
-    adapt = connections[alias].ops.adapt_datetimefield_value
-    return (operations[n % len(operations)], "schedule", status, adapt(queued),
-            adapt(queued + timedelta(seconds=1)), adapt(queued + timedelta(seconds=3)),
+    return (operation, "schedule", status, queued, queued + timedelta(seconds=1), queued + timedelta(seconds=3),
             read, sent, 0, failed, f"{read} read, {sent} sent, 0 skipped, {failed} failed", False, "bench")
 
 
-def fill(alias: str, count: int, operations: list[int]) -> None:
-    """Insert ``count`` runs with raw batched inserts: the ORM would take minutes for a million."""
-    table = Run._meta.db_table
-    columns = ("operation_id", "trigger", "status", "queued_at", "started_at", "finished_at", "read_count",
-               "sent_count", "skipped_count", "failed_count", "message", "cancel_requested", "worker")
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"  # noqa: S608
+def fill(alias: str, own: list[int], own_runs: int, others: list[int], other_runs: int) -> None:
+    """``own_runs`` runs of the bench team's operations spread evenly among ``other_runs`` of the
+    ``others``: raw batched inserts on SQLite, COPY on PostgreSQL (the ORM would take minutes)."""
+    total = own_runs + other_runs
+    every = total / own_runs if own_runs else 0
+    own_positions = {int(i * every) for i in range(own_runs)} if own_runs else set()
     start = timezone.now() - SPAN
-    for first in range(0, count, BATCH):
-        rows = [_row(n, count, operations, start, alias) for n in range(first, min(first + BATCH, count))]
-        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
-            cursor.executemany(sql, rows)
+    counters = [0, 0]
+
+    def operation(n: int) -> int:
+        mine = n in own_positions or not others
+        pool = own if mine else others
+        counters[mine] += 1
+        return pool[counters[mine] % len(pool)]
+
+    connection = connections[alias]
+    for first in range(0, total, BATCH):
+        rows = [_row(n, total, operation(n), start) for n in range(first, min(first + BATCH, total))]
+        with transaction.atomic(using=alias), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                with cursor.cursor.copy(f"COPY {Run._meta.db_table} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                adapt = connection.ops.adapt_datetimefield_value
+                sql = (f"INSERT INTO {Run._meta.db_table} ({', '.join(COLUMNS)}) "  # noqa: S608
+                       f"VALUES ({', '.join(['%s'] * len(COLUMNS))})")
+                cursor.executemany(sql, [(*r[:3], adapt(r[3]), adapt(r[4]), adapt(r[5]), *r[6:]) for r in rows])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")  # what any database that has run a while has: statistics
 
 
-def prepare(alias: str, runs: int) -> tuple[Team, Client, list[int]]:
+def other_teams(count: int) -> list[int]:
+    """``count`` teams with a project and ``OTHER_OPERATIONS`` operations each, in bulk; their operation ids."""
+    if not count:
+        return []
+    teams = Team.objects.bulk_create([Team(name=f"Other {n}", slug=f"other-{n}") for n in range(count)],
+                                     batch_size=500)
+    projects = Project.objects.bulk_create([Project(team=team, name="Work") for team in teams], batch_size=500)
+    operations = Operation.objects.bulk_create(
+        [Operation(project=project, name=f"Operation {n}") for project in projects for n in range(OTHER_OPERATIONS)],
+        batch_size=500)
+    if operations[0].pk is None:  # a database that does not return ids from bulk inserts
+        return list(Operation.objects.exclude(project__team__name="Bench").values_list("pk", flat=True))
+    return [o.pk for o in operations]
+
+
+def prepare(alias: str, runs: int, teams: int) -> tuple[Team, Client, list[int]]:
+    """The bench team (a viewer, ``OPERATIONS`` operations and ``SMALL_RUNS`` runs) and, in the large
+    database, ``runs`` runs of ``teams`` other teams (or ``runs`` more of its own with ``teams`` 0)."""
     Router.alias = alias
     call_command("migrate", database=alias, verbosity=0)
-    if alias == LARGE:
+    began = time.perf_counter()
+    others = other_teams(teams if alias == LARGE else 0)
+    if alias == LARGE and not teams:
         # Another team first, so the two bench teams differ in id, and so in the chart's cache keys.
         Team.objects.create(name="Someone else")
     team = Team.objects.create(name="Bench")
@@ -122,9 +164,16 @@ def prepare(alias: str, runs: int) -> tuple[Team, Client, list[int]]:
     Membership.objects.create(team=team, user=user, role=Role.VIEWER)
     project = Project.objects.create(team=team, name="Bench")
     operations = [Operation.objects.create(project=project, name=f"Operation {n}").pk for n in range(OPERATIONS)]
-    began = time.perf_counter()
-    fill(alias, runs, operations)
-    print(f"filled {runs:,} runs in {time.perf_counter() - began:.1f} s", flush=True)
+    if alias != LARGE:
+        fill(alias, operations, SMALL_RUNS, [], 0)
+    elif teams:
+        fill(alias, operations, SMALL_RUNS, others, runs)
+    else:
+        fill(alias, operations, runs, [], 0)
+    total = Run.objects.count()
+    mine = Run.objects.filter(operation__project__team=team).count()
+    print(f"{alias}: {total:,} runs ({mine:,} of the bench team, {teams if alias == LARGE else 0:,} other teams) "
+          f"in {time.perf_counter() - began:.1f} s", flush=True)
     client = Client()
     client.force_login(user)
     return team, client, operations
@@ -141,15 +190,22 @@ def pages(team: Team, client: Client, operations: list[int]) -> dict[str, Callab
             return response
         return call
 
+    deep = Run.objects.filter(operation_id__in=operations).order_by("-pk").values_list("pk", flat=True)[600]
+    until = timezone.localdate() - timedelta(days=3)
+    week = f"since={until - timedelta(days=RANGE_DAYS - 1):%Y-%m-%d}&until={until:%Y-%m-%d}"
     return {
         "history": get(runs_url),
+        f"history, {RANGE_DAYS}-day range": get(f"{runs_url}?{week}"),
+        f"history, {RANGE_DAYS} days, failed": get(f"{runs_url}?{week}&status=failed"),
         "history, status=failed": get(f"{runs_url}?status=failed"),
         "history, one operation": get(f"{runs_url}?operation={operations[3]}"),
-        "history, deep page (?before=)": get(f"{runs_url}?before=600"),
+        # 600 runs back in the team's own history, wherever that is among the ids.
+        "history, deep page (?before=)": get(f"{runs_url}?before={deep}"),
         # The page's own query, without the request around it: what the database does.
         "its runs query alone": lambda: history.page(history.team_runs(team)),
         "chart (loaded beside the page)": get(chart_url),
         "chart, first view of the day": get(chart_url),
+        f"chart, {RANGE_DAYS}-day range, first view": get(f"{chart_url}?{week}"),
     }
 
 
@@ -178,20 +234,22 @@ def measure(calls: dict[str, Callable[[], object]], repeat: int, cold: bool) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=1_000_000, help="runs in the large database (other teams')")
+    parser.add_argument("--teams", type=int, default=1_000,
+                        help="other teams those runs belong to; 0: they are all the bench team's")
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
 
     try:
-        compare(args.runs, args.repeat)
+        compare(args.runs, args.teams, args.repeat)
     finally:
         if TEMPORARY:
             shutil.rmtree(TEMPORARY, ignore_errors=True)
 
 
-def compare(runs: int, repeat: int) -> None:
-    small = pages(*prepare("default", SMALL_RUNS))
-    large = pages(*prepare(LARGE, runs))
+def compare(runs: int, teams: int, repeat: int) -> None:
+    small = pages(*prepare("default", SMALL_RUNS, 0))
+    large = pages(*prepare(LARGE, runs, teams))
     print(f"\n{'page':31} {'1k runs: best / median':>27} {f'{runs:,} runs: best / median':>29} "
           f"{'ratio':>6} (best)")
     worst = 0.0

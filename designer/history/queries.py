@@ -3,7 +3,7 @@
 Every query here costs what one page shows, not what the table holds, so the history stays fast
 at a million runs: pages are keyset-paged on the primary key (``?before=<id>`` / ``?after=<id>``,
 never OFFSET) and nothing counts the whole table; the chart counts day by day over the
-``queued_at`` index and keeps the days that can no longer change.
+``(operation, queued_at)`` index and keeps the days that can no longer change.
 """
 
 from __future__ import annotations
@@ -32,10 +32,13 @@ RUN_PAGE_ROWS = 500
 
 
 def team_runs(team: Team, project: Project | None = None) -> QuerySet[Run]:
-    """The runs a member of ``team`` may see (of one project when given)."""
-    runs = Run.objects.filter(operation__project__team=team)
-    if project is not None:
-        runs = runs.filter(operation__project=project)
+    """The runs a member of ``team`` may see (of one project when given).
+
+    Narrowed by the team's operation ids (a subquery), not by a join to its projects: the database
+    then seeks each operation's runs in the ``(operation, ...)`` indexes, so a small team's page
+    costs what its own runs cost however many runs other teams have.
+    """
+    runs = Run.objects.filter(operation_id__in=team_operations(team, project).values("pk"))
     return runs.select_related("operation__project")
 
 
@@ -180,16 +183,16 @@ def per_day(operations: QuerySet[Operation], days: int = CHART_DAYS, today: date
             cache_key: str = "", *, last: date | None = None, status: str = "") -> list[DayCounts]:
     """Runs by status and messages by outcome of ``operations``, for each of the last ``days`` days.
 
-    Each day is one query over its range of the ``queued_at`` index, grouped by operation and
-    status and narrowed to ``operations`` here rather than in SQL: a condition on the operation
-    (or a date expression to group by) makes SQLite walk every run of the team instead of one day's.
+    Each day is one query, grouped by status, over the ``(operation, queued_at)`` index: for each
+    of ``operations`` the day's range of its runs, so other teams' runs are never read (no date
+    expression to group by: that would make the database walk every run of the team instead).
     A past day whose runs have all ended no longer changes, so with ``cache_key`` (naming the team
     and the filters) it is kept in the cache and only today is counted again: at a million runs in
     30 days the chart costs what one day's runs cost, not what the table holds.
     """
     today = today or timezone.localdate()
     last = last or today
-    wanted = set(operations.values_list("pk", flat=True))
+    wanted = sorted(operations.values_list("pk", flat=True))
     result = []
     for n in range(days - 1, -1, -1):
         day = last - timedelta(days=n)
@@ -203,19 +206,26 @@ def per_day(operations: QuerySet[Operation], days: int = CHART_DAYS, today: date
     return result
 
 
-def _day_counts(operations: set[int], day: date, status: str = "") -> DayCounts:
+def day_runs(operations: list[int], day: date, status: str = "") -> QuerySet[Run]:
+    """The runs of ``operations`` queued on ``day`` (of one status when given): a range of the
+    ``(operation, queued_at)`` index per operation."""
+    runs = Run.objects.filter(operation_id__in=operations, queued_at__gte=start_of(day),
+                              queued_at__lt=start_of(day + timedelta(days=1)))
+    return runs.filter(status=status) if status else runs
+
+
+def _day_counts(operations: list[int], day: date, status: str = "") -> DayCounts:
     counts = DayCounts(day)
+    if not operations:
+        return counts
     rows = (
-        Run.objects.filter(queued_at__gte=start_of(day), queued_at__lt=start_of(day + timedelta(days=1)))
-        .values("operation_id", "status")
+        day_runs(operations, day, status).values("status")
         .annotate(runs=Count("pk"), sent=Sum("sent_count"), skipped=Sum("skipped_count"),
                   failed=Sum("failed_count"))
         .order_by()
     )
     for row in rows:
-        if row["operation_id"] not in operations or (status and row["status"] != status):
-            continue
-        counts.runs[row["status"]] = counts.runs.get(row["status"], 0) + row["runs"]
+        counts.runs[row["status"]] = row["runs"]
         for outcome, _ in MESSAGE_OUTCOMES:
             counts.messages[outcome] = counts.messages.get(outcome, 0) + (row[outcome] or 0)
     return counts

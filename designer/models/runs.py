@@ -49,6 +49,10 @@ class Run(models.Model):
             models.Index(fields=["operation", "-id"], name="run_by_operation"),
             models.Index(fields=["status", "-id"], name="run_by_status"),
             models.Index(fields=["queued_at"], name="run_by_queued_at"),
+            # A team's history filtered by status or by dates, and its chart's days: a seek per
+            # operation of the team, never a walk through other teams' runs.
+            models.Index(fields=["operation", "status", "-id"], name="run_by_operation_status"),
+            models.Index(fields=["operation", "queued_at"], name="run_by_operation_queued"),
         ]
 
     def __str__(self) -> str:

@@ -1,12 +1,14 @@
 """The run history (filters, keyset pages, chart), source health and project import in the browser."""
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -407,3 +409,77 @@ def test_the_chart_keeps_past_days_that_can_no_longer_change(team, operations):
     assert history.per_day(scope, cache_key="t")[-2].runs == {"succeeded": 1, "failed": 1}
     _runs(operations[0], 1, status="queued")
     assert history.per_day(scope, cache_key="t")[-1].runs == {"queued": 1}  # today is always counted
+
+
+# -- query plans: the indexes that keep a small team's history fast among other teams' runs -----------
+
+
+def _plan(queryset) -> str:
+    """The database's plan for ``queryset`` (EXPLAIN QUERY PLAN on SQLite, EXPLAIN on PostgreSQL)."""
+    if connection.vendor == "postgresql":
+        # A test table of a few rows is cheaper to scan than to seek: make PostgreSQL show which
+        # index it would use once the table is large.
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+    return queryset.explain()
+
+
+def _seeks_by_operation(plan: str) -> bool:
+    """Whether the runs are found through an index led by the operation (a seek per operation of
+    the team), rather than by walking a range that holds every team's runs."""
+    if connection.vendor == "postgresql":
+        # "= ANY (ids)", or "= designer_operation.id" in a nested loop over the team's operations.
+        return re.search(r"on designer_run .*\n\s+Index Cond: \(+operation_id = ", plan) is not None
+    return "USING INDEX run_by_operation" in plan and "(operation_id=?" in plan
+
+
+def _busy(team, operations, other_team):
+    """The team's few runs among many of another team's, all today; on PostgreSQL with the statistics
+    autovacuum keeps (it plans by them; SQLite has none unless ANALYZE is run, and a test table of
+    900 rows would make a scan look cheapest)."""
+    other_project = Project.objects.create(team=other_team, name="Busy")
+    others = [Operation.objects.create(project=other_project, name=f"Op {n}") for n in range(3)]
+    for operation in operations:
+        _runs(operation, 5, status="succeeded")
+    for operation in others:
+        _runs(operation, 300, status="succeeded")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {Run._meta.db_table}")
+
+
+def test_the_charts_day_query_seeks_the_teams_operations_by_date(team, operations, other_team):
+    _busy(team, operations, other_team)
+    wanted = sorted(history.team_operations(team).values_list("pk", flat=True))
+
+    plan = _plan(history.day_runs(wanted, timezone.localdate()).values("status").annotate(n=Count("pk")).order_by())
+    status_plan = _plan(history.day_runs(wanted, timezone.localdate(), "succeeded"))
+
+    assert _seeks_by_operation(plan), plan
+    assert _seeks_by_operation(status_plan), status_plan
+    if connection.vendor == "sqlite":  # no statistics to weigh: the index made for it
+        assert "run_by_operation_queued (operation_id=? AND queued_at>? AND queued_at<?)" in plan, plan
+
+
+def test_a_date_range_page_seeks_the_teams_operations_not_every_run(team, operations, other_team):
+    _busy(team, operations, other_team)
+    since = history.start_of(timezone.localdate() - timedelta(days=6))
+
+    runs = history.team_runs(team).filter(queued_at__gte=since).order_by("-pk")[: history.PAGE_SIZE + 1]
+    plan = _plan(runs)
+
+    assert _seeks_by_operation(plan), plan
+    # The same query, whatever the history holds: one query for the page.
+    with CaptureQueriesContext(connection) as queries:
+        history.page(history.team_runs(team).filter(queued_at__gte=since))
+    assert len(queries) == 1
+
+
+def test_active_runs_are_found_by_an_index_not_by_walking_the_history(project, operations):
+    _runs(operations[0], 5, status="succeeded")
+    _runs(operations[0], 1, status="running")
+
+    plan = _plan(Run.objects.filter(operation__project=project, status__in=["queued", "running"]))
+
+    # By status or by operation, the existing indexes find them: a partial index would add nothing.
+    assert "SCAN designer_run\n" not in plan + "\n" and "Seq Scan on designer_run" not in plan, plan

@@ -1,27 +1,32 @@
 """Send Email record in, message out (SPEC §4): ``build_message`` gives an ``OutgoingMessage`` for SMTP.
 
-The fields are checked by ``fields``; the attachments are encoded while being sent, by ``wire``.
+The fields are checked by ``fields``; the header values are written in wire form by
+``outgoing_headers`` (not by the email package's header registry, which parses and refolds every
+value: most of the cost of a message); the attachments are encoded while being sent, by ``wire``.
 """
 
 from __future__ import annotations
 
+import binascii
+import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.headerregistry import HeaderRegistry
-from email.message import EmailMessage
-from email.policy import SMTP
+from email.headerregistry import Address, HeaderRegistry
+from email.message import EmailMessage, MIMEPart
+from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
-from connectors.email.message import wire
+from connectors.email.message import outgoing_headers, wire
+from connectors.email.message.codec import encode_lines
 from connectors.email.message.fields import (
     InvalidMessage,
     ascii_domain,
     checked_attachments,
     checked_body,
     custom_headers,
-    header_address,
     header_text,
     mailboxes,
     outgoing_ids,
@@ -66,8 +71,8 @@ class OutgoingMessage:
 class _HeaderClasses(HeaderRegistry):
     """The stdlib's header registry, with each header class made once rather than at every header.
 
-    The stock ``__getitem__`` creates a new class each time a header is set; those classes live
-    in reference cycles, so a run building thousands of messages piles them up until the garbage
+    The stock ``__getitem__`` creates a new class each time a header is read; those classes live
+    in reference cycles, so a preview reading thousands of headers piles them up until the garbage
     collector's rare full pass.
     """
 
@@ -82,8 +87,36 @@ class _HeaderClasses(HeaderRegistry):
         return self._made[kind]
 
 
-# 7-bit so that no server without 8BITMIME can refuse or mangle the message.
-_SEND_POLICY = SMTP.clone(cte_type="7bit", header_factory=_HeaderClasses())
+# What the generator reads while flattening: kept as text, since parsing them at every message
+# through the registry is the cost this module avoids. Every other header is parsed only when
+# someone reads it (a preview, a test), as the stdlib would.
+_STRUCTURAL = frozenset({"content-type", "content-transfer-encoding", "mime-version"})
+_FOLDED_BREAK = re.compile(r"\r(?!\n)|\r?\n(?![ \t])")
+
+
+class _WirePolicy(EmailPolicy):
+    """Headers are stored as given: ``outgoing_headers`` has already written them in wire form."""
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, str]:
+        if not isinstance(value, str):
+            raise TypeError(f"{name}: set outgoing headers as text from outgoing_headers, not {type(value).__name__}")
+        if ("\n" in value or "\r" in value) and _FOLDED_BREAK.search(value):
+            raise outgoing_headers.HeaderInjection(f"{name}: a line break that does not fold the value")
+        return name, value
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if name.lower() in _STRUCTURAL:
+            return value.replace("\r\n", "").replace("\n", "")
+        return super().header_fetch_parse(name, value)
+
+    def header_max_count(self, name: str) -> None:
+        return None  # the one header a record could repeat (Sender, Orig-Date) is checked in build_message
+
+
+# 7-bit so that no server without 8BITMIME can refuse or mangle the message; lines are written as
+# ``outgoing_headers`` folded them, never refolded.
+_SEND_POLICY = _WirePolicy(linesep="\r\n", cte_type="7bit", header_factory=_HeaderClasses(), refold_source="none")
+_UNIQUE_CUSTOM = {"sender": "Sender", "orig-date": "Orig-Date"}
 
 
 def build_message(
@@ -122,47 +155,24 @@ def build_message(
     message_id = make_msgid(domain=domain)
     message["Message-ID"] = message_id
     message["Date"] = format_datetime(datetime.now(UTC))
-    message["From"] = header_address(senders[0])
+    message["From"] = outgoing_headers.addresses("From", [(senders[0].name, senders[0].address)])
     for header, boxes in (("To", to), ("Cc", cc), ("Reply-To", reply_to)):
         if boxes:
-            message[header] = [header_address(m) for m in boxes]
-    message["Subject"] = subject
+            message[header] = outgoing_headers.addresses(header, [(m.name, m.address) for m in boxes])
+    message["Subject"] = outgoing_headers.unstructured("Subject", subject)
     if in_reply_to:
-        message["In-Reply-To"] = " ".join(in_reply_to)
+        message["In-Reply-To"] = outgoing_headers.message_ids("In-Reply-To", in_reply_to)
     if references:
-        message["References"] = " ".join(references)
-    for name, value in custom:
-        try:
-            message[name] = value
-        except ValueError:  # a second Sender: the registry allows one
-            raise InvalidMessage("headers", f"only one {name} header is allowed") from None
+        message["References"] = outgoing_headers.message_ids("References", references)
+    _set_custom(message, custom)
+    message["MIME-Version"] = "1.0"
 
-    if html and text:
-        message.set_content(text)
-        message.add_alternative(html, subtype="html")
-    elif html:
-        message.set_content(html, subtype="html")
-    else:
-        message.set_content(text)
     token = wire.new_placeholder_token()
     streamed: list[bytes] = []
-    for filename, content_type, data in attachments:
-        maintype, subtype = content_type.split("/")
-        inline = maintype == "message" and _seven_bit(data)
-        if maintype == "message" and not inline:
-            # RFC 2046 allows no base64 in a message/* body, and this message is 7-bit (no 8BITMIME
-            # needed): an 8-bit or long-lined one travels as octets, under its own file name.
-            maintype, subtype = "application", "octet-stream"
-        message.add_attachment(b"", maintype=maintype, subtype=subtype, filename=filename)
-        part = message.get_payload()[-1]
-        if inline:
-            # A forwarded message or delivery report goes as it is, 7bit, as RFC 2046 asks.
-            part.replace_header("Content-Transfer-Encoding", "7bit")
-            part.set_payload(data.decode("ascii"))
-        else:
-            # Encoded while it is sent (``wire``): the part holds a placeholder meanwhile.
-            part.set_payload(wire.placeholder(token, len(streamed)))
-            streamed.append(data)
+    body = _body(message if not attachments else MIMEPart(policy=_SEND_POLICY), text, html)
+    if attachments:
+        parts = [body, *(_attachment(token, streamed, *attachment) for attachment in attachments)]
+        _multipart(message, "mixed", parts)
 
     recipients: dict[str, str] = {}
     for mailbox in (*to, *cc, *bcc):
@@ -171,6 +181,77 @@ def build_message(
         message=message, sender=senders[0].address, recipients=list(recipients.values()), message_id=message_id,
         attachments=tuple(streamed), placeholder_token=token,
     )
+
+
+def _set_custom(message: EmailMessage, custom: list[tuple[str, str | list[Address] | datetime]]) -> None:
+    seen: set[str] = set()
+    for name, value in custom:
+        lower = name.lower()
+        if lower in _UNIQUE_CUSTOM:
+            if lower in seen:
+                raise InvalidMessage("headers", f"only one {_UNIQUE_CUSTOM[lower]} header is allowed")
+            seen.add(lower)
+        if isinstance(value, datetime):
+            message[name] = format_datetime(value)
+        elif isinstance(value, list):
+            message[name] = outgoing_headers.addresses(name, [(a.display_name, a.addr_spec) for a in value])
+        else:
+            message[name] = outgoing_headers.unstructured(name, value)
+
+
+def _body(part: MIMEPart, text: str, html: str) -> MIMEPart:
+    """``part`` holding the text, the HTML, or both as multipart/alternative."""
+    if html and text:
+        _multipart(part, "alternative", [_text(MIMEPart(policy=_SEND_POLICY), "plain", text),
+                                         _text(MIMEPart(policy=_SEND_POLICY), "html", html)])
+        return part
+    return _text(part, "html", html) if html else _text(part, "plain", text)
+
+
+def _multipart(part: MIMEPart, subtype: str, parts: list[MIMEPart]) -> None:
+    # A boundary of our own: 128 random bits cannot occur in the parts by chance, and "=_" cannot
+    # occur in quoted-printable or base64 text at all; the generator then has nothing to search.
+    part["Content-Type"] = f'multipart/{subtype};\r\n boundary="=_{secrets.token_hex(16)}"'
+    part.set_payload(parts)
+
+
+def _text(part: MIMEPart, subtype: str, body: str) -> MIMEPart:
+    """A text part, its body encoded once: 7bit when it can be, else quoted-printable or base64,
+    whichever is shorter (the email package's choice, made without its per-line Python code)."""
+    data = b"\n".join(body.encode("utf-8").splitlines()) + b"\n"
+    if data.isascii() and all(len(line) <= 78 for line in data.split(b"\n")):
+        cte, payload = "7bit", data.decode("ascii")
+    else:
+        quoted = binascii.b2a_qp(data, istext=True)
+        if len(quoted) <= wire.base64_size(len(data)):
+            cte, payload = "quoted-printable", quoted.decode("ascii")
+        else:
+            cte, payload = "base64", encode_lines(data, line_break=b"\n").decode("ascii") + "\n"
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    part["Content-Transfer-Encoding"] = cte
+    part.set_payload(payload)
+    return part
+
+
+def _attachment(token: str, streamed: list[bytes], filename: str, content_type: str, data: bytes) -> MIMEPart:
+    part = MIMEPart(policy=_SEND_POLICY)
+    maintype = content_type.split("/")[0]
+    inline = maintype == "message" and _seven_bit(data)
+    if maintype == "message" and not inline:
+        # RFC 2046 allows no base64 in a message/* body, and this message is 7-bit (no 8BITMIME
+        # needed): an 8-bit or long-lined one travels as octets, under its own file name.
+        content_type = "application/octet-stream"
+    part["Content-Type"] = content_type
+    part["Content-Transfer-Encoding"] = "7bit" if inline else "base64"
+    part["Content-Disposition"] = outgoing_headers.disposition(filename)
+    if inline:
+        # A forwarded message or delivery report goes as it is, 7bit, as RFC 2046 asks.
+        part.set_payload(data.decode("ascii"))
+    else:
+        # Encoded while it is sent (``wire``): the part holds a placeholder meanwhile.
+        part.set_payload(wire.placeholder(token, len(streamed)))
+        streamed.append(data)
+    return part
 
 
 def _seven_bit(data: bytes) -> bool:

@@ -1,0 +1,55 @@
+"""How long building outgoing messages takes: ``build_message`` and its wire form, 1000 messages.
+
+    .venv/bin/python bench/build.py [--messages 1000] [--repeat 5]
+
+The records are what bench/forward.py's operation gives for its ~5 KB messages (a sender, one
+recipient, a subject with non-ASCII text, a ~5 KB text body, a custom header, a Reply-To with a
+display name). No database, no network: the cost of building alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from connectors.email.message.build import build_message  # noqa: E402
+
+PARAGRAPH = "The printer on the third floor is jammed again; please send someone.\n" * 70  # ~5 KB
+
+
+def records(count: int) -> list[dict]:
+    return [{"from": "support@example.com", "to": "helpdesk@example.com",
+             "subject": f"Fwd: Question {n} — Grüße", "text": PARAGRAPH,
+             "reply_to": f"Customer {n} <customer{n}@example.org>",
+             "headers": [["X-Mailwright-Source", f"<q{n}@example.org>"]]} for n in range(count)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    batch = records(args.messages)
+    for record in batch[:20]:  # imports and caches warmed up
+        b"".join(build_message(record, message_id_domain="example.com").to_wire().chunks())
+    built, flattened = [], []
+    for _ in range(args.repeat):
+        started = time.perf_counter()
+        outgoing = [build_message(record, message_id_domain="example.com") for record in batch]
+        middle = time.perf_counter()
+        for out in outgoing:
+            b"".join(out.to_wire().chunks())
+        built.append(middle - started)
+        flattened.append(time.perf_counter() - middle)
+    print(f"{args.messages} messages, median of {args.repeat}: build_message {statistics.median(built):.2f} s, "
+          f"to_wire {statistics.median(flattened):.2f} s, "
+          f"together {statistics.median(b + f for b, f in zip(built, flattened, strict=True)):.2f} s")
+
+
+if __name__ == "__main__":
+    main()
