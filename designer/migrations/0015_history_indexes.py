@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('designer', '0012_stall_warnings'),
+        ('designer', '0014_delivered_summary'),
     ]
 
     operations = [
