@@ -167,7 +167,8 @@ def build_message(
     _set_custom(message, custom)
     message["MIME-Version"] = "1.0"
 
-    token = wire.new_placeholder_token()
+    # Only a message with attachments has placeholders to find (and the token costs a urandom call).
+    token = wire.new_placeholder_token() if attachments else ""
     streamed: list[bytes] = []
     body = _body(message if not attachments else MIMEPart(policy=_SEND_POLICY), text, html)
     if attachments:

@@ -58,6 +58,8 @@ class Wire:
 def flatten(message: Message, token: str, attachments: Sequence[bytes]) -> Wire:
     """``message`` (whose attachment parts hold ``placeholder(token, i)``) with ``attachments`` in place."""
     text = _flatten(message)
+    if not attachments:
+        return Wire((text,), (), len(text))
     needle = token.encode("ascii") + b"-"
     pieces: list[bytes | int] = []
     size = 0
