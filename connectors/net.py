@@ -95,9 +95,8 @@ def denied_by(
     """
     address = ipaddress.ip_address(ip.split("%", 1)[0])  # drop an IPv6 zone id ("fe80::1%eth0")
     candidates: list[IPAddress] = [address]
-    # ::ffff:10.0.0.5 reaches the IPv4 address on a dual-stack socket: judge it as IPv4 too.
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        candidates.append(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        candidates += _embedded_ipv4(address)
     denied = denied_networks() if networks is None else networks
     opened = allowed_networks() if allowed is None else allowed
     for candidate in candidates:
@@ -110,6 +109,16 @@ def denied_by(
             ):
                 return network
     return None
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries, each judged as well: ::ffff:10.0.0.5 reaches the
+    IPv4 address on a dual-stack socket, and 6to4 (2002::/16), Teredo (2001::/32) and the old
+    IPv4-compatible form (::a.b.c.d) lead to the IPv4 address written inside them."""
+    embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    if int(address) >> 32 == 0 and int(address) > 1:  # ::a.b.c.d (:: and ::1 are denied themselves)
+        embedded.append(ipaddress.IPv4Address(int(address)))
+    return [ip for ip in embedded if ip is not None]
 
 
 def refusal_reason(network: IPNetwork) -> str:

@@ -106,6 +106,23 @@ def test_it_checks_an_ipv4_mapped_ipv6_address_as_ipv4() -> None:
     assert net.denied_by("::ffff:127.0.0.1") == ipaddress.ip_network("127.0.0.0/8")
 
 
+@pytest.mark.parametrize(("ip", "network"), [
+    ("2002:a9fe:a9fe::1", "169.254.169.254/32"),  # 6to4 of the metadata address
+    ("2002:7f00:1::", "127.0.0.0/8"),  # 6to4 of loopback
+    ("2001:0:4136:e378:8000:63bf:f5ff:fffa", "10.0.0.0/8"),  # Teredo, client 10.0.0.5 (stored inverted)
+    ("::10.0.0.5", "10.0.0.0/8"),  # IPv4-compatible (deprecated, still parsed)
+])
+def test_it_judges_the_ipv4_address_inside_6to4_teredo_and_compatible_addresses(ip: str, network: str) -> None:
+    assert net.denied_by(ip) == ipaddress.ip_network(network)
+
+
+def test_it_refuses_a_host_that_resolves_to_a_6to4_address_of_a_private_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", FakeResolver(["2002:c0a8:0101::1"]))
+
+    with pytest.raises(ConnectorError, match="tunnel.example.com resolves to a private"):
+        net.resolve("tunnel.example.com", 993, timeout=5)
+
+
 def test_allowed_networks_win_over_broader_denied_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     _allow(monkeypatch, "10.1.2.0/24", "127.0.0.0/8")
 
