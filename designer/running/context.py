@@ -130,6 +130,8 @@ class RunContext:
             raise RunAborted("lost the run's lease (the worker stalled longer than the lease); stopping")
 
     def holds_leases(self) -> bool:
+        if self.heartbeat is not None and self.heartbeat.vouches():
+            return True
         return leases.holds(self.lease_keys, self.holder, self.token)
 
     def fence(self) -> None:

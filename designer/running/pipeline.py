@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent import futures
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,6 +32,7 @@ from designer.running import watchdog
 from designer.running.acks import Acknowledgements, PendingAck
 from designer.running.context import Endpoint, RunAborted, RunContext, fault_point
 from designer.running.ledger import CARRIED_OVER, Ledger, earlier_epoch_row, ledger_rows
+from designer.running.outbox import Outbox
 from designer.running.transform import transform
 
 log = logging.getLogger(__name__)
@@ -39,13 +41,15 @@ log = logging.getLogger(__name__)
 # trying every remaining message would only delay the next run.
 TRANSIENT_STREAK_LIMIT = 3
 # While the target takes one message the next ones are read, mapped and built: up to this many
-# messages, of which one at most larger than LOOKAHEAD_MAX_BYTES and the others that much together.
-# Memory then holds one large message, never two.
-LOOKAHEAD_MAX_MESSAGES = 16
-LOOKAHEAD_MAX_BYTES = 256 * 1024
+# messages, of which one at most larger than LARGE_MESSAGE_BYTES and the others, with the batch
+# being downloaded, LOOKAHEAD_MAX_BYTES together. Memory then holds one large message, never two.
+LOOKAHEAD_MAX_MESSAGES = 64
+LARGE_MESSAGE_BYTES = 256 * 1024
+LOOKAHEAD_MAX_BYTES = 512 * 1024
 # The ledger is written for this many messages at a time (their "sending" rows in one commit, the
-# "sent" ones with them), or for fewer when the sender would otherwise wait.
-LEDGER_GROUP = 8
+# "sent" ones with them), or for fewer once the oldest of them waited LEDGER_GROUP_SECONDS.
+LEDGER_GROUP = 16
+LEDGER_GROUP_SECONDS = 0.02
 # Rows a later run delivers (again): never sent, maybe sent (under the Message-ID they keep), or failed for now.
 # The sender's answer is awaited in slices of this many seconds, due acknowledgements applied between them.
 AWAIT_SLICE = 0.5
@@ -67,7 +71,7 @@ class Ready:
     sending: LedgerEntry | None = None  # its "sending" row, once committed: only then may it be handed over
 
 
-@dataclass
+@dataclass(eq=False)
 class Flight:
     """A message the target is being given, on the sender thread; its ledger row says "sending"."""
 
@@ -107,18 +111,18 @@ class Pipeline:
         self.acks = Acknowledgements(ctx, source, self.ledger)
         # (scope, epoch) -> whether this operation delivered anything from the scope under another epoch.
         self._other_epochs: dict[tuple[str, int], bool] = {}
-        self._sender: ThreadPoolExecutor | None = None
+        self._outbox: Outbox | None = None
         # Messages the target may take at once (its connections), each on a sender thread of its own.
         self.target_slots = max(1, getattr(target, "parallelism", 1))
-        self._flights: deque[Flight] = deque()  # handed to the sender, in launch order; rows say "sending"
-        self._ready: deque[Ready] = deque()  # prepared, not yet handed to the sender (no ledger row written)
+        self._flights: deque[Flight] = deque()  # committed "sending" and queued for the senders, in order
+        self._ready: deque[Ready] = deque()  # prepared, no ledger row written yet
         self._stop: BaseException | None = None  # what stopped a wait on the sender, raised once it is landed
+        self._settled_at = time.monotonic()
 
     # -- the run as a whole -------------------------------------------------------------------
 
     def run(self) -> None:
-        with ThreadPoolExecutor(max_workers=self.target_slots,
-                                thread_name_prefix=f"{self.ctx.holder}-send") as self._sender:
+        with Outbox(self.target.write, self.target_slots, self._may_send, self.ctx.holder) as self._outbox:
             try:
                 self._deliver()
             except Exception:
@@ -185,9 +189,9 @@ class Pipeline:
         finally:
             # Whatever stops the run, a message handed over gets its outcome; the others are left.
             try:
-                self._land_all()
-            finally:
                 self._leave_ready()
+            finally:
+                self._land_all()
         if self._target_failing():
             self.ctx.log(
                 f"the target failed {self.transient_streak} messages in a row with temporary errors; "
@@ -199,45 +203,73 @@ class Pipeline:
 
     def _pump(self, wait: bool) -> None:
         """Move the pipeline on. The ledger is settled in groups (``_settle``): once ``LEDGER_GROUP``
-        ready messages wait for their "sending" rows, or when ``wait`` (then, with no connection free,
-        waiting for every flight); messages whose rows are committed are handed to the free
-        connections at every step. The run's thread, reading and building, is the slower side: a
-        sender that waits a little for a group costs less than a commit per message."""
+        ready messages wait for their "sending" rows or as many outcomes for their "sent" ones, once
+        the oldest of them waited ``LEDGER_GROUP_SECONDS``, or when ``wait`` (then, when no ready
+        message waits for its row, waiting for a group of outcomes). The senders take the committed
+        messages themselves (``Outbox``): the run's thread reads, maps and builds meanwhile."""
         if wait:
             self.ctx.checkpoint()  # a cancel or the deadline stops the run here too, not only between reads
+        self._fence_if_asked()
         if self._target_failing():
             self._leave_ready()
-        unrecorded = sum(1 for ready in self._ready if ready.sending is None)
-        if wait or unrecorded >= LEDGER_GROUP:
+        if wait or self._settle_due():
+            if wait and not self._ready:
+                self._await_group()
             landing = deque(flight for flight in self._flights if flight.future.done())
-            if wait and not landing and self._flights and (not self._ready or len(self._flights) >= self.target_slots):
-                landing.extend(self._flights)  # nothing else to do: wait for them all, then one commit
             for flight in landing:
                 self._flights.remove(flight)
-            # A time limit waits until the outcomes are recorded and the new flights are held.
+            # A time limit waits until the outcomes are recorded and the new flights are queued.
             with watchdog.deferred():
                 self._settle(landing)
-                self._launch()
-        else:
-            with watchdog.deferred():
-                self._launch()
+        if self._target_failing():
+            self._leave_ready()  # before a sender takes another message
+        if not any(flight.future.done() for flight in self._flights):
+            self._outbox.resume()
 
-    def _launch(self) -> None:
-        """Hand the ready messages whose "sending" rows are committed to the free connections, while
-        the run still holds its lease: a row committed under it does not send once another run took it."""
-        def launchable() -> bool:
-            return (bool(self._ready) and self._ready[0].sending is not None
-                    and len(self._flights) < self.target_slots and not self._target_failing())
+    def _settle_due(self) -> bool:
+        landed = sum(1 for flight in self._flights if flight.future.done())
+        if len(self._ready) >= LEDGER_GROUP or landed >= LEDGER_GROUP:
+            return True
+        return bool(self._ready or landed) and time.monotonic() - self._settled_at >= LEDGER_GROUP_SECONDS
 
-        if launchable() and not self.ctx.holds_leases():
+    def _await_group(self) -> None:
+        """Wait until ``LEDGER_GROUP`` messages have their outcome, or every one, or one had it for
+        ``LEDGER_GROUP_SECONDS``, or a failure made the senders wait for its judgement (applying due
+        acknowledgements, and noticing a cancel, meanwhile)."""
+        while True:
+            pending = [flight.future for flight in self._flights if not flight.future.done()]
+            done = len(self._flights) - len(pending)
+            if not pending or done >= LEDGER_GROUP or (done and self._outbox.paused):
+                return
+            if done and time.monotonic() - self._settled_at >= LEDGER_GROUP_SECONDS:
+                return  # what landed is recorded (and marked in the source) without waiting for the rest
+            futures.wait(pending, timeout=AWAIT_SLICE, return_when=futures.FIRST_COMPLETED)
+            self.ctx.checkpoint()  # a cancel stops what is still queued
+            self._fence_if_asked()
+            self.acks.flush_if_due()
+
+    def _may_send(self) -> bool:
+        """On a sender thread: whether the heartbeat vouches for the run's lease (else the run's thread asks)."""
+        heartbeat = self.ctx.heartbeat
+        return heartbeat is not None and heartbeat.vouches()
+
+    def _fence_if_asked(self) -> None:
+        """A sender waits because the heartbeat no longer vouches for the lease: ask the database."""
+        if not self._outbox.wants_fence:
+            return
+        holds = self.ctx.holds_leases()
+        self._outbox.fence(holds)
+        if not holds:
             raise RunAborted("lost the run's lease (another run took it); stopping before sending")
-        while launchable():
-            ready = self._ready.popleft()
-            self._flights.append(Flight(ready, ready.sending, self._sender.submit(self.target.write, ready.prepared)))
 
     def _leave_ready(self) -> None:
-        """Drop the messages built but not handed over: unsent and unrecorded, the next run reads them again."""
-        self.ctx.bump(read_count=-len(self._ready))
+        """Drop the messages not handed over: built but unrecorded, the next run reads them again;
+        queued with their "sending" row committed, the next run sends them under the same Message-ID."""
+        self._outbox.cancel_queued()
+        queued = [flight for flight in self._flights if flight.future.cancelled()]
+        for flight in queued:
+            self._flights.remove(flight)
+        self.ctx.bump(read_count=-len(self._ready) - len(queued))
         self._ready.clear()
 
     def _drain(self) -> None:
@@ -269,9 +301,9 @@ class Pipeline:
             return False
         if len(held) >= LOOKAHEAD_MAX_MESSAGES:
             return True
-        if size > LOOKAHEAD_MAX_BYTES:  # a large message: never beside another
-            return max(held) > LOOKAHEAD_MAX_BYTES
-        return sum(n for n in held if n <= LOOKAHEAD_MAX_BYTES) + size > LOOKAHEAD_MAX_BYTES
+        if size > LARGE_MESSAGE_BYTES:  # a large message: never beside another
+            return max(held) > LARGE_MESSAGE_BYTES
+        return sum(n for n in held if n <= LARGE_MESSAGE_BYTES) + size > LOOKAHEAD_MAX_BYTES
 
     # -- one message ----------------------------------------------------------------------------
 
@@ -377,7 +409,8 @@ class Pipeline:
             self._flights.extendleft(reversed(landing))  # not asked yet: landed when the run ends
             self._record_delivered(delivered)
             raise
-        pending = [ready for ready in self._ready if ready.sending is None]
+        self._settled_at = time.monotonic()
+        pending = list(self._ready)
         if not record_ready or self._target_failing() or self._stop is not None:
             pending = []
         with transaction.atomic():
@@ -386,6 +419,9 @@ class Pipeline:
             lease_lost = bool(pending) and not self.ctx.holds_leases()
             if pending and not lease_lost:
                 self.ledger.mark_sending(pending)
+        if pending and not lease_lost:
+            self._ready.clear()
+            self._flights.extend(Flight(ready, ready.sending, self._outbox.put(ready.prepared)) for ready in pending)
         self._acknowledge(delivered)
         if lease_lost:
             raise RunAborted("lost the run's lease (another run took it); stopping before sending")

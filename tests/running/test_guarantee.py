@@ -95,21 +95,29 @@ def test_a_redelivered_run_whose_copy_still_runs_elsewhere_sends_nothing(world, 
 
 
 def test_a_run_that_lost_its_lease_stops_before_sending_more(world, run_once, monkeypatch):
-    from designer.running import pipeline
+    from designer.running import leases
+    from tests import fakes
 
     for n in range(3):
         world.add(f"m{n}")
-    original = pipeline.Pipeline._outcome
+    original_write, original_holds = fakes.FakeTarget.write, leases.holds
 
-    def outcome_then_lease_taken(self, flight):
-        delivery = original(self, flight)
-        Lease.objects.update(holder="run-other", token="other")  # another run took over meanwhile
+    def write_then_stall_past_the_lease(self, prepared):
+        delivery = original_write(self, prepared)
+        # The run stalled longer than its lease: its last renewal is older than the time to live.
+        monkeypatch.setattr(leases, "_clock", lambda: float("inf"))
         return delivery
 
-    monkeypatch.setattr(pipeline.Pipeline, "_outcome", outcome_then_lease_taken)
+    def holds_once_taken_over(*args, **kwargs):
+        Lease.objects.update(holder="run-other", token="other")  # another run took it meanwhile
+        return original_holds(*args, **kwargs)
+
+    monkeypatch.setattr(fakes.FakeTarget, "write", write_then_stall_past_the_lease)
+    monkeypatch.setattr(leases, "holds", holds_once_taken_over)
 
     run = run_once()
 
-    assert len(world.sent) == 1
+    assert [m["subject"] for m in world.sent] == ["Fwd: m0"]
     assert "lost the run's lease" in run.message
     assert LedgerEntry.objects.filter(state__in=("sent", "acknowledged")).count() == 1
+    assert run.read_count == 1

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ from tests.helpers import database_url
 from tests.running.test_faults import (
     assert_exactly_once,
     ids,
+    nth_attempts,
     questions,
     run_inline,
     seed,
@@ -163,6 +165,9 @@ def test_it_acknowledges_without_resending_after_a_solo_worker_is_killed_between
         transactional_db, dovecot, mailbox, smtp, tmp_path, monkeypatch, broker, workers):
     operation = setup_operation(tmp_path, monkeypatch, dovecot, smtp)
     seed(mailbox, questions(range(5)))
+    # The server defers every message after the first: the worker dies after recording q0 "sent",
+    # not in the window between a later message's reply and its record (the next test's subject).
+    smtp.fail_when(nth_attempts(set(range(2, 1000)), (451, "4.3.0 Try again later")))
     run = enqueue(operation, broker)
 
     doomed = workers("doomed", fault_point="after_sent")
@@ -186,6 +191,7 @@ def test_it_acknowledges_without_resending_after_a_solo_worker_is_killed_between
     # one only sweeps every unacked_restore_interval x unacked_restore_throttle (100 s by default).
     for taken_at in unacked.values():
         time.sleep(max(0.0, taken_at + VISIBILITY_TIMEOUT + 0.5 - time.time()))
+    smtp.clear_faults()
     rescuer = workers("rescuer")
     wait_finished([run], [rescuer], timeout=90)
 
@@ -198,10 +204,30 @@ def test_it_acknowledges_without_resending_after_a_solo_worker_is_killed_between
     assert set(assert_exactly_once(operation, mailbox, smtp, expected=ids(range(5))).values()) == {"delivered"}
 
 
+def one_message_per_burst(quiet: float = 1.0) -> Any:
+    """A fail_when predicate that takes a message, then defers (451) every one arriving within
+    ``quiet`` seconds of the last it took: one message per worker child that dies right after it."""
+    last_taken = [float("-inf")]
+    lock = threading.Lock()
+
+    def predicate(_received: Any) -> tuple[int, str] | None:
+        with lock:
+            now = time.monotonic()
+            if now - last_taken[0] < quiet:
+                return (451, "4.3.0 Try again later")
+            last_taken[0] = now
+            return None
+
+    return predicate
+
+
 def test_it_delivers_exactly_once_when_every_prefork_child_is_killed_after_its_send(
         transactional_db, dovecot, mailbox, smtp, tmp_path, monkeypatch, broker, workers):
     operation = setup_operation(tmp_path, monkeypatch, dovecot, smtp)
     seed(mailbox, questions(range(3)))
+    # Each child sends one message: the server defers what comes right after a message it took
+    # (each child's senders go on while its run's thread records the first).
+    smtp.fail_when(one_message_per_burst())
     run = enqueue(operation, broker)
 
     # Every child inherits the fault: each redelivery sends one more message and dies, until the
