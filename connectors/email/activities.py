@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import Any
 
 from connectors.base import ConfigError
@@ -150,9 +151,14 @@ class SendSettings:
         """The domain for a new Message-ID: the configured one, else the sender's, else ours."""
         if self.message_id_domain:
             return self.message_id_domain
-        _name, address = parseaddr(sender or "")
-        domain = address.rpartition("@")[2].strip().lower()
-        return domain if domain and is_valid_hostname(domain) else DEFAULT_MESSAGE_ID_DOMAIN
+        return _domain_of(sender or "")
+
+
+@lru_cache(maxsize=256)
+def _domain_of(sender: str) -> str:
+    _name, address = parseaddr(sender)
+    domain = address.rpartition("@")[2].strip().lower()
+    return domain if domain and is_valid_hostname(domain) else DEFAULT_MESSAGE_ID_DOMAIN
 
 
 # Reading the settings --------------------------------------------------------------------------

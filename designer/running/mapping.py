@@ -10,6 +10,7 @@ methods that allocate are bounded, and a template gets a time limit that holds f
 from __future__ import annotations
 
 import functools
+import keyword
 import operator
 import re
 import threading
@@ -121,6 +122,7 @@ def _check_allocation(method: Any, args: tuple[Any, ...]) -> None:
 
 
 _ENV = _Environment()
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -180,11 +182,40 @@ def render_value(field: str, template: Any, context: Mapping[str, Any]) -> Any:
     """Render one field. Non-string mapping values (numbers, lists) are taken literally."""
     if not isinstance(template, str):
         return template
+    value = _shortcut_value(template, context)
+    if value is not _MISSING:
+        return value
     try:
         with watchdog.limit(MAX_SECONDS + 0.5):  # the checks between chunks usually stop it first
             return _render_value(field, template, context)
     except watchdog.Overran:
         raise MappingError(field, f"took longer than {MAX_SECONDS:g} s") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _shortcut(template: str) -> tuple[str, str] | None:
+    """What Jinja would make of ``template`` without running it, where that is plain: ("text", the
+    template) for text without template syntax (newlines as they are), ("name", a name) for a lone
+    ``{{ name }}``; None otherwise."""
+    if "{" not in template and "\r" not in template and len(template) <= MAX_OUTPUT_CHARS:
+        return ("text", template)
+    expression = _expression(template)
+    if (expression is not None and expression.isidentifier() and not keyword.iskeyword(expression)
+            and expression.lower() not in ("true", "false", "none")):  # Jinja's literals
+        return ("name", expression)
+    return None
+
+
+def _shortcut_value(template: str, context: Mapping[str, Any]) -> Any:
+    """The value of a plain template (``_shortcut``) without Jinja, or ``_MISSING``."""
+    shortcut = _shortcut(template)
+    if shortcut is None:
+        return _MISSING
+    kind, text = shortcut
+    if kind == "text":
+        return text
+    value = context.get(text, _MISSING)  # what the compiled expression returns for a name the context has
+    return _MISSING if isinstance(value, str) and len(value) > MAX_OUTPUT_CHARS else value
 
 
 def _render_value(field: str, template: str, context: Mapping[str, Any]) -> Any:

@@ -82,3 +82,19 @@ def test_an_ordinary_template_is_unaffected() -> None:
     assert render_value("subject", "Fwd: {{ subject|upper }} ({{ to|join(', ') }})", context) == (
         "Fwd: PRINTER JAMMED (a@example.com, b@example.com)")
     assert render_value("text", "{{ subject.replace('jammed', 'fixed').zfill(20) }}", context) == "0000000Printer fixed"
+
+
+@pytest.mark.parametrize("template", [
+    "helpdesk@example.com", "two lines\n", "windows\r\nlines", "{{ subject }}", " {{subject}} ", "{{ attachments }}",
+    "{{ cc }}", "{{ vars }}", "{{ true }}", "{{ none }}", "Fwd: {{ subject }}",
+])
+def test_plain_templates_take_a_shortcut_to_what_jinja_gives(template, monkeypatch):
+    context = {"subject": "Grüße", "attachments": [{"filename": "a.txt"}], "cc": None, "vars": {"x": "1"}}
+    shortcut = mapping.render_value("field", template, context)
+    monkeypatch.setattr(mapping, "_shortcut", lambda _template: None)
+    assert shortcut == mapping.render_value("field", template, context)
+
+
+def test_a_missing_name_still_fails_through_the_shortcut():
+    with pytest.raises(mapping.MappingError, match="'nope' is undefined"):
+        mapping.render_value("field", "{{ nope }}", {"subject": "x"})

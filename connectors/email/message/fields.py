@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
+
+from connectors.email.message.addresses import address_pairs
 
 
 class InvalidMessage(ValueError):
@@ -88,7 +90,7 @@ def mailboxes(field: str, value: Any) -> list[Mailbox]:
             raise InvalidMessage(field, f"{item!r} is not an address")
         for piece in _split_addresses(header_text(field, item)):
             # One address per piece, so getaddresses cannot silently drop one ("a@x.org, b@").
-            pairs = [(name, addr) for name, addr in getaddresses([piece]) if name or addr]
+            pairs = [(name, addr) for name, addr in address_pairs([piece]) if name or addr]
             mailbox = _mailbox(*pairs[0]) if len(pairs) == 1 else None
             # getaddresses also glues stray words together ("Jane Doe jane@x.org"): insist on what was typed.
             if mailbox is None or pairs[0][1] not in piece:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from datetime import UTC
 from email.message import Message
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
+from connectors.email.message.addresses import address_pairs
 from connectors.email.message.decode import Defects, clean, decode_header_value, unraw
 
 
@@ -57,7 +58,7 @@ def read_addresses(values: list[str], where: str, defects: Defects) -> list[str]
         return []
     # Split before decoding: a decoded display name may contain a comma or angle brackets.
     found: list[str] = []
-    for name, addr in getaddresses(values):
+    for name, addr in address_pairs(values):
         name = decode_header_value(name, where, defects)
         addr = clean(addr, where, defects)
         if addr or name:
