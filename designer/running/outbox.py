@@ -109,3 +109,4 @@ class Outbox:
                 future.set_exception(exc)
             else:
                 future.set_result(result)
+            del taken, payload  # a large message must not outlive its sending while this thread waits

@@ -1,8 +1,8 @@
 """The delivery pipeline of one run: read, transform and hand each message to the target.
 
-Sending runs on sender threads, one per connection the target offers (``parallelism``), while the
-run's thread reads, maps and builds the next messages (the lookahead queue); the ledger order holds
-per message (see the README).
+Sending runs on sender threads (``outbox``), one per connection the target offers (``parallelism``),
+while the run's thread reads, maps and builds the next messages and writes the ledger in groups; the
+ledger order holds per message (see the README).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from connectors.base import (
     is_stop_exception,
 )
 from designer.models import LedgerEntry, RunRecord
-from designer.running import watchdog
+from designer.running import lookahead, watchdog
 from designer.running.acks import Acknowledgements, PendingAck
 from designer.running.context import Endpoint, RunAborted, RunContext, fault_point
-from designer.running.ledger import CARRIED_OVER, Ledger, earlier_epoch_row, ledger_rows
+from designer.running.ledger import CARRIED_OVER, Ledger, debug_copy, earlier_epoch_row, ledger_rows
 from designer.running.outbox import Outbox
 from designer.running.transform import transform
 
@@ -40,12 +40,6 @@ log = logging.getLogger(__name__)
 # How many consecutive transient target failures end a run early: the target is down, and
 # trying every remaining message would only delay the next run.
 TRANSIENT_STREAK_LIMIT = 3
-# While the target takes one message the next ones are read, mapped and built: up to this many
-# messages, of which one at most larger than LARGE_MESSAGE_BYTES and the others, with the batch
-# being downloaded, LOOKAHEAD_MAX_BYTES together. Memory then holds one large message, never two.
-LOOKAHEAD_MAX_MESSAGES = 64
-LARGE_MESSAGE_BYTES = 256 * 1024
-LOOKAHEAD_MAX_BYTES = 512 * 1024
 # The ledger is written for this many messages at a time (their "sending" rows in one commit, the
 # "sent" ones with them), or for fewer once the oldest of them waited LEDGER_GROUP_SECONDS.
 LEDGER_GROUP = 16
@@ -80,19 +74,16 @@ class Flight:
     future: Future
 
 
-
 class Pipeline:
     """Delivers the messages of one run through an open source and target.
 
-    Sending runs on sender threads, one message per connection of the target at a time, so the
-    target's time on a message (network, the server's checks) is spent on the others and on reading,
-    mapping and building the next ones: they wait,
-    prepared, in ``_ready`` (no ledger row written yet), up to ``LOOKAHEAD_MAX_MESSAGES``, and the
-    source asks before each download for room (``_make_room``), which keeps the sender busy and a
-    second large message out while one is held. Everything else — the database, the source —
-    stays on the run's thread. The ledger order holds per message: "sending" is committed before
-    it is handed to the sender, "sent" once it was accepted. A message still in ``_ready`` when the
-    run stops is left, unrecorded, for the next run.
+    The run's thread reads, maps and builds messages into ``_ready`` (no ledger row yet), commits
+    their "sending" rows a group at a time and queues them in the ``Outbox``, whose sender threads
+    (one per connection) take them as connections free up; it records their outcomes ("sent") in
+    groups too, the next group's "sending" rows in the same commit. Before each download the source
+    asks for room (``_make_room``, ``lookahead``). Everything else — the database, the source —
+    stays on the run's thread. A message not handed over when the run stops is left for the next
+    run: unrecorded, or "sending" (then resent under the Message-ID its row reserved).
     """
 
     def __init__(self, ctx: RunContext, source_ep: Endpoint, source: Any, target_ep: Endpoint, target: Any,
@@ -296,14 +287,18 @@ class Pipeline:
             self._pump(wait=True)
 
     def _holds_too_much_for(self, size: int) -> bool:
-        held = [r.size for r in self._ready] + [f.ready.size for f in self._flights]
-        if not held:
-            return False
-        if len(held) >= LOOKAHEAD_MAX_MESSAGES:
-            return True
-        if size > LARGE_MESSAGE_BYTES:  # a large message: never beside another
-            return max(held) > LARGE_MESSAGE_BYTES
-        return sum(n for n in held if n <= LARGE_MESSAGE_BYTES) + size > LOOKAHEAD_MAX_BYTES
+        self._release_sent()
+        return lookahead.too_much_for([r.size for r in self._ready] + [f.ready.size for f in self._flights], size)
+
+    def _release_sent(self) -> None:
+        """Let go of the messages the target took and whose "sent" is not recorded yet: the record
+        needs only what the ledger keeps of them (attachments by name and size)."""
+        for flight in self._flights:
+            ready = flight.ready
+            future = flight.future
+            if ready.size and future.done() and not future.cancelled() and future.exception() is None:
+                ready.prepared = Prepared(debug_copy(ready.prepared.record), ready.prepared.message_id)
+                ready.size = 0
 
     # -- one message ----------------------------------------------------------------------------
 
@@ -325,8 +320,7 @@ class Pipeline:
             return None
         # A message left in "sending", or failed with an unknown outcome (connection lost at the end of
         # DATA), may have been delivered: send it again under the same Message-ID.
-        reuse = row.out_message_id if row is not None and row.state in (
-            *RESEND_STATES,) else None
+        reuse = row.out_message_id if row is not None and row.state in RESEND_STATES else None
         try:
             result = transform(ctx.operation, item.record, self.target, apply_condition=self.replay is None,
                                message_id=reuse or None)
@@ -413,12 +407,14 @@ class Pipeline:
         pending = list(self._ready)
         if not record_ready or self._target_failing() or self._stop is not None:
             pending = []
-        with transaction.atomic():
-            self._record_delivered(delivered, acknowledge=False)
-            # Fenced in this transaction; losing the lease must not roll the "sent" above back.
-            lease_lost = bool(pending) and not self.ctx.holds_leases()
-            if pending and not lease_lost:
-                self.ledger.mark_sending(pending)
+        lease_lost = False
+        if delivered or pending:
+            with transaction.atomic():
+                self._record_delivered(delivered, acknowledge=False)
+                # Fenced in this transaction; losing the lease must not roll the "sent" above back.
+                lease_lost = bool(pending) and not self.ctx.holds_leases()
+                if pending and not lease_lost:
+                    self.ledger.mark_sending(pending)
         if pending and not lease_lost:
             self._ready.clear()
             self._flights.extend(Flight(ready, ready.sending, self._outbox.put(ready.prepared)) for ready in pending)

@@ -435,10 +435,10 @@ def test_it_builds_the_next_message_while_the_target_takes_one(world, run_once, 
 def test_two_large_messages_are_never_held_together(world, run_once, monkeypatch):
     import threading
 
-    from designer.running import acks, context, engine, pipeline  # noqa: F401
+    from designer.running import acks, context, engine, lookahead, pipeline  # noqa: F401
     from tests import fakes
 
-    large = pipeline.LARGE_MESSAGE_BYTES + 1
+    large = lookahead.LARGE_MESSAGE_BYTES + 1
     for subject, size in [("big1", large), ("small", 100), ("big2", large), ("big3", large)]:
         world.add(subject, bytes=size)
     events: list[str] = []
