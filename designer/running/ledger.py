@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from django.db import connection, models, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from connectors.base import Delivery, SourceKey
 from designer.models import LedgerEntry, RunRecord
 from designer.running.context import RunContext
+from designer.running.rows import insert_rows, update_rows
 from designer.running.variables import masked
 
 if TYPE_CHECKING:
@@ -47,51 +48,6 @@ def ledger_rows(operation_id: int, connection_id: int,
             ):
                 rows[(row.scope, row.epoch, row.position)] = row
     return rows
-
-
-def update_rows(rows: Sequence[LedgerEntry], fields: Sequence[str]) -> None:
-    """Save ``fields`` of ``rows``: one statement, executed for each row. On this path, a group of
-    messages at a time, Django's ``bulk_update`` costs more in building its CASE expression than the
-    writes themselves."""
-    if not rows:
-        return
-    meta, quote = LedgerEntry._meta, connection.ops.quote_name
-    model_fields = [meta.get_field(name) for name in fields]
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in model_fields)
-    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608 - names from the model
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, [
-            [field.get_db_prep_save(getattr(row, field.attname), connection) for field in model_fields] + [row.pk]
-            for row in rows
-        ])
-
-
-def insert_rows(objs: Sequence[models.Model], chunk: int = 50) -> None:
-    """INSERT unsaved instances of one model, as ``bulk_create`` does (primary keys set on them,
-    ``auto_now`` fields the time of the call), in one statement per ``chunk`` of them: on this path,
-    a group of messages at a time, ``bulk_create`` itself costs more than the writes."""
-    if not objs:
-        return
-    meta, quote = objs[0]._meta, connection.ops.quote_name
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
-    now = timezone.now()
-    for obj in objs:
-        for field in fields:
-            if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-                setattr(obj, field.attname, now)
-    columns = ", ".join(quote(field.column) for field in fields)
-    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    for start in range(0, len(objs), chunk):
-        part = objs[start : start + chunk]
-        sql = (f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {', '.join([placeholders] * len(part))} "  # noqa: S608 - names from the model
-               f"RETURNING {quote(meta.pk.column)}")
-        params = [field.get_db_prep_save(getattr(obj, field.attname), connection) for obj in part for field in fields]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            keys = [row[0] for row in cursor.fetchall()]
-        for obj, key in zip(part, keys, strict=True):
-            obj.pk = key
-            obj._state.adding, obj._state.db = False, connection.alias
 
 
 def earlier_epoch_row(operation_id: int, connection_id: int, key: SourceKey) -> LedgerEntry | None:

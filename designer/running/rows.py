@@ -1,0 +1,64 @@
+"""Writing a group of rows in few statements.
+
+A run writes its ledger and records a group of messages at a time; on that path Django's
+``bulk_create`` and ``bulk_update`` cost more in building their statements than the writes do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.db import connection, models
+from django.utils import timezone
+
+# Fields whose Python values (str, int, bool, None) the database drivers take as they are.
+_PLAIN = (models.CharField, models.TextField, models.IntegerField, models.BooleanField, models.ForeignKey)
+
+
+def _preparer(field: models.Field) -> Callable[[Any], Any]:
+    if isinstance(field, _PLAIN):
+        return lambda value: value
+    return lambda value: field.get_db_prep_save(value, connection)
+
+
+def update_rows(rows: Sequence[models.Model], fields: Sequence[str]) -> None:
+    """Save ``fields`` of ``rows`` (instances of one model): one statement, executed for each row."""
+    if not rows:
+        return
+    meta, quote = rows[0]._meta, connection.ops.quote_name
+    model_fields = [meta.get_field(name) for name in fields]
+    prepare = [(field.attname, _preparer(field)) for field in model_fields]
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in model_fields)
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608 - names from the model
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [[to_db(getattr(row, name)) for name, to_db in prepare] + [row.pk] for row in rows])
+
+
+def insert_rows(objs: Sequence[models.Model], chunk: int = 50) -> None:
+    """INSERT unsaved instances of one model, as ``bulk_create`` does (primary keys set on them,
+    ``auto_now`` fields the time of the call), in one statement per ``chunk`` of them."""
+    if not objs:
+        return
+    meta, quote = objs[0]._meta, connection.ops.quote_name
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    stamped = [field.attname for field in fields
+               if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)]
+    now = timezone.now()
+    for obj in objs:
+        for name in stamped:
+            setattr(obj, name, now)
+    prepare = [(field.attname, _preparer(field)) for field in fields]
+    columns = ", ".join(quote(field.column) for field in fields)
+    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    for start in range(0, len(objs), chunk):
+        part = objs[start : start + chunk]
+        sql = (f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {', '.join([placeholders] * len(part))} "  # noqa: S608 - names from the model
+               f"RETURNING {quote(meta.pk.column)}")
+        params = [to_db(getattr(obj, name)) for obj in part for name, to_db in prepare]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            keys = [row[0] for row in cursor.fetchall()]
+        for obj, key in zip(part, keys, strict=True):
+            obj.pk = key
+            obj._state.adding, obj._state.db = False, connection.alias
