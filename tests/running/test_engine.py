@@ -529,3 +529,50 @@ def test_a_run_keeps_sqlite_s_page_cache_small_and_gives_it_back(world, run_once
     assert run_once().status == "succeeded"
     assert during == [-context.RUN_SQLITE_CACHE_KB]
     assert cache_size() == before
+
+
+def test_connections_take_the_next_message_while_the_runs_thread_writes_the_ledger(world, run_once, monkeypatch):
+    import threading
+    import time
+
+    from designer.running import ledger
+    from tests import fakes
+
+    for n in range(6):
+        world.add(f"m{n}")
+    recording = threading.Event()
+    taken_meanwhile: list[str] = []
+    original_mark_sent, original_write = ledger.Ledger.mark_sent, fakes.FakeTarget.write
+
+    def slow_mark_sent(self, sent):
+        recording.set()
+        time.sleep(0.3)  # the run's thread is busy recording a group of outcomes
+        recording.clear()
+        return original_mark_sent(self, sent)
+
+    def write(self, prepared):
+        if recording.is_set():
+            taken_meanwhile.append(prepared.record["subject"])
+        time.sleep(0.02)
+        return original_write(self, prepared)
+
+    monkeypatch.setattr(ledger.Ledger, "mark_sent", slow_mark_sent)
+    monkeypatch.setattr(fakes.FakeTarget, "write", write)
+    run = run_once()
+    assert run.status == "succeeded", run.message
+    assert taken_meanwhile, "the connection waited for the run's thread to record the last message"
+    assert len(world.sent) == 6
+
+
+def test_a_run_whose_heartbeat_vouches_for_its_lease_does_not_ask_the_database_per_group(
+        world, run_once, monkeypatch):
+    from designer.running import leases
+
+    for n in range(40):
+        world.add(f"m{n}")
+    asked = []
+    original = leases.holds
+    monkeypatch.setattr(leases, "holds", lambda *args: asked.append(args) or original(*args))
+    run = run_once()
+    assert (run.status, run.sent_count) == ("succeeded", 40), run.message
+    assert asked == []
