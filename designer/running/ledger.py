@@ -206,7 +206,7 @@ class Ledger:
             records.append(self.unsaved_record(key, row, summary, RunRecord.Status.SENT, rendered=rendered))
         with transaction.atomic():
             update_rows([row for row, *_ in sent], ["state", "reply", "out_message_id", "error", "updated_at"])
-            insert_rows(records)
+            insert_rows(records, keys=False)  # nothing refers to a run record here
 
     def mark_acknowledged(self, batch: list[PendingAck]) -> None:
         rows = [p for p in batch if p.row is not None]

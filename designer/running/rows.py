@@ -35,9 +35,9 @@ def update_rows(rows: Sequence[models.Model], fields: Sequence[str]) -> None:
         cursor.executemany(sql, [[to_db(getattr(row, name)) for name, to_db in prepare] + [row.pk] for row in rows])
 
 
-def insert_rows(objs: Sequence[models.Model], chunk: int = 50) -> None:
-    """INSERT unsaved instances of one model, as ``bulk_create`` does (primary keys set on them,
-    ``auto_now`` fields the time of the call), in one statement per ``chunk`` of them."""
+def insert_rows(objs: Sequence[models.Model], chunk: int = 50, keys: bool = True) -> None:
+    """INSERT unsaved instances of one model, as ``bulk_create`` does (``auto_now`` fields the time
+    of the call; with ``keys``, primary keys set on them), in one statement per ``chunk`` of them."""
     if not objs:
         return
     meta, quote = objs[0]._meta, connection.ops.quote_name
@@ -53,12 +53,14 @@ def insert_rows(objs: Sequence[models.Model], chunk: int = 50) -> None:
     placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
     for start in range(0, len(objs), chunk):
         part = objs[start : start + chunk]
-        sql = (f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {', '.join([placeholders] * len(part))} "  # noqa: S608 - names from the model
-               f"RETURNING {quote(meta.pk.column)}")
+        sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {', '.join([placeholders] * len(part))}"  # noqa: S608 - names from the model
         params = [to_db(getattr(obj, name)) for obj in part for name, to_db in prepare]
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            keys = [row[0] for row in cursor.fetchall()]
-        for obj, key in zip(part, keys, strict=True):
+            if not keys:
+                cursor.execute(sql, params)
+                continue
+            cursor.execute(f"{sql} RETURNING {quote(meta.pk.column)}", params)
+            inserted = [row[0] for row in cursor.fetchall()]
+        for obj, key in zip(part, inserted, strict=True):
             obj.pk = key
             obj._state.adding, obj._state.db = False, connection.alias

@@ -38,3 +38,6 @@ def test_inserted_and_updated_rows_read_back_as_the_orm_writes_them(operation):
     assert (first.pk, first.ledger_id, first.subject, first.rendered) == (
         records[0].pk, rows[0].pk, "Grüße", {"to": "a@example.org", "attachments": [{"filename": "a.txt", "size": 3}]})
     assert (second.ledger_id, second.rendered, second.replayed, second.status) == (None, None, True, "skipped")
+
+    insert_rows([RunRecord(run=run, position=3, status=RunRecord.Status.SENT, subject="no key asked")], keys=False)
+    assert RunRecord.objects.filter(subject="no key asked", run=run).count() == 1
