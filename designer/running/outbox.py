@@ -86,15 +86,14 @@ class Outbox:
 
     def _next(self) -> tuple[Future, Any] | None:
         with self._changed:
-            while True:
+            while not self._closed:  # closing cancelled what was queued
                 if self._queue and not self._failed:
                     if self._fenced or self._may_send():
                         self._fenced = max(0, self._fenced - 1)
                         return self._queue.popleft()
                     self.wants_fence = True
-                elif self._closed:
-                    return None
                 self._changed.wait(0.5)  # the heartbeat's word changes without a notification
+            return None
 
     def _serve(self) -> None:
         while (taken := self._next()) is not None:

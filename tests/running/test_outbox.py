@@ -1,0 +1,75 @@
+"""The sender threads' queue on its own: what makes them wait for the run's thread, and cancelling."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent import futures
+
+import pytest
+
+from designer.running.outbox import Outbox
+
+
+def _sent_by(outbox_calls: list[str]):
+    def send(payload: str) -> str:
+        if payload.startswith("fail"):
+            raise RuntimeError(payload)
+        outbox_calls.append(payload)
+        return f"250 {payload}"
+    return send
+
+
+def test_the_senders_take_the_queue_and_give_each_outcome():
+    calls: list[str] = []
+    with Outbox(_sent_by(calls), slots=3, may_send=lambda: True, name="t") as outbox:
+        results = [outbox.put(f"m{n}") for n in range(10)]
+        assert [f.result(timeout=5) for f in results] == [f"250 m{n}" for n in range(10)]
+    assert sorted(calls) == sorted(f"m{n}" for n in range(10))
+
+
+def test_a_failure_holds_the_senders_until_the_runs_thread_judged_it():
+    calls: list[str] = []
+    with Outbox(_sent_by(calls), slots=1, may_send=lambda: True, name="t") as outbox:
+        failed = outbox.put("fail-1")
+        with pytest.raises(RuntimeError):
+            failed.result(timeout=5)
+        held = outbox.put("m2")
+        time.sleep(0.3)
+        assert outbox.paused and not held.done() and calls == []
+        outbox.resume()
+        assert held.result(timeout=5) == "250 m2"
+
+
+def test_without_the_heartbeats_word_nothing_is_sent_until_the_database_vouched():
+    calls: list[str] = []
+    vouched = threading.Event()
+    with Outbox(_sent_by(calls), slots=2, may_send=vouched.is_set, name="t") as outbox:
+        queued = [outbox.put(f"m{n}") for n in range(3)]
+        time.sleep(0.3)
+        assert outbox.wants_fence and calls == []
+        outbox.fence(holds=False)  # the run's thread learnt the lease is lost: it stops the run
+        time.sleep(0.3)
+        assert calls == []
+        outbox.fence(holds=True)  # the database says the lease is still the run's: these may go
+        done, _pending = futures.wait(queued, timeout=5)
+        assert len(done) == 3 and sorted(calls) == ["m0", "m1", "m2"]
+
+
+def test_what_no_sender_took_is_cancelled_and_never_sent():
+    calls: list[str] = []
+    release = threading.Event()
+
+    def slow(payload: str) -> str:
+        release.wait(5)
+        calls.append(payload)
+        return payload
+
+    with Outbox(slow, slots=1, may_send=lambda: True, name="t") as outbox:
+        first = outbox.put("m0")
+        time.sleep(0.2)  # the one sender holds m0
+        rest = [outbox.put(f"m{n}") for n in range(1, 4)]
+        assert outbox.cancel_queued() == 3
+        release.set()
+        assert first.result(timeout=5) == "m0"
+    assert all(f.cancelled() for f in rest) and calls == ["m0"]
