@@ -50,6 +50,13 @@ def ledger_rows(operation_id: int, connection_id: int,
     return rows
 
 
+def known_under_other_epochs(operation_id: int, connection_id: int, scope: str, epoch: int) -> bool:
+    """Whether the ledger holds a row of ``scope`` under another epoch than ``epoch`` that still says
+    something of its message (``CARRIED_OVER``)."""
+    return (LedgerEntry.objects.filter(operation_id=operation_id, connection_id=connection_id, scope=scope,
+                                       state__in=CARRIED_OVER).exclude(epoch=epoch).exists())
+
+
 def earlier_epoch_row(operation_id: int, connection_id: int, key: SourceKey) -> LedgerEntry | None:
     """The same message (by Message-ID) under an older UIDVALIDITY: a row that delivered it, else the latest."""
     if not key.identity:

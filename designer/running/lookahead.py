@@ -8,7 +8,14 @@ larger than ``LARGE_MESSAGE_BYTES`` and the others, with the batch being downloa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from connectors.base import Prepared
+from designer.running.ledger import debug_copy
+
+if TYPE_CHECKING:
+    from designer.running.pipeline import Flight
 
 MAX_MESSAGES = 64
 LARGE_MESSAGE_BYTES = 256 * 1024
@@ -17,6 +24,7 @@ MAX_BYTES = 512 * 1024
 
 def too_much_for(held: Sequence[int], size: int) -> bool:
     """Whether a download of ``size`` bytes must wait beside messages of the ``held`` sizes."""
+    held = [n for n in held if n]  # a message sent and let go of holds nothing
     if not held:
         return False
     if len(held) >= MAX_MESSAGES:
@@ -24,3 +32,13 @@ def too_much_for(held: Sequence[int], size: int) -> bool:
     if size > LARGE_MESSAGE_BYTES:  # a large message: never beside another
         return max(held) > LARGE_MESSAGE_BYTES
     return sum(n for n in held if n <= LARGE_MESSAGE_BYTES) + size > MAX_BYTES
+
+
+def let_go_of_sent(flights: Iterable[Flight]) -> None:
+    """Let go of the messages the target took whose "sent" is not recorded yet: their record needs
+    only what the ledger keeps of them (attachments by name and size), and they hold nothing more."""
+    for flight in flights:
+        ready, future = flight.ready, flight.future
+        if ready.size and future.done() and not future.cancelled() and future.exception() is None:
+            ready.prepared = Prepared(debug_copy(ready.prepared.record), ready.prepared.message_id)
+            ready.size = 0

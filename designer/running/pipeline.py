@@ -31,7 +31,7 @@ from designer.models import LedgerEntry, RunRecord
 from designer.running import lookahead, watchdog
 from designer.running.acks import Acknowledgements, PendingAck
 from designer.running.context import Endpoint, RunAborted, RunContext, fault_point
-from designer.running.ledger import CARRIED_OVER, Ledger, debug_copy, earlier_epoch_row, ledger_rows
+from designer.running.ledger import Ledger, earlier_epoch_row, known_under_other_epochs, ledger_rows
 from designer.running.outbox import Outbox
 from designer.running.transform import transform
 
@@ -108,7 +108,7 @@ class Pipeline:
         self._flights: deque[Flight] = deque()  # committed "sending" and queued for the senders, in order
         self._ready: deque[Ready] = deque()  # prepared, no ledger row written yet
         self._stop: BaseException | None = None  # what stopped a wait on the sender, raised once it is landed
-        self._settled_at = time.monotonic()
+        self._unrecorded_since: float | None = None  # when the oldest message waiting for its group was seen
 
     # -- the run as a whole -------------------------------------------------------------------
 
@@ -221,7 +221,16 @@ class Pipeline:
         landed = sum(1 for flight in self._flights if flight.future.done())
         if len(self._ready) >= LEDGER_GROUP or landed >= LEDGER_GROUP:
             return True
-        return bool(self._ready or landed) and time.monotonic() - self._settled_at >= LEDGER_GROUP_SECONDS
+        return self._waited_for_group(bool(self._ready or landed))
+
+    def _waited_for_group(self, waiting: bool) -> bool:
+        """Whether the oldest of the messages ``waiting`` for their group has waited ``LEDGER_GROUP_SECONDS``."""
+        if not waiting:
+            return False
+        now = time.monotonic()
+        if self._unrecorded_since is None:
+            self._unrecorded_since = now
+        return now - self._unrecorded_since >= LEDGER_GROUP_SECONDS
 
     def _await_group(self) -> None:
         """Wait until ``LEDGER_GROUP`` messages have their outcome, or every one, or one had it for
@@ -232,7 +241,7 @@ class Pipeline:
             done = len(self._flights) - len(pending)
             if not pending or done >= LEDGER_GROUP or (done and self._outbox.paused):
                 return
-            if done and time.monotonic() - self._settled_at >= LEDGER_GROUP_SECONDS:
+            if self._waited_for_group(bool(done)):
                 return  # what landed is recorded (and marked in the source) without waiting for the rest
             futures.wait(pending, timeout=AWAIT_SLICE, return_when=futures.FIRST_COMPLETED)
             self.ctx.checkpoint()  # a cancel stops what is still queued
@@ -284,21 +293,19 @@ class Pipeline:
         deliver what is held until the download fits beside it."""
         self._pump(wait=False)
         while self._holds_too_much_for(size):
-            self._pump(wait=True)
+            running = [flight.future for flight in self._flights if not flight.future.done()]
+            if self._ready or not running or self._outbox.paused:
+                self._pump(wait=True)
+                continue
+            # Room is what is waited for: the outcomes are recorded with the next group's rows.
+            futures.wait(running, timeout=AWAIT_SLICE, return_when=futures.FIRST_COMPLETED)
+            self.ctx.checkpoint()
+            self._fence_if_asked()
+            self.acks.flush_if_due()
 
     def _holds_too_much_for(self, size: int) -> bool:
-        self._release_sent()
+        lookahead.let_go_of_sent(self._flights)
         return lookahead.too_much_for([r.size for r in self._ready] + [f.ready.size for f in self._flights], size)
-
-    def _release_sent(self) -> None:
-        """Let go of the messages the target took and whose "sent" is not recorded yet: the record
-        needs only what the ledger keeps of them (attachments by name and size)."""
-        for flight in self._flights:
-            ready = flight.ready
-            future = flight.future
-            if ready.size and future.done() and not future.cancelled() and future.exception() is None:
-                ready.prepared = Prepared(debug_copy(ready.prepared.record), ready.prepared.message_id)
-                ready.size = 0
 
     # -- one message ----------------------------------------------------------------------------
 
@@ -366,16 +373,7 @@ class Pipeline:
         """
         scope = (key.scope, key.epoch)
         if scope not in self._other_epochs:
-            self._other_epochs[scope] = (
-                LedgerEntry.objects.filter(
-                    operation_id=self.ctx.operation.pk,
-                    connection_id=self.connection_id,
-                    scope=key.scope,
-                    state__in=CARRIED_OVER,
-                )
-                .exclude(epoch=key.epoch)
-                .exists()
-            )
+            self._other_epochs[scope] = known_under_other_epochs(self.ctx.operation.pk, self.connection_id, *scope)
         return self._other_epochs[scope]
 
     def _skip(self, key: SourceKey, row: LedgerEntry | None, summary: dict[str, str], reason: str,
@@ -403,7 +401,7 @@ class Pipeline:
             self._flights.extendleft(reversed(landing))  # not asked yet: landed when the run ends
             self._record_delivered(delivered)
             raise
-        self._settled_at = time.monotonic()
+        self._unrecorded_since = None
         pending = list(self._ready)
         if not record_ready or self._target_failing() or self._stop is not None:
             pending = []
