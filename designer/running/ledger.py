@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from connectors.base import Delivery, SourceKey
@@ -50,21 +51,22 @@ def ledger_rows(operation_id: int, connection_id: int,
     return rows
 
 
+def _other_epoch_rows(operation_id: int, connection_id: int, scope: str, epoch: int) -> QuerySet[LedgerEntry]:
+    """The rows of ``scope`` under another epoch than ``epoch`` that still say something of their
+    message (``CARRIED_OVER``)."""
+    return LedgerEntry.objects.filter(operation_id=operation_id, connection_id=connection_id, scope=scope,
+                                      state__in=CARRIED_OVER).exclude(epoch=epoch)
+
+
 def known_under_other_epochs(operation_id: int, connection_id: int, scope: str, epoch: int) -> bool:
-    """Whether the ledger holds a row of ``scope`` under another epoch than ``epoch`` that still says
-    something of its message (``CARRIED_OVER``)."""
-    return (LedgerEntry.objects.filter(operation_id=operation_id, connection_id=connection_id, scope=scope,
-                                       state__in=CARRIED_OVER).exclude(epoch=epoch).exists())
+    return _other_epoch_rows(operation_id, connection_id, scope, epoch).exists()
 
 
 def earlier_epoch_row(operation_id: int, connection_id: int, key: SourceKey) -> LedgerEntry | None:
     """The same message (by Message-ID) under an older UIDVALIDITY: a row that delivered it, else the latest."""
     if not key.identity:
         return None
-    rows = LedgerEntry.objects.filter(
-        operation_id=operation_id, connection_id=connection_id, scope=key.scope, identity=key.identity,
-        state__in=CARRIED_OVER,
-    ).exclude(epoch=key.epoch)
+    rows = _other_epoch_rows(operation_id, connection_id, key.scope, key.epoch).filter(identity=key.identity)
     delivered = rows.filter(state__in=(LedgerEntry.State.SENT, LedgerEntry.State.ACKNOWLEDGED)).first()
     return delivered or rows.order_by("-updated_at", "-pk").first()
 
@@ -178,7 +180,7 @@ class Ledger:
         self.ctx.log(f"{summary.get('subject')!r}: {error} — in doubt, not sent again in this run", "error")
 
     def mark_sending(self, readies: list[Ready]) -> None:
-        """Write the "sending" rows of ``readies`` in bulk (``ready.sending``), in the caller's
+        """Write the "sending" rows of ``readies`` in bulk (``ready.row``), in the caller's
         transaction, which checks the run's lease (``RunContext.holds_leases``) before committing them."""
         now = timezone.now()
         new, known = [], []
@@ -196,7 +198,7 @@ class Ledger:
             row.out_message_id = ready.prepared.message_id
             row.attempts += 1
             row.updated_at = now
-            ready.sending = row
+            ready.row = row
         insert_rows(new)
         update_rows(known, ["state", "out_message_id", "attempts", "updated_at"])
 

@@ -44,12 +44,12 @@ TRANSIENT_STREAK_LIMIT = 3
 # "sent" ones with them), or for fewer once the oldest of them waited LEDGER_GROUP_SECONDS.
 LEDGER_GROUP = 16
 LEDGER_GROUP_SECONDS = 0.02
-# Rows a later run delivers (again): never sent, maybe sent (under the Message-ID they keep), or failed for now.
 # The sender's answer is awaited in slices of this many seconds, due acknowledgements applied between them.
 AWAIT_SLICE = 0.5
 # After a stop (Celery's soft time limit) interrupted the wait, how long the answer may still take
 # before the message is recorded in doubt: less than the minute before Celery's hard limit kills the process.
 LANDING_GRACE = 45.0
+# Rows a later run delivers (again): never sent, maybe sent (under the Message-ID they keep), or failed for now.
 RESEND_STATES = (LedgerEntry.State.SENDING, LedgerEntry.State.RETRY, LedgerEntry.State.IN_DOUBT)
 
 
@@ -62,7 +62,6 @@ class Ready:
     summary: dict[str, str]
     prepared: Prepared
     size: int
-    sending: LedgerEntry | None = None  # its "sending" row, once committed: only then may it be handed over
 
 
 @dataclass(eq=False)
@@ -243,10 +242,15 @@ class Pipeline:
                 return
             if self._waited_for_group(bool(done)):
                 return  # what landed is recorded (and marked in the source) without waiting for the rest
-            futures.wait(pending, timeout=AWAIT_SLICE, return_when=futures.FIRST_COMPLETED)
-            self.ctx.checkpoint()  # a cancel stops what is still queued
-            self._fence_if_asked()
-            self.acks.flush_if_due()
+            self._await_one_of(pending)
+
+    def _await_one_of(self, pending: list[Future]) -> None:
+        """Wait (a slice at most) for one of ``pending`` to have its outcome; meanwhile a cancel stops
+        what is still queued, a sender's question about the lease is answered, due acknowledgements go."""
+        futures.wait(pending, timeout=AWAIT_SLICE, return_when=futures.FIRST_COMPLETED)
+        self.ctx.checkpoint()
+        self._fence_if_asked()
+        self.acks.flush_if_due()
 
     def _may_send(self) -> bool:
         """On a sender thread: whether the heartbeat vouches for the run's lease (else the run's thread asks)."""
@@ -296,15 +300,11 @@ class Pipeline:
             running = [flight.future for flight in self._flights if not flight.future.done()]
             if self._ready or not running or self._outbox.paused:
                 self._pump(wait=True)
-                continue
-            # Room is what is waited for: the outcomes are recorded with the next group's rows.
-            futures.wait(running, timeout=AWAIT_SLICE, return_when=futures.FIRST_COMPLETED)
-            self.ctx.checkpoint()
-            self._fence_if_asked()
-            self.acks.flush_if_due()
+            else:
+                self._await_one_of(running)  # room, not a group: outcomes go with the next group's rows
 
     def _holds_too_much_for(self, size: int) -> bool:
-        lookahead.let_go_of_sent(self._flights)
+        lookahead.let_go_of_sent(self._flights)  # what the target took holds nothing any more
         return lookahead.too_much_for([r.size for r in self._ready] + [f.ready.size for f in self._flights], size)
 
     # -- one message ----------------------------------------------------------------------------
@@ -415,7 +415,7 @@ class Pipeline:
                     self.ledger.mark_sending(pending)
         if pending and not lease_lost:
             self._ready.clear()
-            self._flights.extend(Flight(ready, ready.sending, self._outbox.put(ready.prepared)) for ready in pending)
+            self._flights.extend(Flight(ready, ready.row, self._outbox.put(ready.prepared)) for ready in pending)
         self._acknowledge(delivered)
         if lease_lost:
             raise RunAborted("lost the run's lease (another run took it); stopping before sending")
