@@ -87,6 +87,12 @@ def memory_kb(pid: int | str = "self") -> dict[str, int]:
     return found
 
 
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User plus system CPU time a process (all its threads) has used, in seconds (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # The SMTP sink ---------------------------------------------------------------------------------
 
 
@@ -248,6 +254,7 @@ class Result:
     seconds: float
     baseline_kb: int
     peak_kb: int
+    cpu_seconds: float
     delivery: Delivery
     note: str = ""
 
@@ -299,6 +306,7 @@ def child_raw(spec: dict[str, Any]) -> dict[str, Any]:
         log_in().sendmail(SENDER, [RECIPIENT], raw)
 
     baseline = memory_kb()["VmRSS"]
+    cpu_before = cpu_seconds()
     started = time.perf_counter()
     connections = spec["connections"]
     sent = 0
@@ -341,7 +349,8 @@ def child_raw(spec: dict[str, Any]) -> dict[str, Any]:
     for smtp in opened:
         smtp.quit()
     imap.logout()
-    return {"messages": sent, "seconds": seconds, "baseline_kb": baseline, "peak_kb": memory_kb()["VmHWM"]}
+    return {"messages": sent, "seconds": seconds, "baseline_kb": baseline, "peak_kb": memory_kb()["VmHWM"],
+            "cpu_seconds": cpu_seconds() - cpu_before}
 
 
 def _body_batches(imap: Any, uids: list[int]) -> Iterator[list[int]]:
@@ -376,6 +385,7 @@ def child_engine(spec: dict[str, Any]) -> dict[str, Any]:
     run = Run.objects.create(operation_id=spec["operation_id"], trigger=Run.Trigger.COMMAND)
     baseline = memory_kb()["VmRSS"]
     profiler = cProfile.Profile() if spec.get("profile") else None
+    cpu_before = cpu_seconds()
     started = time.perf_counter()
     if profiler:
         profiler.enable()
@@ -383,10 +393,11 @@ def child_engine(spec: dict[str, Any]) -> dict[str, Any]:
     if profiler:
         profiler.disable()
     seconds = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu_before
     if profiler:
         profiler.dump_stats(spec["profile_out"])
         report_profile(profiler)
-    return {"messages": run.sent_count, "seconds": seconds, "baseline_kb": baseline,
+    return {"messages": run.sent_count, "seconds": seconds, "baseline_kb": baseline, "cpu_seconds": cpu,
             "peak_kb": memory_kb()["VmHWM"], "status": run.status, "message": run.message}
 
 
@@ -461,14 +472,16 @@ def through_worker(workdir: Path, operation_id: int, warm_up_id: int) -> dict[st
             run_and_wait(Operation.objects.get(pk=warm_up_id))
             child = pool_child(worker.pid)  # prefork: the run is in the pool's process, measured there
             baseline = memory_kb(child)["VmRSS"]
+            cpu_before = cpu_seconds(child)
             run, seconds = run_and_wait(Operation.objects.get(pk=operation_id))
             peak = memory_kb(child)["VmHWM"]
+            cpu = cpu_seconds(child) - cpu_before
     finally:
         # The queue and the bindings kombu keeps for it (a new queue per run: they would pile up).
         broker.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
     busy = (run.finished_at - run.started_at).total_seconds() if run.started_at and run.finished_at else seconds
     return {"messages": run.sent_count, "seconds": seconds, "baseline_kb": baseline, "peak_kb": peak,
-            "status": run.status, "message": run.message, "busy_seconds": busy}
+            "cpu_seconds": cpu, "status": run.status, "message": run.message, "busy_seconds": busy}
 
 
 # Orchestration -----------------------------------------------------------------------------------
@@ -524,8 +537,8 @@ def table(results: list[Result], largest: int, ceiling: Result, wide: Result | N
     growth over the phase's own baseline, and the delivery counted at the sink."""
     wide_head = f" {'vs (a8)':>7}" if wide else ""
     lines = [
-        f"{'phase':<32} {'msgs':>5} {'seconds':>8} {'msgs/s':>8} {'vs (a)':>7}{wide_head} {'base MB':>8} "
-        f"{'peak MB':>8} {'peak-base':>9} {'RSS':>4} {'dup':>4} {'lost':>4} {'seen':>5}  note",
+        f"{'phase':<32} {'msgs':>5} {'seconds':>8} {'msgs/s':>8} {'vs (a)':>7}{wide_head} {'cpu ms/msg':>10} "
+        f"{'base MB':>8} {'peak MB':>8} {'peak-base':>9} {'RSS':>4} {'dup':>4} {'lost':>4} {'seen':>5}  note",
     ]
     limit_kb = 3 * largest / 1024
     for r in results:
@@ -535,7 +548,8 @@ def table(results: list[Result], largest: int, ceiling: Result, wide: Result | N
         d = r.delivery
         lines.append(
             f"{r.name:<32} {r.messages:>5} {r.seconds:>8.2f} {r.rate:>8.1f} {ratio:>6.2f}x{wide_ratio} "
-            f"{r.baseline_kb / 1024:>8.1f} {r.peak_kb / 1024:>8.1f} {growth / 1024:>8.1f}M "
+            f"{1000 * r.cpu_seconds / max(1, r.messages):>10.2f} {r.baseline_kb / 1024:>8.1f} "
+            f"{r.peak_kb / 1024:>8.1f} {growth / 1024:>8.1f}M "
             f"{'ok' if growth <= limit_kb else 'OVER':>4} {d.duplicates:>4} {d.lost:>4} {d.seen:>5}  {r.note}"
         )
     return "\n".join(lines)
@@ -555,12 +569,13 @@ def measure(workload: str, count: int, attachment_kb: int, dovecot: Any, sink: A
         print(f"(a) transport ceiling, {connections} SMTP connections ...")
         raw = run_child("raw", {**spec, "connections": connections})
         results.append(Result(f"(a) ceiling, {connections} connections", raw["messages"], raw["seconds"],
-                              raw["baseline_kb"], raw["peak_kb"], check_delivery("(a)", sink, dovecot, total)))
+                              raw["baseline_kb"], raw["peak_kb"], raw["cpu_seconds"],
+                              check_delivery("(a)", sink, dovecot, total)))
         reset_between_phases(dovecot, sink, spec["operation_id"])
     print(f"(b) the product inline, max_connections {spec['connections']} ...")
     inline = run_child("engine", spec)
     results.append(Result("(b) product inline", inline["messages"], inline["seconds"], inline["baseline_kb"],
-                          inline["peak_kb"], check_delivery("(b)", sink, dovecot, total)))
+                          inline["peak_kb"], inline["cpu_seconds"], check_delivery("(b)", sink, dovecot, total)))
     if inline["status"] != "succeeded":
         print(f"!! (b) ended {inline['status']}: {inline['message']}")
     if not skip_worker:
@@ -568,7 +583,8 @@ def measure(workload: str, count: int, attachment_kb: int, dovecot: Any, sink: A
         print("(c) the product through celery worker --pool prefork --concurrency 1, Redis db 15 ...")
         worker = through_worker(workdir, spec["operation_id"], spec["warm_up_id"])
         results.append(Result("(c) product, prefork worker", worker["messages"], worker["seconds"],
-                              worker["baseline_kb"], worker["peak_kb"], check_delivery("(c)", sink, dovecot, total),
+                              worker["baseline_kb"], worker["peak_kb"], worker["cpu_seconds"],
+                              check_delivery("(c)", sink, dovecot, total),
                               f"{worker['busy_seconds']:.1f} s of it in the run"))
         if worker["status"] != "succeeded":
             print(f"!! (c) ended {worker['status']}: {worker['message']}")
