@@ -13,9 +13,9 @@ from django.utils import timezone
 from connectors.base import all_connectors
 from designer.models import Activity, Operation, Team
 
-# A source is stalled after this many missed polls of its schedule...
+# A source is stalled after the minutes it sets itself, else after this many missed polls of its schedule...
 STALL_INTERVALS = 3
-# ...or, when nothing schedules it but it has been polled before, after this long without success.
+# ...or, when neither says but it has been polled before, after this long without success.
 UNSCHEDULED_STALL = timedelta(days=1)
 
 
@@ -54,17 +54,31 @@ def schedule_period(operation: Operation) -> timedelta | None:
     return schedule.remaining_estimate(now + to_next) - to_next
 
 
+def stall_limit(activity: Activity, interval: timedelta | None) -> timedelta | None:
+    """How long the source may go without a successful poll: its own setting ("Warn when stalled"),
+    else ``STALL_INTERVALS`` of its schedule's intervals; None when neither says."""
+    if activity.stall_minutes:
+        return timedelta(minutes=activity.stall_minutes)
+    return STALL_INTERVALS * interval if interval else None
+
+
+def stalled_since(activity: Activity, interval: timedelta | None, now: datetime) -> datetime | None:
+    """Since when the source has had no successful poll, when that is longer than its ``stall_limit``
+    (a source never polled since it was created counts from its creation)."""
+    allowed = stall_limit(activity, interval)
+    since = activity.last_success_at or activity.created_at
+    return since if allowed is not None and now - since > allowed else None
+
+
 def source_health(activity: Activity, interval: timedelta | None, now: datetime | None = None) -> SourceHealth:
     now = now or timezone.now()
     if activity.last_error:
         return SourceHealth("failing", activity.last_error, interval)
-    if interval is not None:
-        # A source never polled since it was created counts from its creation.
-        since = activity.last_success_at or activity.created_at
-        if now - since > STALL_INTERVALS * interval:
-            return SourceHealth("stalled", f"no successful poll for {span_text(now - since)}; "
-                                           f"its schedule polls every {span_text(interval)}", interval)
-    elif activity.last_poll_at is not None:
+    since = stalled_since(activity, interval, now)
+    if since is not None:
+        polls = f"; its schedule polls every {span_text(interval)}" if interval else ""
+        return SourceHealth("stalled", f"no successful poll for {span_text(now - since)}{polls}", interval)
+    if stall_limit(activity, interval) is None and activity.last_poll_at is not None:
         since = activity.last_success_at or activity.last_poll_at
         if now - since > UNSCHEDULED_STALL:
             return SourceHealth("stalled", f"no successful poll for {span_text(now - since)}", interval)

@@ -1,5 +1,6 @@
-"""Stalled-source warnings: a source not polled successfully for longer than its limit warns the
-address its activity names, once per stall, and says so again once it recovers.
+"""Stalled-source warnings: a source not polled successfully for longer than its limit
+(``health.stall_limit``, the one the sources page judges by) warns the address its activity names,
+once per stall, and says so again once it recovers.
 
 Beat runs ``watch`` every minute. Each warning is claimed with a conditional UPDATE before it is
 sent, so two beats (or a beat and a slow previous tick) never send the same warning twice.
@@ -8,7 +9,7 @@ sent, so two beats (or a beat and a slow previous tick) never send the same warn
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.utils import timezone
 
@@ -19,21 +20,6 @@ from designer.running import notices
 log = logging.getLogger(__name__)
 
 
-def limit(activity: Activity, interval: timedelta | None) -> timedelta | None:
-    """How long the source may go without a successful poll: its own setting, else three of its
-    schedule's intervals; None when neither says (an unscheduled source is not watched)."""
-    if activity.stall_minutes:
-        return timedelta(minutes=activity.stall_minutes)
-    return health.STALL_INTERVALS * interval if interval else None
-
-
-def stalled_since(activity: Activity, interval: timedelta | None, now: datetime) -> datetime | None:
-    """Since when the source has had no successful poll, if that is longer than its limit."""
-    allowed = limit(activity, interval)
-    since = activity.last_success_at or activity.created_at
-    return since if allowed is not None and now - since > allowed else None
-
-
 def watch(now: datetime | None = None) -> int:
     """Send the warnings and recoveries that are due; returns how many notices were sent."""
     now = now or timezone.now()
@@ -41,7 +27,7 @@ def watch(now: datetime | None = None) -> int:
                .exclude(stall_notify_to="").select_related("project", "stall_notify_activity__connection"))
     sent = 0
     for activity in health.attach_health(watched):
-        since = stalled_since(activity, activity.health.interval, now)
+        since = health.stalled_since(activity, activity.health.interval, now)
         if since is not None and activity.stall_notified_at is None:
             claimed = Activity.objects.filter(pk=activity.pk, stall_notified_at__isnull=True)
             text = (f"{activity.name} (project {activity.project.name}) has not been polled successfully since "

@@ -279,6 +279,18 @@ def test_a_scheduled_source_stalls_after_three_missed_polls(source, project):
     assert health.state == "stalled" and "every 10 min" in health.reason
 
 
+def test_a_source_stalls_on_the_page_when_its_own_warning_limit_says_so(source, project):
+    # The sources page and the stall warning judge by the same limit (a source's "Warn when stalled" minutes).
+    Operation.objects.create(project=project, name="Every 10", source=source, schedule="interval", interval_minutes=10)
+    now = timezone.now()
+    Activity.objects.filter(pk=source.pk).update(last_poll_at=now, last_success_at=now - timedelta(minutes=31),
+                                                 stall_minutes=60)
+    assert _health(source).state == "ok"
+    Activity.objects.filter(pk=source.pk).update(stall_minutes=8, last_success_at=now - timedelta(minutes=9))
+    health = _health(source)
+    assert health.state == "stalled" and "every 10 min" in health.reason
+
+
 def test_a_cron_schedule_counts_by_its_period(project, source):
     operation = Operation(project=project, name="Hourly", source=source, schedule="cron", cron="15 * * * *",
                           timezone="Europe/Paris")
