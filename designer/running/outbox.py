@@ -50,13 +50,13 @@ class Outbox:
         for thread in self._threads:
             thread.join()
 
-    def put(self, payload: Any) -> Future:
-        """Queue a message whose "sending" row is committed; its future holds the outcome."""
-        future: Future = Future()
+    def put_all(self, payloads: list[Any]) -> list[Future]:
+        """Queue a group of messages whose "sending" rows are committed, in order; their futures."""
+        queued: list[Future] = [Future() for _ in payloads]
         with self._changed:
-            self._queue.append((future, payload))
-            self._changed.notify()
-        return future
+            self._queue.extend(zip(queued, payloads, strict=True))
+            self._changed.notify(len(payloads))
+        return queued
 
     @property
     def paused(self) -> bool:

@@ -66,10 +66,9 @@ class Ready:
 
 @dataclass(eq=False)
 class Flight:
-    """A message the target is being given, on the sender thread; its ledger row says "sending"."""
+    """A message the target is being given, on the sender thread; its ledger row (``ready.row``) says "sending"."""
 
     ready: Ready
-    row: LedgerEntry
     future: Future
 
 
@@ -213,7 +212,7 @@ class Pipeline:
                 self._settle(landing)
         if self._target_failing():
             self._leave_ready()  # before a sender takes another message
-        if not any(flight.future.done() for flight in self._flights):
+        if self._outbox.paused and not any(flight.future.done() for flight in self._flights):
             self._outbox.resume()
 
     def _settle_due(self) -> bool:
@@ -415,7 +414,8 @@ class Pipeline:
                     self.ledger.mark_sending(pending)
         if pending and not lease_lost:
             self._ready.clear()
-            self._flights.extend(Flight(ready, ready.row, self._outbox.put(ready.prepared)) for ready in pending)
+            queued = self._outbox.put_all([ready.prepared for ready in pending])
+            self._flights.extend(map(Flight, pending, queued))
         self._acknowledge(delivered)
         if lease_lost:
             raise RunAborted("lost the run's lease (another run took it); stopping before sending")
@@ -426,7 +426,7 @@ class Pipeline:
     def _record_delivered(self, delivered: list[tuple[Flight, Delivery]], acknowledge: bool = True) -> None:
         if not delivered:
             return
-        self.ledger.mark_sent([(flight.row, flight.ready.key, flight.ready.summary, delivery,
+        self.ledger.mark_sent([(flight.ready.row, flight.ready.key, flight.ready.summary, delivery,
                                 flight.ready.prepared.record) for flight, delivery in delivered])
         if acknowledge:
             self._acknowledge(delivered)
@@ -435,7 +435,7 @@ class Pipeline:
         for flight, _delivery in delivered:
             self.ctx.bump(sent_count=1)
             fault_point("after_sent")
-            self.acks.add(PendingAck(flight.ready.key, flight.row), self.settings.after_read)
+            self.acks.add(PendingAck(flight.ready.key, flight.ready.row), self.settings.after_read)
 
     def _await(self, future: Future) -> Delivery:
         """The sender's answer for the message in flight.
@@ -476,16 +476,16 @@ class Pipeline:
                 delivery = self._await(future) if future is not None else self.target.write(ready.prepared)
             except OutcomeUnknown as exc:
                 self.transient_streak += 1  # a server that keeps not answering stops the run like one that fails
-                self.ledger.doubt(ready.key, flight.row, ready.summary, str(exc), rendered=ready.prepared.record)
+                self.ledger.doubt(ready.key, ready.row, ready.summary, str(exc), rendered=ready.prepared.record)
                 return None
             except ConnectionFailed as exc:
-                self.ledger.fail(ready.key, flight.row, ready.summary, f"not sent: {exc}", transient=True)
+                self.ledger.fail(ready.key, ready.row, ready.summary, f"not sent: {exc}", transient=True)
                 raise RunAborted(f"the target is unavailable: {exc}") from None
             except ConnectorError as exc:
                 if exc.permanent or attempt == attempts - 1:
                     self.transient_streak = 0 if exc.permanent else self.transient_streak + 1
                     reason = str(exc) if exc.permanent else f"{exc} (will be tried again by the next run)"
-                    self.ledger.fail(ready.key, flight.row, ready.summary, reason, transient=not exc.permanent,
+                    self.ledger.fail(ready.key, ready.row, ready.summary, reason, transient=not exc.permanent,
                                rendered=ready.prepared.record)
                     return None
                 backoff = ctx.operation.retry_backoff_seconds * (2**attempt)

@@ -23,7 +23,7 @@ def _sent_by(outbox_calls: list[str]):
 def test_the_senders_take_the_queue_and_give_each_outcome():
     calls: list[str] = []
     with Outbox(_sent_by(calls), slots=3, may_send=lambda: True, name="t") as outbox:
-        results = [outbox.put(f"m{n}") for n in range(10)]
+        results = outbox.put_all([f"m{n}" for n in range(10)])
         assert [f.result(timeout=5) for f in results] == [f"250 m{n}" for n in range(10)]
     assert sorted(calls) == sorted(f"m{n}" for n in range(10))
 
@@ -31,10 +31,10 @@ def test_the_senders_take_the_queue_and_give_each_outcome():
 def test_a_failure_holds_the_senders_until_the_runs_thread_judged_it():
     calls: list[str] = []
     with Outbox(_sent_by(calls), slots=1, may_send=lambda: True, name="t") as outbox:
-        failed = outbox.put("fail-1")
+        failed = outbox.put_all(["fail-1"])[0]
         with pytest.raises(RuntimeError):
             failed.result(timeout=5)
-        held = outbox.put("m2")
+        held = outbox.put_all(["m2"])[0]
         time.sleep(0.3)
         assert outbox.paused and not held.done() and calls == []
         outbox.resume()
@@ -45,7 +45,7 @@ def test_without_the_heartbeats_word_nothing_is_sent_until_the_database_vouched(
     calls: list[str] = []
     vouched = threading.Event()
     with Outbox(_sent_by(calls), slots=2, may_send=vouched.is_set, name="t") as outbox:
-        queued = [outbox.put(f"m{n}") for n in range(3)]
+        queued = outbox.put_all([f"m{n}" for n in range(3)])
         time.sleep(0.3)
         assert outbox.wants_fence and calls == []
         outbox.fence(holds=False)  # the run's thread learnt the lease is lost: it stops the run
@@ -66,9 +66,9 @@ def test_what_no_sender_took_is_cancelled_and_never_sent():
         return payload
 
     with Outbox(slow, slots=1, may_send=lambda: True, name="t") as outbox:
-        first = outbox.put("m0")
+        first = outbox.put_all(["m0"])[0]
         time.sleep(0.2)  # the one sender holds m0
-        rest = [outbox.put(f"m{n}") for n in range(1, 4)]
+        rest = outbox.put_all([f"m{n}" for n in range(1, 4)])
         assert outbox.cancel_queued() == 3
         release.set()
         assert first.result(timeout=5) == "m0"
