@@ -74,6 +74,8 @@ def earlier_epoch_row(operation_id: int, connection_id: int, key: SourceKey) -> 
 def first_record_facts(ledger_ids: list[int]) -> dict[int, dict[str, str]]:
     """Subject, sender and recipients of each ledger row's first run record, in one query."""
     facts: dict[int, dict[str, str]] = {}
+    if not ledger_ids:
+        return facts  # Django compiles the whole query before it finds that an empty IN matches nothing
     records = RunRecord.objects.filter(ledger_id__in=ledger_ids).order_by("ledger_id", "id")
     for ledger_id, subject, sender, recipients in records.values_list("ledger_id", "subject", "sender", "recipients"):
         facts.setdefault(ledger_id, {"subject": subject, "from": sender, "to": recipients})
