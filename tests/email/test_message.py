@@ -893,7 +893,7 @@ def test_the_wire_form_is_as_bytes_byte_for_byte() -> None:
                          for size in (1, 56, 57, 58, 114, 58_367, 58_368, 58_369)]},
     ):
         out = build(record)
-        wire = out.to_wire()  # the first serialisation chooses the boundaries
+        wire = out.to_wire()
         sent = b"".join(wire.chunks())
         assert len(sent) == wire.size
         assert all(chunk.endswith(b"\r\n") for chunk in list(wire.chunks())[:-1])

@@ -13,14 +13,12 @@ them (tested byte for byte): CRLF line ends, 76 base64 characters a line.
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from email.generator import NLCRE, BytesGenerator
 from email.message import Message
 from io import BytesIO
-from typing import Any
 
 from connectors.email.message.codec import LINE, encode_lines
 
@@ -112,25 +110,6 @@ class _Generator(BytesGenerator):
             self._handle_text(msg)
         else:
             super()._handle_message_delivery_status(msg)
-
-    @classmethod
-    def _make_boundary(cls, text: Any = None) -> str:
-        # The stdlib's, with a substring test before its multiline regex (slow over megabytes).
-        boundary = BytesGenerator._make_boundary()
-        if text is None:
-            return boundary
-        candidate, counter = boundary, 0
-        while cls._boundary_in(candidate, text):
-            candidate = f"{boundary}.{counter}"
-            counter += 1
-        return candidate
-
-    @classmethod
-    def _boundary_in(cls, boundary: str, text: str | bytes) -> bool:
-        needle = "--" + boundary
-        if needle.encode("ascii") not in text if isinstance(text, bytes) else needle not in text:
-            return False
-        return cls._compile_re("^--" + re.escape(boundary) + "(--)?$", re.MULTILINE).search(text) is not None
 
 
 def _flatten(message: Message) -> bytes:
