@@ -219,8 +219,9 @@ def _multipart(part: MIMEPart, subtype: str, parts: list[MIMEPart]) -> None:
 def _text(part: MIMEPart, subtype: str, body: str) -> MIMEPart:
     """A text part, its body encoded once: 7bit when it can be, else quoted-printable or base64,
     whichever is shorter (the email package's choice, made without its per-line Python code)."""
-    data = b"\n".join(body.encode("utf-8").splitlines()) + b"\n"
-    if data.isascii() and all(len(line) <= 78 for line in data.split(b"\n")):
+    lines = body.encode("utf-8").splitlines()
+    data = b"\n".join(lines) + b"\n"
+    if data.isascii() and max(map(len, lines), default=0) <= 78:
         cte, payload = "7bit", data.decode("ascii")
     else:
         quoted = binascii.b2a_qp(data, istext=True)
