@@ -237,14 +237,15 @@ def _read_content(
     for number, (where, part, content_type) in enumerate(_leaves(msg, complete, defects), 1):
         if number > max_parts:
             raise MessageTooComplex(f"the message has more than {max_parts} MIME parts")
-        filename = _filename(part, where, defects)
+        params = _Params(part, where, defects)
+        filename = _filename(params, where, defects)
         data = _transfer_decode(part, where, defects)
         inline_body = not filename and _disposition(part) != "attachment"
         if inline_body and content_type == "text/plain" and text is None:
-            text = _body_text(data, part, content_type, where, defects)
+            text = _body_text(data, params, content_type, where, defects)
             continue
         if inline_body and content_type == "text/html" and html is None:
-            html = _body_text(data, part, content_type, where, defects)
+            html = _body_text(data, params, content_type, where, defects)
             continue
         attachment: dict[str, Any] = {
             "filename": filename or f"part-{number}{_extension(content_type)}",
@@ -326,26 +327,40 @@ def _repair_multipart(part: _Part, content_type: str) -> _Part | None:
     return repaired if complete and repaired.children() is not None else None
 
 
-def _param(part: Message, name: str, header: str, where: str, defects: Defects) -> str | None:
-    """A MIME parameter decoded by RFC 2231 or RFC 2047, whichever it uses, or None."""
-    try:
-        value = part.get_param(name, header=header)
-    except (TypeError, ValueError):  # the stdlib trips on some mixes of RFC 2231 continuations
-        defects.add(f"{where}: unreadable {header} parameters")
-        return None
-    if value is None:
-        return None
-    if isinstance(value, tuple):  # RFC 2231: (charset, language, percent-decoded text)
-        charset, _language, text = value
-        data = text.encode("latin-1", "surrogateescape")
-        return decode_labelled(data, charset or "", where, defects)
-    return decode_words(unraw(value, where, defects), where, defects)
+class _Params:
+    """The MIME parameters of one part, each header's parsed once (on first use) however many are read."""
+
+    def __init__(self, part: Message, where: str, defects: Defects) -> None:
+        self._part = part
+        self._where = where
+        self._defects = defects
+        self._parsed: dict[str, list[tuple[str, Any]] | None] = {}
+
+    def get(self, name: str, header: str) -> str | None:
+        """A parameter decoded by RFC 2231 or RFC 2047, whichever it uses, or None."""
+        if header not in self._parsed:
+            self._parsed[header] = self._parse(header)
+        value = next((v for k, v in self._parsed[header] or () if k.lower() == name), None)
+        if value is None:
+            return None
+        if isinstance(value, tuple):  # RFC 2231: (charset, language, percent-decoded text)
+            charset, _language, text = value
+            data = text.encode("latin-1", "surrogateescape")
+            return decode_labelled(data, charset or "", self._where, self._defects)
+        return decode_words(unraw(value, self._where, self._defects), self._where, self._defects)
+
+    def _parse(self, header: str) -> list[tuple[str, Any]] | None:
+        try:
+            return self._part.get_params(header=header)
+        except (TypeError, ValueError):  # the stdlib trips on some mixes of RFC 2231 continuations
+            self._defects.add(f"{self._where}: unreadable {header} parameters")
+            return None
 
 
-def _filename(part: Message, where: str, defects: Defects) -> str:
-    name = _param(part, "filename", "Content-Disposition", where, defects)
+def _filename(params: _Params, where: str, defects: Defects) -> str:
+    name = params.get("filename", "Content-Disposition")
     if not name:
-        name = _param(part, "name", "Content-Type", where, defects)
+        name = params.get("name", "Content-Type")
     return clean(name or "", f"{where} file name", defects)
 
 
@@ -383,8 +398,8 @@ _BAD_QP = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]*\r?\n|[ \t]*\Z)")
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9._:-]{1,40})""", re.I)
 
 
-def _body_text(data: bytes, part: Message, content_type: str, where: str, defects: Defects) -> str:
-    charset = _param(part, "charset", "Content-Type", where, defects)
+def _body_text(data: bytes, params: _Params, content_type: str, where: str, defects: Defects) -> str:
+    charset = params.get("charset", "Content-Type")
     if not charset and content_type == "text/html" and not data.isascii():
         found = _META_CHARSET.search(data, 0, 4096)
         charset = found.group(1).decode("ascii") if found else None
