@@ -34,6 +34,7 @@ class Outbox:
         self._failed = False  # a message failed and the run's thread has not judged it yet
         self._fenced = 0  # messages the run's thread vouched for by asking the database
         self.wants_fence = False  # a sender waits for the run's thread to ask the database
+        self.answered = 0  # messages given their outcome (sent or failed), counted after the future has it
         self._threads = [threading.Thread(target=self._serve, name=f"{name}-send-{n}", daemon=True)
                          for n in range(slots)]
 
@@ -108,4 +109,6 @@ class Outbox:
                 future.set_exception(exc)
             else:
                 future.set_result(result)
+            with self._changed:
+                self.answered += 1
             del taken, payload  # a large message must not outlive its sending while this thread waits

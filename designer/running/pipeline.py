@@ -104,6 +104,7 @@ class Pipeline:
         # Messages the target may take at once (its connections), each on a sender thread of its own.
         self.target_slots = max(1, getattr(target, "parallelism", 1))
         self._flights: deque[Flight] = deque()  # committed "sending" and queued for the senders, in order
+        self._landed = 0  # flights whose outcome the senders gave and this thread took (``Outbox.answered``)
         self._ready: deque[Ready] = deque()  # prepared, no ledger row written yet
         self._stop: BaseException | None = None  # what stopped a wait on the sender, raised once it is landed
         self._unrecorded_since: float | None = None  # when the oldest message waiting for its group was seen
@@ -205,8 +206,8 @@ class Pipeline:
             if wait and not self._ready:
                 self._await_group()
             landing = deque(flight for flight in self._flights if flight.future.done())
-            for flight in landing:
-                self._flights.remove(flight)
+            self._flights = deque(flight for flight in self._flights if flight not in landing)
+            self._landed += sum(1 for flight in landing if not flight.future.cancelled())
             # A time limit waits until the outcomes are recorded and the new flights are queued.
             with watchdog.deferred():
                 self._settle(landing)
@@ -216,10 +217,11 @@ class Pipeline:
             self._outbox.resume()
 
     def _settle_due(self) -> bool:
-        landed = sum(1 for flight in self._flights if flight.future.done())
+        # Counted, not asked of every future: that would cost more than the rest of a step.
+        landed = self._outbox.answered - self._landed
         if len(self._ready) >= LEDGER_GROUP or landed >= LEDGER_GROUP:
             return True
-        return self._waited_for_group(bool(self._ready or landed))
+        return self._waited_for_group(bool(self._ready) or landed > 0)
 
     def _waited_for_group(self, waiting: bool) -> bool:
         """Whether the oldest of the messages ``waiting`` for their group has waited ``LEDGER_GROUP_SECONDS``."""

@@ -25,6 +25,7 @@ def test_the_senders_take_the_queue_and_give_each_outcome():
     with Outbox(_sent_by(calls), slots=3, may_send=lambda: True, name="t") as outbox:
         results = outbox.put_all([f"m{n}" for n in range(10)])
         assert [f.result(timeout=5) for f in results] == [f"250 m{n}" for n in range(10)]
+    assert outbox.answered == 10  # counted once each future has its outcome: the run's thread counts on it
     assert sorted(calls) == sorted(f"m{n}" for n in range(10))
 
 
@@ -36,7 +37,7 @@ def test_a_failure_holds_the_senders_until_the_runs_thread_judged_it():
             failed.result(timeout=5)
         held = outbox.put_all(["m2"])[0]
         time.sleep(0.3)
-        assert outbox.paused and not held.done() and calls == []
+        assert outbox.paused and not held.done() and calls == [] and outbox.answered == 1  # failures count
         outbox.resume()
         assert held.result(timeout=5) == "250 m2"
 
