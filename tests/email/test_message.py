@@ -584,6 +584,8 @@ def test_it_rejects_line_breaks_in_custom_headers_and_file_names() -> None:
         ({"Sender": "<<<>>>"}, "headers: the value of Sender '<<<>>>' is not a valid address"),
         ({"Resent-Date": "yesterday"}, "headers: the value of Resent-Date 'yesterday' is not a date"),
         ([["Sender", "a@example.com"], ["Sender", "b@example.com"]], "headers: only one Sender header is allowed"),
+        ([["orig-date", "4 Mar 2024 10:00 +0100"], ["Orig-Date", "5 Mar 2024 10:00 +0100"]],
+         "headers: only one Orig-Date header is allowed"),
     ],
 )
 def test_it_rejects_custom_headers_that_are_invalid_or_override_ours(headers: object, error: str) -> None:

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.headerregistry import Address, HeaderRegistry
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
@@ -23,6 +23,7 @@ from connectors.email.message import outgoing_headers, wire
 from connectors.email.message.codec import encode_lines
 from connectors.email.message.fields import (
     InvalidMessage,
+    Mailbox,
     ascii_domain,
     checked_attachments,
     checked_body,
@@ -110,13 +111,12 @@ class _WirePolicy(EmailPolicy):
         return super().header_fetch_parse(name, value)
 
     def header_max_count(self, name: str) -> None:
-        return None  # the one header a record could repeat (Sender, Orig-Date) is checked in build_message
+        return None  # the headers a record may not repeat (Sender, Orig-Date) are refused by fields.custom_headers
 
 
 # 7-bit so that no server without 8BITMIME can refuse or mangle the message; lines are written as
 # ``outgoing_headers`` folded them, never refolded.
 _SEND_POLICY = _WirePolicy(linesep="\r\n", cte_type="7bit", header_factory=_HeaderClasses(), refold_source="none")
-_UNIQUE_CUSTOM = {"sender": "Sender", "orig-date": "Orig-Date"}
 
 
 def build_message(
@@ -184,18 +184,12 @@ def build_message(
     )
 
 
-def _set_custom(message: EmailMessage, custom: list[tuple[str, str | list[Address] | datetime]]) -> None:
-    seen: set[str] = set()
+def _set_custom(message: EmailMessage, custom: list[tuple[str, str | list[Mailbox] | datetime]]) -> None:
     for name, value in custom:
-        lower = name.lower()
-        if lower in _UNIQUE_CUSTOM:
-            if lower in seen:
-                raise InvalidMessage("headers", f"only one {_UNIQUE_CUSTOM[lower]} header is allowed")
-            seen.add(lower)
         if isinstance(value, datetime):
             message[name] = format_datetime(value)
         elif isinstance(value, list):
-            message[name] = outgoing_headers.addresses(name, [(a.display_name, a.addr_spec) for a in value])
+            message[name] = outgoing_headers.addresses(name, [(m.name, m.address) for m in value])
         else:
             message[name] = outgoing_headers.unstructured(name, value)
 

@@ -13,7 +13,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -56,6 +55,8 @@ _HEADER_FIELDS = {
 _OWN_HEADERS = {"message-id", "date", "mime-version"}
 _ADDRESS_HEADERS = {"sender", "resent-sender", "resent-from", "resent-to", "resent-cc", "resent-bcc"}
 _DATE_HEADERS = {"resent-date", "orig-date"}
+# RFC 5322 3.6 allows each of these once; the other headers a record may set can repeat.
+_ONE_ONLY = {"sender": "Sender", "orig-date": "Orig-Date"}
 _COMPRESSED = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz"}
 
 
@@ -159,10 +160,6 @@ def ascii_domain(domain: str) -> str | None:
     return encoded
 
 
-def header_address(mailbox: Mailbox) -> Address:
-    return Address(display_name=mailbox.name, username=mailbox.local, domain=mailbox.domain)
-
-
 def outgoing_ids(field: str, value: Any) -> list[str]:
     if value is None:
         return []
@@ -179,18 +176,19 @@ def outgoing_ids(field: str, value: Any) -> list[str]:
     return ids
 
 
-def custom_headers(value: Any) -> list[tuple[str, str | list[Address] | datetime]]:
-    """The custom headers, checked, each value ready to assign.
+def custom_headers(value: Any) -> list[tuple[str, str | list[Mailbox] | datetime]]:
+    """The custom headers, checked, each value ready to write; Sender and Orig-Date at most once.
 
-    Headers that the stdlib's registry parses (Sender, Resent-*, Orig-Date) get a parsed value
-    here: given as text, its parser would mangle or drop a bad value, or raise on a hostile one.
+    Headers that the stdlib's registry parses when read (Sender, Resent-*, Orig-Date) are checked
+    and parsed here, as mailboxes or a date: given as text, its parser would mangle or drop a bad
+    value, or raise on a hostile one.
     """
     if value is None:
         return []
     pairs = list(value.items()) if isinstance(value, Mapping) else value
     if not isinstance(pairs, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
         raise InvalidMessage("headers", "must be a mapping or a list of [name, value] pairs")
-    headers: list[tuple[str, str | list[Address] | datetime]] = []
+    headers: list[tuple[str, str | list[Mailbox] | datetime]] = []
     for name, text in pairs:
         if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
             raise InvalidMessage("headers", f"{name!r} is not a valid header name")
@@ -203,13 +201,20 @@ def custom_headers(value: Any) -> list[tuple[str, str | list[Address] | datetime
             headers.append((name, _custom_value(lower, text)))
         except InvalidMessage as exc:
             raise InvalidMessage("headers", f"the value of {name} {exc.reason}") from None
+    seen: set[str] = set()
+    for name, _ in headers:
+        lower = name.lower()
+        if lower in _ONE_ONLY:
+            if lower in seen:
+                raise InvalidMessage("headers", f"only one {_ONE_ONLY[lower]} header is allowed")
+            seen.add(lower)
     return headers
 
 
-def _custom_value(lower_name: str, value: Any) -> str | list[Address] | datetime:
+def _custom_value(lower_name: str, value: Any) -> str | list[Mailbox] | datetime:
     text = header_text("value", value)
     if lower_name in _ADDRESS_HEADERS:
-        return [header_address(m) for m in mailboxes("value", text)]
+        return mailboxes("value", text)
     if lower_name in _DATE_HEADERS:
         try:
             return parsedate_to_datetime(text)
