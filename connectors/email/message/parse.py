@@ -9,8 +9,10 @@ from __future__ import annotations
 import binascii
 import mimetypes
 import re
+import types
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from email.feedparser import FeedParser
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import Compat32
@@ -115,6 +117,53 @@ class _Part(Message):
 
 _PARSE_POLICY = _RawHeaders(message_factory=_Part)
 
+
+class _BoundaryRe:
+    """Stands in for ``re`` in the feedparser's ``_parsegen``, whose only use of it is the pattern of a
+    multipart's boundary line: ``escape`` the separator, ``compile`` it between ``HEAD`` and ``TAIL``.
+
+    Boundaries are random, so that pattern is new for every message, the ``re`` cache never has it,
+    and compiling it costs more than parsing a small message. ``compile`` gives an object that
+    matches the same lines (the separator as a prefix, then ``TAIL``, which is compiled once) and
+    gives the same groups, without compiling anything.
+    """
+
+    HEAD = "(?P<sep>"
+    TAIL = r")(?P<end>--)?(?P<ws>[ \t]*)(?P<linesep>\r\n|\r|\n)?$"
+    _AFTER_SEPARATOR = re.compile(TAIL[1:])
+
+    def __init__(self, separator: str) -> None:
+        self._separator = separator
+
+    @staticmethod
+    def escape(separator: str) -> str:
+        return separator  # ``compile`` takes it back out of the pattern by position, unescaped
+
+    @classmethod
+    def compile(cls, pattern: str) -> _BoundaryRe:
+        return cls(pattern[len(cls.HEAD) : -len(cls.TAIL)])
+
+    def match(self, line: str) -> re.Match[str] | None:
+        if not line.startswith(self._separator):
+            return None
+        return self._AFTER_SEPARATOR.match(line, len(self._separator))
+
+
+def _without_boundary_compiling(parsegen: Any) -> Any:
+    """``FeedParser._parsegen`` reading ``re`` as ``_BoundaryRe``; as it is if its pattern is not the one expected."""
+    code = parsegen.__code__
+    if _BoundaryRe.HEAD not in code.co_consts or _BoundaryRe.TAIL not in code.co_consts:
+        return parsegen
+    namespace = {**parsegen.__globals__, "re": _BoundaryRe}
+    return types.FunctionType(code, namespace, parsegen.__name__, parsegen.__defaults__, parsegen.__closure__)
+
+
+class _FeedParser(FeedParser):
+    _parsegen = _without_boundary_compiling(FeedParser._parsegen)
+
+
+_FEED_CHARS = 8192
+
 # Below the size limit a message can still hold a million tiny parts or headers: past these it is
 # skipped with the reason rather than read (settings of the same names raise them).
 MAX_PARTS = 1000
@@ -190,12 +239,18 @@ def parse_message(
 
 def _parse(collapsed: bytes, set_aside: SetAside | None) -> tuple[_Part, bool]:
     """The parsed message, and whether its whole structure could be followed."""
-    parser = BytesParser(policy=_PARSE_POLICY)
+    # What ``BytesParser.parsebytes`` does, with the parser above: in pieces, as it feeds it, so
+    # the parser's buffer never holds a large message's text at once.
+    parser = _FeedParser(policy=_PARSE_POLICY)
+    text = collapsed.decode("ascii", "surrogateescape")
     try:
-        msg, complete = cast(_Part, parser.parsebytes(collapsed)), True
+        for start in range(0, len(text), _FEED_CHARS):
+            parser.feed(text[start : start + _FEED_CHARS])
+        msg, complete = cast(_Part, parser.close()), True
     except RecursionError:
         # The parser recurses once per nesting level; thousands of levels are an attack, not mail.
-        msg, complete = cast(_Part, parser.parsebytes(collapsed, headersonly=True)), False
+        msg = cast(_Part, BytesParser(policy=_PARSE_POLICY).parsebytes(collapsed, headersonly=True))
+        complete = False
     if set_aside is not None:
         _hand_out(msg, set_aside)
     return msg, complete
