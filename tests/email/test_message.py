@@ -528,6 +528,18 @@ def test_it_rejects_missing_and_invalid_addresses(record: dict, error: str) -> N
     assert raised.value.field == error.split(":")[0]
 
 
+def test_an_address_text_is_checked_the_same_in_every_field_and_every_time() -> None:
+    # fields remembers what each address text holds: the answer must not depend on the field or the turn.
+    text = '"Doe, Jane" <jane@example.com>, bob@example.org'
+    for _ in range(2):
+        out = build({"from": "a@example.com", "to": text, "reply_to": text, "headers": {"Resent-To": text}})
+        assert out.recipients == ["jane@example.com", "bob@example.org"]
+        assert out.message["To"] == out.message["Reply-To"] == out.message["Resent-To"] == text
+        for field in ("cc", "bcc"):
+            with pytest.raises(InvalidMessage, match=rf"^{field}: 'bob@' is not a valid address$"):
+                build({"from": "a@example.com", "to": text, field: f"{text}, bob@"})
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [

@@ -13,10 +13,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parsedate_to_datetime
+from email.utils import getaddresses, parsedate_to_datetime
+from functools import lru_cache
 from typing import Any
-
-from connectors.email.message.addresses import address_pairs
 
 
 class InvalidMessage(ValueError):
@@ -89,15 +88,32 @@ def mailboxes(field: str, value: Any) -> list[Mailbox]:
     for item in items:
         if not isinstance(item, str):
             raise InvalidMessage(field, f"{item!r} is not an address")
-        for piece in _split_addresses(header_text(field, item)):
-            # One address per piece, so getaddresses cannot silently drop one ("a@x.org, b@").
-            pairs = [(name, addr) for name, addr in address_pairs([piece]) if name or addr]
-            mailbox = _mailbox(*pairs[0]) if len(pairs) == 1 else None
-            # getaddresses also glues stray words together ("Jane Doe jane@x.org"): insist on what was typed.
-            if mailbox is None or pairs[0][1] not in piece:
-                raise InvalidMessage(field, f"{piece!r} is not a valid address")
-            found.append(mailbox)
+        try:
+            found += _remembered_mailboxes(item) if len(item) <= _REMEMBERED_CHARS else _mailboxes_in(item)
+        except InvalidMessage as exc:
+            raise InvalidMessage(field, exc.reason) from None
     return found
+
+
+def _mailboxes_in(text: str) -> tuple[Mailbox, ...]:
+    """The mailboxes of one address text; ``InvalidMessage`` (its field left to the caller) if it has a bad one."""
+    found = []
+    for piece in _split_addresses(header_text("", text)):
+        # One address per piece, so getaddresses cannot silently drop one ("a@x.org, b@").
+        pairs = [(name, addr) for name, addr in getaddresses([piece]) if name or addr]
+        mailbox = _mailbox(*pairs[0]) if len(pairs) == 1 else None
+        # getaddresses also glues stray words together ("Jane Doe jane@x.org"): insist on what was typed.
+        if mailbox is None or pairs[0][1] not in piece:
+            raise InvalidMessage("", f"{piece!r} is not a valid address")
+        found.append(mailbox)
+    return tuple(found)
+
+
+# The same senders and recipients come back record after record, and checking an address text is
+# most of the cost of building a message. Longer texts (a hostile record's megabyte of addresses)
+# are checked but not remembered; failures are never remembered (lru_cache keeps no exceptions).
+_REMEMBERED_CHARS = 1000
+_remembered_mailboxes = lru_cache(maxsize=4096)(_mailboxes_in)
 
 
 def _split_addresses(text: str) -> list[str]:
