@@ -514,6 +514,9 @@ def test_it_accepts_idn_domains_and_quoted_names() -> None:
         ({"from": "a@example.com", "to": "x@nodot"}, "to: 'x@nodot' is not a valid address"),
         ({"from": "a@example.com", "to": "x..y@example.com"}, "to: 'x..y@example.com' is not a valid address"),
         ({"from": "a@example.com", "bcc": ["ok@example.com", 42]}, "bcc: 42 is not an address"),
+        # An IPv6 zone id can hold any text; what cannot go on the wire as it is, is refused here.
+        ({"from": "a@example.com", "to": "a@[fe80::1%ü x]"}, "to: 'a@[fe80::1%ü x]' is not a valid address"),
+        ({"from": "a@example.com", "to": "a@[fe80::1%<x>]"}, "to: 'a@[fe80::1%<x>]' is not a valid address"),
         (
             {"from": "a@example.com", "to": "b@example.com", "reply_to": "nope"},
             "reply_to: 'nope' is not a valid address",
@@ -665,8 +668,17 @@ def test_it_rejects_attachments_it_cannot_send(attachment: dict, error: str) -> 
 
 
 def test_it_rejects_a_bad_message_id_domain() -> None:
-    with pytest.raises(InvalidMessage, match="message_id_domain"):
-        build_message({"from": "a@example.com", "to": "b@example.com"}, message_id_domain="not a domain")
+    for domain in ("not a domain", "[fe80::1%ü]"):
+        with pytest.raises(InvalidMessage, match="message_id_domain"):
+            build_message({"from": "a@example.com", "to": "b@example.com"}, message_id_domain=domain)
+
+
+@pytest.mark.parametrize("field", ["in_reply_to", "references"])
+def test_it_rejects_message_ids_that_are_not_ascii(field: str) -> None:
+    with pytest.raises(InvalidMessage) as raised:
+        build({"from": "a@example.com", "to": "b@example.com", field: "<ok@example.com> <grüße@example.com>"})
+
+    assert str(raised.value) == f"{field}: '<grüße@example.com>' is not a message id"
 
 
 # --- both ways

@@ -159,6 +159,10 @@ def _mailbox(name: str, addr: str) -> Mailbox | None:
 def ascii_domain(domain: str) -> str | None:
     """The domain in ASCII (IDN labels as xn--), or None when it is not a usable domain."""
     if domain.startswith("[") and domain.endswith("]"):
+        # An IPv6 zone id ("%eth0") may be any text: only printable ASCII without spaces or "<" can go
+        # in a header or an SMTP command as it is.
+        if not (domain.isascii() and domain.isprintable()) or " " in domain or "<" in domain:
+            return None
         try:
             ipaddress.ip_address(domain[1:-1].removeprefix("IPv6:"))
         except ValueError:
@@ -186,7 +190,7 @@ def outgoing_ids(field: str, value: Any) -> list[str]:
     for item in items:
         for token in header_text(field, item).split():
             core = token[1:-1] if token.startswith("<") and token.endswith(">") else token
-            if not core or not core.isprintable() or any(c in core for c in "<> "):
+            if not core or not (core.isascii() and core.isprintable()) or any(c in core for c in "<> "):
                 raise InvalidMessage(field, f"{token!r} is not a message id")
             ids.append(f"<{core}>")
     return ids
