@@ -8,7 +8,7 @@ from email.policy import default as default_policy
 import pytest
 
 from connectors.email.message import outgoing_headers as oh
-from connectors.email.message.build import build_message
+from connectors.email.message.build import HeaderInjection, InvalidMessage, build_message
 from connectors.email.message.parse import parse_message
 
 
@@ -106,14 +106,13 @@ def test_file_names_round_trip(filename: str) -> None:
 
 @pytest.mark.parametrize("value", ["Hello\r\nBcc: victim@example.com", "Hello\nBcc: v@example.com", "Hi\rthere"])
 def test_line_breaks_are_refused_everywhere(value: str) -> None:
-    with pytest.raises(oh.HeaderInjection):
-        oh.unstructured("Subject", value)
-    with pytest.raises(oh.HeaderInjection):
-        oh.addresses("To", [(value, "a@example.com")])
-    with pytest.raises(oh.HeaderInjection):
-        oh.disposition(value)
-    with pytest.raises(oh.HeaderInjection):
-        oh.message_ids("References", [f"<{value}@x>"])
+    # fields refuses them before outgoing_headers writes a value; the policy refuses any that get past.
+    for record in ({"subject": value}, {"from": f'"{value}" <a@example.com>'}, {"to": f"{value} <b@example.com>"},
+                   {"references": [f"<{value}@x>"]}, {"headers": {"X-Note": value}},
+                   {"attachments": [{"filename": value, "content": b"x"}]}):
+        with pytest.raises(InvalidMessage, match=r"contains a line break \(header injection\)$"):
+            build_message({"from": "a@example.com", "to": "b@example.com", **record},
+                          message_id_domain="mailwright.test")
 
 
 def test_other_line_separators_travel_inside_encoded_words() -> None:
@@ -148,8 +147,8 @@ def test_a_built_message_carries_the_headers_in_wire_form() -> None:
 def test_a_header_set_later_cannot_smuggle_a_line_break() -> None:
     out = build_message({"from": "a@example.com", "to": "b@example.com"}, message_id_domain="mailwright.test")
 
-    with pytest.raises(oh.HeaderInjection):
+    with pytest.raises(HeaderInjection):
         out.message["X-Late"] = "x\r\nBcc: victim@example.com"
-    with pytest.raises(oh.HeaderInjection):
+    with pytest.raises(HeaderInjection):
         out.message.replace_header("Message-ID", "<a@b>\rBcc: victim@example.com")
     out.message["X-Folded"] = "a\r\n b"  # a folded value is fine

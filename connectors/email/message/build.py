@@ -95,6 +95,10 @@ _STRUCTURAL = frozenset({"content-type", "content-transfer-encoding", "mime-vers
 _FOLDED_BREAK = re.compile(r"\r(?!\n)|\r?\n(?![ \t])")
 
 
+class HeaderInjection(ValueError):
+    """A header value with a line break of its own: it would start a header of the sender's choosing."""
+
+
 class _WirePolicy(EmailPolicy):
     """Headers are stored as given: ``outgoing_headers`` has already written them in wire form."""
 
@@ -102,7 +106,7 @@ class _WirePolicy(EmailPolicy):
         if not isinstance(value, str):
             raise TypeError(f"{name}: set outgoing headers as text from outgoing_headers, not {type(value).__name__}")
         if ("\n" in value or "\r" in value) and _FOLDED_BREAK.search(value):
-            raise outgoing_headers.HeaderInjection(f"{name}: a line break that does not fold the value")
+            raise HeaderInjection(f"{name}: a line break that does not fold the value")
         return name, value
 
     def header_fetch_parse(self, name: str, value: str) -> Any:
