@@ -56,3 +56,18 @@ def test_the_parse_tree_is_the_stdlib_parsers() -> None:
     for raw in _messages():
         expected = _tree(BytesParser(policy=parsing._PARSE_POLICY).parsebytes(raw))
         assert _tree(parsing._parse(raw, None)[0]) == expected, raw
+
+
+@pytest.mark.parametrize("value", [
+    'text/plain; charset="utf-8"', "text/plain; CHARSET=latin1; charset=utf-8", "attachment; filename*=utf-8''%C3%A9",
+    'inline; filename*0="a"; filename*1*=utf-8\'\'%41', "text/plain; name*0*=''%41; name*0=B", "text/plain; =x; ;;",
+    'application/pdf; name="a;b \\"c\\".pdf"', "x; filename*1=late", "",
+])
+def test_parameters_read_once_are_the_stdlib_ones(value: str) -> None:
+    part = parsing._Part(policy=parsing._PARSE_POLICY)
+    part.set_raw("Content-Type", value)
+    try:
+        expected = tuple(part.get_params())
+    except (TypeError, ValueError):
+        expected = None
+    assert parsing._remembered_params(value) == parsing._read_params(value) == expected

@@ -16,6 +16,7 @@ from email.feedparser import FeedParser
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import Compat32
+from functools import lru_cache
 from typing import Any, cast
 
 from connectors.conf import setting
@@ -389,7 +390,7 @@ class _Params:
         self._part = part
         self._where = where
         self._defects = defects
-        self._parsed: dict[str, list[tuple[str, Any]] | None] = {}
+        self._parsed: dict[str, tuple[tuple[str, Any], ...] | None] = {}
 
     def get(self, name: str, header: str) -> str | None:
         """A parameter decoded by RFC 2231 or RFC 2047, whichever it uses, or None."""
@@ -404,12 +405,30 @@ class _Params:
             return decode_labelled(data, charset or "", self._where, self._defects)
         return decode_words(unraw(value, self._where, self._defects), self._where, self._defects)
 
-    def _parse(self, header: str) -> list[tuple[str, Any]] | None:
-        try:
-            return self._part.get_params(header=header)
-        except (TypeError, ValueError):  # the stdlib trips on some mixes of RFC 2231 continuations
+    def _parse(self, header: str) -> tuple[tuple[str, Any], ...] | None:
+        value = self._part.get(header)
+        if value is None:
+            return ()
+        params = _read_params(value) if len(value) > _REMEMBERED_CHARS else _remembered_params(value)
+        if params is None:
             self._defects.add(f"{self._where}: unreadable {header} parameters")
-            return None
+        return params
+
+
+def _read_params(value: str) -> tuple[tuple[str, Any], ...] | None:
+    """``Message.get_params()`` of a header with this value; None when the stdlib cannot read them."""
+    holder = Message(policy=_PARSE_POLICY)
+    holder.set_raw("Content-Type", value)
+    try:
+        return tuple(holder.get_params())
+    except (TypeError, ValueError):  # the stdlib trips on some mixes of RFC 2231 continuations
+        return None
+
+
+# The same few Content-Type values come back message after message; longer values (a hostile
+# message's megabyte of parameters) are read but not remembered.
+_REMEMBERED_CHARS = 1000
+_remembered_params = lru_cache(maxsize=1024)(_read_params)
 
 
 def _filename(params: _Params, where: str, defects: Defects) -> str:
