@@ -7,7 +7,8 @@ nothing needs parsing or checking again, and the message's policy (``build``) re
 break that does not fold a value, whoever sets the header. What is left is RFC 5322/2047 formatting:
 
 - text that is not plain printable ASCII goes in RFC 2047 encoded words (UTF-8, ``q`` or ``b``,
-  whichever is shorter), each at most 75 characters and never splitting a character;
+  whichever is shorter), each at most 75 characters and never splitting a character, as the email
+  package's ``Charset`` writes them; file names as RFC 2231 parameters (``email.utils``);
 - a display name is a phrase of atoms, a quoted string when it has specials, or encoded words;
 - lines are folded at whitespace to at most 78 characters; a token that cannot be split (an
   address, a message id) may make its line longer, never beyond what it is;
@@ -19,20 +20,18 @@ CRLF and a space or tab; ``field`` gives the whole header line.
 
 from __future__ import annotations
 
-import binascii
 import re
 from collections.abc import Callable, Iterable
-from urllib.parse import quote
+from email.charset import Charset
+from email.utils import encode_rfc2231
+from itertools import repeat
 
 LIMIT = 78  # RFC 5322 2.1.1: lines SHOULD be at most 78 characters
 _EW_LIMIT = 75  # RFC 2047 2: an encoded word is at most 75 characters
 _FOLD = "\r\n"
 _WHITESPACE = re.compile(r"([ \t]+)")
 _ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")
-# RFC 2047 5(3): the characters a "q" encoded word may carry as they are, also inside a phrase.
-_Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
-_Q_TABLE = [chr(i) if i in _Q_SAFE else f"={i:02X}" for i in range(256)]
-_Q_TABLE[0x20] = "_"
+_UTF8 = Charset("utf-8")
 
 
 def field(name: str, value: str) -> str:
@@ -71,23 +70,22 @@ def disposition(filename: str) -> str:
     if _plain(filename) and len(filename) <= 60:
         escaped = filename.replace("\\", "\\\\").replace('"', '\\"')
         return _fold("Content-Disposition", [("", "attachment;"), (" ", f'filename="{escaped}"')])
-    encoded = quote(filename, safe="")
-    if len(encoded) <= 50:
-        return _fold("Content-Disposition", [("", "attachment;"), (" ", f"filename*=utf-8''{encoded}")])
+    value = encode_rfc2231(filename, "utf-8")  # utf-8''%C3%A9...
+    size = len("utf-8''") + 50
+    if len(value) <= size:
+        return _fold("Content-Disposition", [("", "attachment;"), (" ", f"filename*={value}")])
     sections, start = [], 0
-    while start < len(encoded):
-        end = min(start + 50, len(encoded))
+    while start < len(value):
+        end = min(start + size, len(value))
         # A %XX escape stays whole: a reader decodes each section's escapes on their own.
-        percent = encoded.rfind("%", max(start, end - 2), end)
-        if percent >= 0 and end < len(encoded):
+        percent = value.rfind("%", max(start, end - 2), end)
+        if percent >= 0 and end < len(value):
             end = percent
-        sections.append(encoded[start:end])
-        start = end
+        sections.append(value[start:end])
+        start, size = end, 50
     pieces = [("", "attachment;")]
     for number, section in enumerate(sections):
-        prefix = "utf-8''" if number == 0 else ""
-        last = number == len(sections) - 1
-        pieces.append((" ", f"filename*{number}*={prefix}{section}{'' if last else ';'}"))
+        pieces.append((" ", f"filename*{number}*={section}{';' if number < len(sections) - 1 else ''}"))
     return _fold("Content-Disposition", pieces)
 
 
@@ -154,35 +152,11 @@ def _phrase(display_name: str, room: int) -> list[tuple[str, str]]:
 
 def _encoded(space: str, text: str, room: int) -> list[tuple[str, str]]:
     """``text`` as encoded words of at most ``room`` characters, the first after ``space``."""
-    data = text.encode("utf-8")
-    q_size = sum(len(_Q_TABLE[byte]) for byte in data)
-    b_size = (len(data) + 2) // 3 * 4
-    kind = "q" if q_size <= b_size else "b"
-    budget = room - len("=?utf-8?q??=")
-    chunks: list[bytes] = []
-    current = bytearray()
-    size = 0
-    for char in text:
-        encoded = char.encode("utf-8")
-        grown = (size + sum(len(_Q_TABLE[b]) for b in encoded) if kind == "q"
-                 else (len(current) + len(encoded) + 2) // 3 * 4)
-        if current and grown > budget:
-            chunks.append(bytes(current))
-            current = bytearray()
-            grown = sum(len(_Q_TABLE[b]) for b in encoded) if kind == "q" else (len(encoded) + 2) // 3 * 4
-        current += encoded
-        size = grown
-    chunks.append(bytes(current))
-    words = [f"=?utf-8?{kind}?{_q(chunk) if kind == 'q' else _b(chunk)}?=" for chunk in chunks]
+    word = _UTF8.header_encode(text)
+    # header_encode_lines gives this same one word when it fits, but finds that out by encoding the
+    # text again a character at a time: 4.3 µs against 1.4 µs for "— Grüße".
+    words = [word] if len(word) <= room else _UTF8.header_encode_lines(text, repeat(room))
     return [(space if index == 0 else " ", word) for index, word in enumerate(words)]
-
-
-def _q(data: bytes) -> str:
-    return "".join([_Q_TABLE[byte] for byte in data])
-
-
-def _b(data: bytes) -> str:
-    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def _plain(text: str) -> bool:
