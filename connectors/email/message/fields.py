@@ -225,7 +225,7 @@ def custom_headers(value: Any) -> list[tuple[str, str | list[Mailbox] | datetime
         except InvalidMessage as exc:
             raise InvalidMessage("headers", f"the value of {name} {exc.reason}") from None
     seen: set[str] = set()
-    for name, _ in headers:
+    for name, _ in headers:  # once every value is checked: a bad value is named before a repeat
         lower = name.lower()
         if lower in _ONE_ONLY:
             if lower in seen:

@@ -71,6 +71,8 @@ def disposition(filename: str) -> str:
         escaped = filename.replace("\\", "\\\\").replace('"', '\\"')
         return _fold("Content-Disposition", [("", "attachment;"), (" ", f'filename="{escaped}"')])
     value = encode_rfc2231(filename, "utf-8")  # utf-8''%C3%A9...
+    # 50 characters of the name a line keeps " filename*NN*=...;" within 78; the first line also
+    # carries the "utf-8''" the value begins with.
     size = len("utf-8''") + 50
     if len(value) <= size:
         return _fold("Content-Disposition", [("", "attachment;"), (" ", f"filename*={value}")])
