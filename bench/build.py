@@ -17,16 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from connectors.email.message.build import build_message  # noqa: E402
+from forward import PARAGRAPH, RECIPIENT, SENDER, SOURCE_HEADER  # noqa: E402 - the messages forward.py forwards
 
-PARAGRAPH = "The printer on the third floor is jammed again; please send someone.\n" * 70  # ~5 KB
+from connectors.email.message.build import build_message  # noqa: E402
 
 
 def records(count: int) -> list[dict]:
-    return [{"from": "support@example.com", "to": "helpdesk@example.com",
+    return [{"from": SENDER, "to": RECIPIENT,
              "subject": f"Fwd: Question {n} — Grüße", "text": PARAGRAPH,
              "reply_to": f"Customer {n} <customer{n}@example.org>",
-             "headers": [["X-Mailwright-Source", f"<q{n}@example.org>"]]} for n in range(count)]
+             "headers": [[SOURCE_HEADER, f"<q{n}@example.org>"]]} for n in range(count)]
 
 
 def main() -> None:

@@ -52,6 +52,7 @@ USER = "alice"
 PASSWORD = "bench-imap-secret"  # noqa: S105 (the throwaway Dovecot's user, on 127.0.0.1 only)
 SENDER = "support@example.com"
 RECIPIENT = "helpdesk@example.com"
+PARAGRAPH = "The printer on the third floor is jammed again; please send someone.\n" * 70  # ~5 KB: a small message
 REDIS_URL = "redis://127.0.0.1:6379/15"
 SOURCE_HEADER = "X-Mailwright-Source"
 MB = 1024 * 1024
@@ -150,9 +151,8 @@ def messages(small: int, large: int, large_bytes: int) -> Iterator[bytes]:
     """
     from tests.helpers import message
 
-    paragraph = "The printer on the third floor is jammed again; please send someone.\n" * 70  # ~5 KB
     templates = {
-        False: message(0, body=paragraph),
+        False: message(0, body=PARAGRAPH),
         True: message(0, body="See the attached log.", attachment=os.urandom(large_bytes)),
     }
     total = small + large
