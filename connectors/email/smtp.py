@@ -9,6 +9,7 @@ registry, and always QUIT.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import smtplib
 import socket
@@ -182,14 +183,57 @@ def login_smtp(smtp: SMTPSession, secrets: Mapping[str, str]) -> None:
         method.smtp_login(smtp, smtp.config.auth, secrets)
 
 
-def send_data(smtp: SMTPSession, chunks: Iterable[bytes]) -> tuple[int, bytes]:
-    """DATA with the message streamed from ``chunks``; the server's final reply.
+Reply = tuple[int, bytes]
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvelopeReplies:
+    """What the server answered to MAIL FROM, to each RCPT TO it was sent, and to DATA when DATA
+    went with them (PIPELINING; None otherwise)."""
+
+    mail: Reply
+    rcpt: list[Reply]
+    data: Reply | None = None
+
+
+def send_envelope(smtp: SMTPSession, sender: str, options: Sequence[str], recipients: Sequence[str]) -> EnvelopeReplies:
+    """MAIL FROM, then RCPT TO for each recipient.
+
+    Where the server offers PIPELINING (RFC 2920), as most do, MAIL, the RCPTs and DATA go in one
+    write and their replies are read in order: a message takes two round trips, not four. Otherwise
+    one command at a time, and no RCPT after a refused MAIL.
+    """
+    optionlist = "".join(f" {option}" for option in options)
+    mail = ("mail", f"FROM:{smtplib.quoteaddr(sender)}{optionlist}")
+    rcpts = [("rcpt", f"TO:{smtplib.quoteaddr(recipient)}") for recipient in recipients]
+    if not smtp.has_extn("pipelining"):
+        replies = [smtp.docmd(*mail)]
+        if replies[0][0] == 250:
+            replies += [smtp.docmd(*rcpt) for rcpt in rcpts]
+        return EnvelopeReplies(replies[0], replies[1:])
+    commands = [mail, *rcpts, ("data", "")]
+    smtp.send("".join(_command_line(*command) for command in commands))
+    replies = [smtp.getreply() for _command in commands]
+    return EnvelopeReplies(replies[0], replies[1:-1], replies[-1])
+
+
+def _command_line(command: str, args: str) -> str:
+    """``command args`` as smtplib's ``putcmd`` would send it, refusing a line break the same way."""
+    line = f"{command} {args}".rstrip(" ")
+    if "\r" in line or "\n" in line:
+        raise ValueError("command and arguments contain prohibited newline characters")
+    return f"{line}\r\n"
+
+
+def send_data(smtp: SMTPSession, chunks: Iterable[bytes], answered: Reply | None = None) -> Reply:
+    """DATA with the message streamed from ``chunks``; the server's final reply. ``answered``: the
+    reply to a DATA already sent (``send_envelope`` with PIPELINING).
 
     smtplib's ``data`` wants the whole message as one bytes object and makes two more copies of it
     (dot-stuffed, terminated); here each chunk is dot-stuffed and sent as it comes. Raises
     ``SMTPDataError`` when the server does not answer DATA with 354, as smtplib does.
     """
-    code, reply = smtp.docmd("data")
+    code, reply = answered or smtp.docmd("data")
     if code != 354:
         raise smtplib.SMTPDataError(code, reply)
     at_line_start = True

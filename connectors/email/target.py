@@ -29,7 +29,7 @@ from connectors.email.activities import SendSettings
 from connectors.email.config import EmailConfig
 from connectors.email.message.build import InvalidMessage, OutgoingMessage, build_message
 from connectors.email.pool import PooledSession, SessionPool
-from connectors.email.smtp import SMTPSession, open_smtp, send_data
+from connectors.email.smtp import EnvelopeReplies, SMTPSession, open_smtp, send_data, send_envelope
 
 _MESSAGE_ID = re.compile(r"<[!-;=?-~]+>")  # printable ASCII without "<", ">" or spaces
 
@@ -123,22 +123,21 @@ def _submit(smtp: SMTPSession, outgoing: OutgoingMessage) -> _Outcome:
     """
     payload = outgoing.to_wire()
     options = [f"SIZE={payload.size}"] if smtp.has_extn("size") else []
-    code, text = smtp.mail(outgoing.sender, options)
+    envelope = send_envelope(smtp, outgoing.sender, options, outgoing.recipients)
+    code, text = envelope.mail
     if code != 250:
-        _reset(smtp)
+        _reset(smtp, envelope)
         return _Outcome(code, f"the server refused the sender {outgoing.sender}: {_reply(code, text)}")
-    refused: dict[str, tuple[int, str]] = {}
-    for recipient in outgoing.recipients:
-        code, text = smtp.rcpt(recipient)
-        if code not in (250, 251):
-            refused[recipient] = (code, _reply(code, text))
+    refused = {recipient: (code, _reply(code, text))
+               for recipient, (code, text) in zip(outgoing.recipients, envelope.rcpt, strict=True)
+               if code not in (250, 251)}
     if len(refused) == len(outgoing.recipients):
-        _reset(smtp)
+        _reset(smtp, envelope)
         listed = ", ".join(f"{rcpt} ({text})" for rcpt, (_code, text) in refused.items())
         # Transient while any refusal is: a retry may still reach that recipient.
         return _Outcome(min(code for code, _text in refused.values()), f"the server refused every recipient: {listed}")
     try:
-        code, text = send_data(smtp, payload.chunks())
+        code, text = send_data(smtp, payload.chunks(), envelope.data)
     except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
         code, text = exc.smtp_code, exc.smtp_error
     if code != 250:
@@ -147,8 +146,13 @@ def _submit(smtp: SMTPSession, outgoing: OutgoingMessage) -> _Outcome:
     return _Outcome(code, _reply(code, text), {rcpt: text for rcpt, (_code, text) in refused.items()})
 
 
-def _reset(smtp: SMTPSession) -> None:
+def _reset(smtp: SMTPSession, envelope: EnvelopeReplies | None = None) -> None:
     with contextlib.suppress(smtplib.SMTPException, OSError):
+        if envelope is not None and envelope.data is not None and envelope.data[0] == 354:
+            # A pipelined DATA the server took although no recipient was: it waits for a message,
+            # which, empty, goes to nobody.
+            smtp.send(b".\r\n")
+            smtp.getreply()
         smtp.rset()
 
 
