@@ -21,7 +21,7 @@ from connectors import net
 from connectors.base import ConfigError, ConnectorError, is_stop_exception
 from designer import brokers
 from designer.models import Activity, Run
-from designer.running import activity_settings, leases
+from designer.running import activity_settings, leases, memory
 from designer.running.context import RunAborted, RunContext, endpoint, small_page_cache
 from designer.running.pipeline import Pipeline
 
@@ -113,6 +113,7 @@ def execute(run_id: int) -> Run:
     ).get(pk=run_id)
     if run.finished:
         return run
+    memory.hand_back_large_blocks()
     ctx = RunContext(run)
     operation = run.operation
     source_activity = operation.source

@@ -1,9 +1,10 @@
 """How far a run reads ahead of its target.
 
 While the target's connections take messages, the run's thread reads, maps and builds the next
-ones: up to ``MAX_MESSAGES`` held (built, queued or sent but not yet recorded), of which one at most
-larger than ``LARGE_MESSAGE_BYTES`` and the others, with the batch being downloaded,
-``MAX_BYTES`` together. Memory then holds one large message, never two.
+ones: up to ``MAX_MESSAGES`` held (built, queued or sent but not yet recorded), of which
+``LARGE_AT_ONCE`` at most larger than ``LARGE_MESSAGE_BYTES`` and the others, with the batch being
+downloaded, ``MAX_BYTES`` together. Memory then holds two large messages, never three: one being
+sent while the next downloads (``memory`` hands a sent one's blocks back to the system).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 MAX_MESSAGES = 64
 LARGE_MESSAGE_BYTES = 256 * 1024
+LARGE_AT_ONCE = 2
 MAX_BYTES = 512 * 1024
 
 
@@ -29,8 +31,8 @@ def too_much_for(held: Sequence[int], size: int) -> bool:
         return False
     if len(held) >= MAX_MESSAGES:
         return True
-    if size > LARGE_MESSAGE_BYTES:  # a large message: never beside another
-        return max(held) > LARGE_MESSAGE_BYTES
+    if size > LARGE_MESSAGE_BYTES:  # downloaded beside fewer than LARGE_AT_ONCE large ones
+        return sum(1 for n in held if n > LARGE_MESSAGE_BYTES) >= LARGE_AT_ONCE
     return sum(n for n in held if n <= LARGE_MESSAGE_BYTES) + size > MAX_BYTES
 
 
