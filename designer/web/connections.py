@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.http import HttpResponseStopPolling
+from django_htmx.http import HttpResponseStopPolling, reswap, retarget
 
 from connectors.base import all_connectors, get_connector
 from designer.authoring import canvas as design
@@ -82,7 +82,7 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
                                    stored_config=None if creating else connection.config)
         if request.POST.get("action") == "test":
             form_test = _test_unsaved(request, membership, connection, settings_form, stored)
-            if request.htmx and request.htmx.target == FORM_TEST:
+            if form_test.check and request.htmx and request.htmx.target == FORM_TEST:
                 return render(request, "designer/connection_form.html#form_test",
                               {"membership": membership, "form_test": form_test})
         elif meta.is_valid() and settings_form.is_valid():
@@ -108,7 +108,7 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
             messages.success(request, f"Connection {connection.name} {'created' if creating else 'saved'}.")
             url = reverse("connection", kwargs={"team": membership.team.slug, "connection": connection.pk})
             return redirect_to(request, url)
-        status = 200 if form_test else 400
+        status = 200 if form_test and form_test.check else 400
         # The secrets typed are kept (encrypted, in the session) for this form, so an error elsewhere
         # never makes anyone type them again.
         kept_token = kept_secrets.keep(request, settings_form, data)
@@ -119,7 +119,7 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
         status = 200
     connector.bind_connection_form(settings_form, request)
     template = "designer/connection_form.html#form" if request.htmx else "designer/connection_form.html"
-    return render(request, template, {
+    response = render(request, template, {
         "membership": membership,
         "project": project,
         "connection": connection,
@@ -130,6 +130,10 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
         "kept_token": kept_token,
         "framed": framed,
     }, status=status)
+    if request.htmx and request.htmx.target == FORM_TEST:
+        # Test refused settings with errors: the whole form comes back, so the fields it names are marked.
+        return reswap(retarget(response, "#connection-form"), "outerHTML")
+    return response
 
 
 FORM_TEST = "form-test"

@@ -52,10 +52,16 @@ def test_it_tests_the_unsaved_settings_with_the_typed_password_and_saves_nothing
     assert "s3cret-pass" not in body + right
 
 
-def test_a_form_with_errors_is_not_tested(bob_client, team, project, steps):
+def test_a_form_with_errors_is_not_tested_and_comes_back_with_its_fields_marked(bob_client, team, project, steps):
     response = bob_client.post(_create_url(team, project), form_data(imap_port="abc", action="test"), **FORM_TEST)
-    assert "Correct the fields marked below first" in response.content.decode()
     assert steps == [] and not ConnectionCheck.objects.exists()
+    # The whole form replaces itself, so the fields the message points at are marked, as typed.
+    assert response.status_code == 400
+    assert response["HX-Retarget"] == "#connection-form" and response["HX-Reswap"] == "outerHTML"
+    body = response.content.decode()
+    assert "Correct the fields marked below first" in body
+    assert "Enter a whole number." in body and 'value="abc"' in body
+    assert "s3cret-pass" not in body and "Entered, not shown: kept for this form." in body
 
 
 def test_editing_uses_the_stored_password_until_the_server_changes(bob_client, team, project, steps, monkeypatch):
