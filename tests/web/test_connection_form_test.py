@@ -97,6 +97,15 @@ def test_another_team_cannot_read_a_draft(bob_client, team, project, other_team,
     assert bob_client.get(url).status_code == 404
 
 
+def test_a_draft_is_only_its_requesters(alice_client, charlie_client, bob, team, project, steps, settings):
+    # A form's Test holds what one member typed: nobody else reads its steps or makes the web process run it.
+    draft = connection_tests.draft(team, "email", {}, {"password": "p"}, bob)
+    settings.MAILWRIGHT_CHECK_PICKUP_SECONDS = -1
+    url = reverse("check_status", kwargs={"team": team.slug, "check": draft.pk})
+    assert alice_client.get(url).status_code == 404 and charlie_client.get(url).status_code == 404
+    assert steps == [] and ConnectionCheck.objects.get().status == ConnectionCheck.Status.QUEUED
+
+
 def test_a_viewer_cannot_test(charlie_client, team, project, steps):
     response = charlie_client.post(_create_url(team, project), form_data(action="test"), **FORM_TEST)
     assert response.status_code == 403 and steps == []
