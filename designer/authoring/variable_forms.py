@@ -25,6 +25,10 @@ class VariableForm(forms.Form):
                                  "secret": variable.secret, "description": variable.description}
         super().__init__(*args, **kwargs)
         self.variable = variable
+        if variable.secret or (self.is_bound and self["secret"].data):
+            # Never rendered back, not even to whoever typed it into a form that came back with an error.
+            self.fields["value"].widget = forms.PasswordInput(
+                render_value=False, attrs={"autocomplete": "new-password", "spellcheck": "false"})
         if variable.secret:
             self.fields["value"].widget.attrs["placeholder"] = "unchanged (secret, not shown)"
         for name in self.fields:

@@ -1,5 +1,5 @@
-"""Secrets typed into a connection form that came back with an error: kept for that form, so the page
-need not ask for them again, and never rendered.
+"""Secrets typed into a form that came back with an error (a connection's, a secret project variable's):
+kept for that form, so the page need not ask for them again, and never rendered.
 
 They are encrypted with the key that encrypts connection secrets and stored in the session under a
 random token; the form carries only the token. A field typed again wins; saving discards them.

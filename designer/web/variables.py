@@ -14,6 +14,7 @@ from designer.authoring import variables as project_variables
 from designer.authoring.variable_forms import VariableForm
 from designer.models import Membership, Project, Role, Variable
 from designer.teams.access import get_membership, get_project, get_variable, require_role
+from designer.web import kept_secrets
 from designer.web.htmx import redirect_to
 
 TEMPLATE = "designer/variables.html"
@@ -26,6 +27,8 @@ def _panel(request: HttpRequest, membership: Membership, project: Project, *, fo
            editing: Variable | None = None, error: str = "", uses: list[str] | None = None,
            status: int = 200) -> HttpResponse:
     variables = list(project.variable_set.all())
+    # A secret value typed into a form that comes back is kept for it (encrypted, in the session).
+    kept_token = kept_secrets.keep(request, form, form.data) if form is not None and form.is_bound else ""
     return render(request, f"{TEMPLATE}#panel" if request.htmx else TEMPLATE, {
         "membership": membership,
         "project": project,
@@ -37,6 +40,7 @@ def _panel(request: HttpRequest, membership: Membership, project: Project, *, fo
         "edit_form": form if editing is not None else None,
         "error": error,
         "uses": uses or [],
+        "kept_token": kept_token,
     }, status=status)
 
 
@@ -55,12 +59,13 @@ def variables(request: HttpRequest, team: str, project: int) -> HttpResponse:
     if request.method == "GET":
         return _panel(request, membership, project_obj)
     require_role(membership, Role.EDITOR, "add a project variable")
-    form = VariableForm(request.POST, variable=Variable(project=project_obj), auto_id=NEW_IDS)
+    form = VariableForm(kept_secrets.restore(request), variable=Variable(project=project_obj), auto_id=NEW_IDS)
     if not form.is_valid():
         return _panel(request, membership, project_obj, form=form, status=400)
     with transaction.atomic():
         project_variables.save(form.variable, form.cleaned_data["name"], form.new_value,
                                form.cleaned_data["secret"], form.cleaned_data["description"], request.user)
+    kept_secrets.discard(request)
     return _back(request, membership, project_obj, f"Variable {form.variable.name} added.")
 
 
@@ -74,7 +79,7 @@ def variable_edit(request: HttpRequest, team: str, variable: int) -> HttpRespons
     if request.method == "GET":
         return _panel(request, membership, project, form=VariableForm(variable=variable_obj, auto_id=EDIT_IDS),
                       editing=variable_obj)
-    form = VariableForm(request.POST, variable=variable_obj, auto_id=EDIT_IDS)
+    form = VariableForm(kept_secrets.restore(request), variable=variable_obj, auto_id=EDIT_IDS)
     if not form.is_valid():
         return _panel(request, membership, project, form=form, editing=variable_obj, status=400)
     try:
@@ -85,6 +90,7 @@ def variable_edit(request: HttpRequest, team: str, variable: int) -> HttpRespons
         variable_obj.refresh_from_db()
         form.add_error("name", f"{variable_obj.name} is in use, so it keeps its name; change these first:")
         return _panel(request, membership, project, form=form, editing=variable_obj, uses=exc.uses, status=409)
+    kept_secrets.discard(request)
     return _back(request, membership, project, f"Variable {variable_obj.name} saved.")
 
 

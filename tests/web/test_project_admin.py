@@ -59,6 +59,19 @@ def test_the_panel_refuses_a_bad_variable_and_keeps_the_typing(bob_client, team,
     assert Variable.objects.count() == 1
 
 
+def test_a_secret_value_typed_into_a_refused_form_is_kept_and_never_shown(bob_client, team, project):
+    refused = _add(bob_client, team, project, name="1st", value="t0ps3cret", secret="on")
+    assert refused.status_code == 400
+    body = refused.content.decode()
+    assert "t0ps3cret" not in body and 'type="password"' in body
+    assert "Entered, not shown: kept for this form." in body
+    token = refused.context["kept_token"]
+    assert token and f'name="kept_secrets" value="{token}"' in body
+    # Corrected without typing the secret again: it is saved with the value typed first.
+    assert _add(bob_client, team, project, name="api_token", secret="on", kept_secrets=token).status_code == 200
+    assert Variable.objects.get(name="api_token").get_value() == "t0ps3cret"
+
+
 def test_a_viewer_sees_the_panel_but_cannot_add(charlie_client, team, project):
     Variable.objects.create(project=project, name="shown", value="v")
     assert "vars.shown" in charlie_client.get(url("variables", team, project=project.pk)).content.decode()
