@@ -179,10 +179,6 @@ def users_of(activity: Activity) -> list[Operation]:
     ))
 
 
-def changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
-    return sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
-
-
 # What the designer page shows ------------------------------------------------------------------
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 from designer.authoring import canvas as design
 from designer.models import Activity, Operation, Project, Workflow
@@ -38,13 +37,6 @@ class Placement:
         workflow, position = query.get("workflow", ""), query.get("position", "")
         return cls(workflow=int(workflow) if workflow.isdigit() else None,
                    position=int(position) if position.isdigit() else None)
-
-    def query(self) -> str:
-        if self.operation is not None:
-            return urlencode({"place": self.operation})
-        extra = {key: value for key, value in (("workflow", self.workflow), ("position", self.position))
-                 if value is not None}
-        return urlencode({"place": NEW, **extra})
 
 
 @dataclass
