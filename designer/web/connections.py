@@ -65,6 +65,36 @@ def team_connections(request: HttpRequest, team: str) -> HttpResponse:
     })
 
 
+# The id of the connection form's test box: a Test posted from there is answered with the box alone.
+FORM_TEST = "form-test"
+
+
+@dataclass
+class FormTest:
+    """The connection form's Test: the check of its unsaved settings, or why it could not start."""
+
+    check: ConnectionCheck | None = None
+    problem: str = ""
+    here: bool = False  # run in the web process: no worker answered
+
+
+def _test_unsaved(request: HttpRequest, membership: Membership, connection: Connection, settings_form: Any,
+                  stored: dict[str, str]) -> FormTest:
+    """Test the settings as typed, saving nothing: with the typed secrets, or the stored ones when
+    nothing that binds them changed (the form refuses them otherwise, as Save does)."""
+    require_role(membership, Role.EDITOR, "test a connection")
+    if not settings_form.is_valid():
+        return FormTest(problem="Correct the fields marked below first; nothing was tested.")
+    check = connection_tests.draft(membership.team, connection.connector, settings_form.config.to_dict(),
+                                   settings_form.merged_secrets(stored), request.user)
+    if agents.live_agents() == []:
+        # The broker says no worker is running: test here, bounded by the same connection timeouts.
+        return FormTest(connection_tests.perform(check.pk), here=True)
+    check_connection.delay(check.pk)  # its id only: the secrets stay encrypted in the database
+    check.refresh_from_db()
+    return FormTest(check)
+
+
 def _save(request: HttpRequest, membership: Membership, connection: Connection,
           project: Project | None) -> HttpResponse:
     """Create or edit: one view body for both, as the style guide asks."""
@@ -134,35 +164,6 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
         # Test refused settings with errors: the whole form comes back, so the fields it names are marked.
         return reswap(retarget(response, "#connection-form"), "outerHTML")
     return response
-
-
-FORM_TEST = "form-test"
-
-
-@dataclass
-class FormTest:
-    """The connection form's Test: the check of its unsaved settings, or why it could not start."""
-
-    check: ConnectionCheck | None = None
-    problem: str = ""
-    here: bool = False  # run in the web process: no worker answered
-
-
-def _test_unsaved(request: HttpRequest, membership: Membership, connection: Connection, settings_form: Any,
-                  stored: Any) -> FormTest:
-    """Test the settings as typed, saving nothing: with the typed secrets, or the stored ones when
-    nothing that binds them changed (the form refuses them otherwise, as Save does)."""
-    require_role(membership, Role.EDITOR, "test a connection")
-    if not settings_form.is_valid():
-        return FormTest(problem="Correct the fields marked below first; nothing was tested.")
-    check = connection_tests.draft(membership.team, connection.connector, settings_form.config.to_dict(),
-                                   settings_form.merged_secrets(stored), request.user)
-    if agents.live_agents() == []:
-        # The broker says no worker is running: test here, bounded by the same connection timeouts.
-        return FormTest(connection_tests.perform(check.pk), here=True)
-    check_connection.delay(check.pk)  # its id only: the secrets stay encrypted in the database
-    check.refresh_from_db()
-    return FormTest(check)
 
 
 @vary_on_headers("HX-Request")
@@ -256,18 +257,14 @@ def check_status(request: HttpRequest, team: str, check: int) -> HttpResponse:
         response = render(request, "designer/connection_form.html#form_test",
                           {"membership": membership, "form_test": FormTest(check_obj, here=here)})
         return HttpResponseStopPolling(response.content) if check_obj.done else response
-    context = {
+    response = render(request, "designer/connection_detail.html#check", {
         "membership": membership,
         "connection": check_obj.connection,
         "last_check": check_obj,
         "no_worker": no_worker,
-    }
-    response = render(request, "designer/connection_detail.html#check", context)
-    if check_obj.done or context["no_worker"]:
-        # 286 tells htmx to stop polling, with the final result still swapped in.
-        stop = HttpResponseStopPolling(response.content)
-        return stop
-    return response
+    })
+    # 286 tells htmx to stop polling, with the final result still swapped in.
+    return HttpResponseStopPolling(response.content) if check_obj.done or no_worker else response
 
 
 def _connector_key(request: HttpRequest) -> str:
