@@ -244,7 +244,6 @@
         const marker = element("marker", { id: "chain-head-" + outcome, viewBox: "0 0 10 10", refX: "9", refY: "5",
           markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" });
         marker.appendChild(element("path", { d: "M0,0 L10,5 L0,10 z", class: outcome + "-head" }));
-        marker.firstChild.style.fill = outcome === "success" ? "var(--ok)" : "var(--bad)";
         defs.appendChild(marker);
       });
       svg.appendChild(defs);
