@@ -198,9 +198,9 @@ def run_list(request: HttpRequest, team: str, project: int | None = None) -> Htt
     membership, project_obj, form = _history_scope(request, team, project)
     scope = history.team_runs(membership.team, project_obj)
     runs = form.filter(scope)
-    # Chained runs are listed under the run that started them, unless the filters ask for runs of
-    # one operation or one status: then every matching run is a row of its own.
-    grouped = not (form.cleaned_data.get("operation") or form.cleaned_data.get("status"))
+    # Chained runs are listed under the run that started them, unless a filter is set: then every
+    # matching run is a row of its own (a chained run whose starter the filter leaves out included).
+    grouped = not any(form.cleaned_data.get(name) for name in form.fields)
     runs_page = history.page(
         runs.filter(parent__isnull=True) if grouped else runs,
         before=history.cursor(request.GET.get("before")),

@@ -236,6 +236,15 @@ def test_chained_runs_are_listed_under_the_run_that_started_them(charlie_client,
     assert _run_ids(charlie_client.get(_url("runs", team) + "?status=failed")) == [chained.pk]
 
 
+def test_a_date_range_lists_a_chained_run_whose_starter_is_outside_it(charlie_client, team, operations):
+    forward, archive = operations
+    first = Run.objects.create(operation=forward, status="succeeded")
+    Run.objects.filter(pk=first.pk).update(queued_at=timezone.now() - timedelta(days=3))
+    chained = Run.objects.create(operation=archive, status="failed", trigger="chained", parent=first)
+    today = timezone.localdate()
+    assert _run_ids(charlie_client.get(_url("runs", team) + f"?since={today}")) == [chained.pk]
+
+
 def test_a_runs_row_links_as_a_whole(charlie_client, team, operations):
     run = Run.objects.create(operation=operations[0], status="succeeded", message="1 read, 1 sent, 0 skipped, 0 failed")
     page = charlie_client.get(_url("runs", team)).content.decode()
