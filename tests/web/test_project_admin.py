@@ -72,6 +72,16 @@ def test_a_secret_value_typed_into_a_refused_form_is_kept_and_never_shown(bob_cl
     assert Variable.objects.get(name="api_token").get_value() == "t0ps3cret"
 
 
+def test_every_fields_help_is_what_its_aria_describedby_names(bob_client, team, project):
+    import re
+
+    panel = bob_client.get(url("variables", team, project=project.pk)).content.decode()
+    connection_form = bob_client.get(url("project_connection_create", team, project=project.pk)).content.decode()
+    for body in (panel, connection_form):
+        described = re.findall(r'aria-describedby="([^"]+)"', body)
+        assert described and all(body.count(f'id="{name}"') == 1 for name in described)
+
+
 def test_a_viewer_sees_the_panel_but_cannot_add(charlie_client, team, project):
     Variable.objects.create(project=project, name="shown", value="v")
     assert "vars.shown" in charlie_client.get(url("variables", team, project=project.pk)).content.decode()
