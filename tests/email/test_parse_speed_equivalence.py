@@ -9,6 +9,7 @@ from email.parser import BytesParser
 
 import pytest
 
+from connectors.email.message import feed
 from connectors.email.message import parse as parsing
 from tests.email import hostile_mail as hostile
 from tests.email.test_message import _mutate, _tree
@@ -28,8 +29,8 @@ def _lines(separator: str) -> list[str]:
 
 @pytest.mark.parametrize("separator", SEPARATORS)
 def test_the_boundary_matcher_matches_what_the_compiled_pattern_matches(separator: str) -> None:
-    compiled = re.compile(parsing._BoundaryRe.HEAD + re.escape(separator) + parsing._BoundaryRe.TAIL)
-    matcher = parsing._BoundaryRe.compile(parsing._BoundaryRe.HEAD + separator + parsing._BoundaryRe.TAIL)
+    compiled = re.compile(feed._BoundaryRe.HEAD + re.escape(separator) + feed._BoundaryRe.TAIL)
+    matcher = feed._BoundaryRe.compile(feed._BoundaryRe.HEAD + separator + feed._BoundaryRe.TAIL)
     for line in _lines(separator):
         expected, found = compiled.match(line), matcher.match(line)
         assert (found is None) == (expected is None), repr(line)
@@ -41,7 +42,7 @@ def test_the_boundary_matcher_matches_what_the_compiled_pattern_matches(separato
 
 def test_the_parser_uses_the_boundary_matcher() -> None:
     # Turned off (silently, by design) when a Python release builds the pattern differently.
-    assert parsing._FeedParser._parsegen is not FeedParser._parsegen
+    assert feed._FeedParser._parsegen is not FeedParser._parsegen
 
 
 def _messages() -> list[bytes]:
@@ -54,7 +55,7 @@ def _messages() -> list[bytes]:
 
 def test_the_parse_tree_is_the_stdlib_parsers() -> None:
     for raw in _messages():
-        expected = _tree(BytesParser(policy=parsing._PARSE_POLICY).parsebytes(raw))
+        expected = _tree(BytesParser(policy=feed.PARSE_POLICY).parsebytes(raw))
         assert _tree(parsing._parse(raw, None)[0]) == expected, raw
 
 
@@ -64,10 +65,11 @@ def test_the_parse_tree_is_the_stdlib_parsers() -> None:
     'application/pdf; name="a;b \\"c\\".pdf"', "x; filename*1=late", "",
 ])
 def test_parameters_read_once_are_the_stdlib_ones(value: str) -> None:
-    part = parsing._Part(policy=parsing._PARSE_POLICY)
+    part = feed.Part(policy=feed.PARSE_POLICY)
     part.set_raw("Content-Type", value)
     try:
         expected = tuple(part.get_params())
     except (TypeError, ValueError):
         expected = None
     assert parsing._remembered_params(value) == parsing._read_params(value) == expected
+

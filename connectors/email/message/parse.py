@@ -1,7 +1,7 @@
 """Raw message in, Read Email record out (SPEC §3): ``parse_message``, which never raises.
 
-The structure is parsed with a ``compat32`` parser that hands values back raw; decoding is done
-by ``decode`` and ``headers``. See the package docstring for the record's types.
+The structure is parsed by ``feed``, with a ``compat32`` parser that hands values back raw; decoding
+is done by ``decode`` and ``headers``. See the package docstring for the record's types.
 """
 
 from __future__ import annotations
@@ -9,13 +9,10 @@ from __future__ import annotations
 import binascii
 import mimetypes
 import re
-import types
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from email.feedparser import FeedParser
 from email.message import Message
 from email.parser import BytesParser
-from email.policy import Compat32
 from functools import lru_cache
 from typing import Any, cast
 
@@ -30,9 +27,10 @@ from connectors.email.message.decode import (
     decode_words,
     unraw,
 )
+from connectors.email.message.feed import PARSE_POLICY, Part, parse_text
 from connectors.email.message.headers import message_ids, read_addresses, read_date, read_headers
 from connectors.email.message.html import html_to_text
-from connectors.email.message.setaside import MARKER, MARKERS, Run, SetAside, StreamedMessage
+from connectors.email.message.setaside import MARKER, SetAside, StreamedMessage
 
 RECORD_KEYS = (
     "uid",
@@ -56,114 +54,6 @@ RECORD_KEYS = (
     "defects",
 )
 
-
-class _RawHeaders(Compat32):
-    """compat32 that hands header values back as they arrived (folds, 8-bit bytes and all).
-
-    All header decoding then happens in ``decode`` and ``headers``, where it is lenient and cannot raise.
-    """
-
-    def header_fetch_parse(self, name: str, value: str) -> str:
-        return value
-
-
-class _Part(Message):
-    """A parsed part that gives its body exactly as it arrived.
-
-    ``Message.get_payload()`` decodes an 8-bit body with its declared charset, lossily, and raises
-    when that charset label holds 8-bit bytes; ``get_payload(decode=True)`` applies the stdlib's
-    own base64 repair. Neither is what we want, so nothing here calls ``get_payload``.
-    """
-
-    def get_content_type(self) -> str:
-        # The parser asks this to decide whether to descend into a part. Kept out of message/*
-        # parts, it leaves their bytes alone, so an attached message comes back byte for byte
-        # instead of being re-serialised (which the stdlib cannot do for every hostile message).
-        content_type = super().get_content_type()
-        return "application/octet-stream" if content_type.startswith("message/") else content_type
-
-    def get_boundary(self, failobj: Any = None) -> Any:
-        # The parser calls this too; the stdlib's RFC 2231 decoding raises on some parameter
-        # mixes. No boundary is a case we repair from the body.
-        try:
-            return super().get_boundary(failobj)
-        except (TypeError, ValueError):
-            return failobj
-
-    def children(self) -> list[_Part] | None:
-        """The sub-parts of a multipart part, None for a leaf."""
-        return self._payload if isinstance(self._payload, list) else None
-
-    # The runs set aside before parsing (see ``setaside``); None when none.
-    set_aside: SetAside | None = None
-
-    def raw_body(self) -> bytes:
-        """The body before any transfer decoding, exactly as it arrived."""
-        payload = self._payload
-        if not isinstance(payload, str):
-            return b""
-        if self.set_aside is not None and MARKER in payload:
-            return self.set_aside.restore(payload)
-        # The bytes parser maps every non-ASCII byte to a lone surrogate; this maps them back.
-        return payload.encode("ascii", "surrogateescape")
-
-    def set_aside_body(self) -> Run | None:
-        """The body's run when the body is one set-aside run and nothing else."""
-        payload = self._payload
-        if self.set_aside is None or not isinstance(payload, str):
-            return None
-        found = MARKERS.fullmatch(payload.strip())
-        return self.set_aside.run(int(found.group(1))) if found else None
-
-
-_PARSE_POLICY = _RawHeaders(message_factory=_Part)
-
-
-class _BoundaryRe:
-    """Stands in for ``re`` in the feedparser's ``_parsegen``, whose only use of it is the pattern of a
-    multipart's boundary line: ``escape`` the separator, ``compile`` it between ``HEAD`` and ``TAIL``.
-
-    Boundaries are random, so that pattern is new for every message, the ``re`` cache never has it,
-    and compiling it costs more than parsing a small message. ``compile`` gives an object that
-    matches the same lines (the separator as a prefix, then ``TAIL``, which is compiled once) and
-    gives the same groups, without compiling anything.
-    """
-
-    HEAD = "(?P<sep>"
-    TAIL = r")(?P<end>--)?(?P<ws>[ \t]*)(?P<linesep>\r\n|\r|\n)?$"
-    _AFTER_SEPARATOR = re.compile(TAIL[1:])
-
-    def __init__(self, separator: str) -> None:
-        self._separator = separator
-
-    @staticmethod
-    def escape(separator: str) -> str:
-        return separator  # ``compile`` takes it back out of the pattern by position, unescaped
-
-    @classmethod
-    def compile(cls, pattern: str) -> _BoundaryRe:
-        return cls(pattern[len(cls.HEAD) : -len(cls.TAIL)])
-
-    def match(self, line: str) -> re.Match[str] | None:
-        if not line.startswith(self._separator):
-            return None
-        return self._AFTER_SEPARATOR.match(line, len(self._separator))
-
-
-def _without_boundary_compiling(parsegen: Any) -> Any:
-    """``FeedParser._parsegen`` reading ``re`` as ``_BoundaryRe``; as it is if its pattern is not the one expected."""
-    code = parsegen.__code__
-    if _BoundaryRe.HEAD not in code.co_consts or _BoundaryRe.TAIL not in code.co_consts:
-        return parsegen
-    namespace = {**parsegen.__globals__, "re": _BoundaryRe}
-    return types.FunctionType(code, namespace, parsegen.__name__, parsegen.__defaults__, parsegen.__closure__)
-
-
-class _FeedParser(FeedParser):
-    _parsegen = _without_boundary_compiling(FeedParser._parsegen)
-
-
-_FEED_CHARS = 8192
 
 # Below the size limit a message can still hold a million tiny parts or headers: past these it is
 # skipped with the reason rather than read (settings of the same names raise them).
@@ -238,19 +128,13 @@ def parse_message(
     }
 
 
-def _parse(collapsed: bytes, set_aside: SetAside | None) -> tuple[_Part, bool]:
+def _parse(collapsed: bytes, set_aside: SetAside | None) -> tuple[Part, bool]:
     """The parsed message, and whether its whole structure could be followed."""
-    # What ``BytesParser.parsebytes`` does, with the parser above: in pieces, as it feeds it, so
-    # the parser's buffer never holds a large message's text at once.
-    parser = _FeedParser(policy=_PARSE_POLICY)
-    text = collapsed.decode("ascii", "surrogateescape")
     try:
-        for start in range(0, len(text), _FEED_CHARS):
-            parser.feed(text[start : start + _FEED_CHARS])
-        msg, complete = cast(_Part, parser.close()), True
+        msg, complete = parse_text(collapsed.decode("ascii", "surrogateescape")), True
     except RecursionError:
         # The parser recurses once per nesting level; thousands of levels are an attack, not mail.
-        msg = cast(_Part, BytesParser(policy=_PARSE_POLICY).parsebytes(collapsed, headersonly=True))
+        msg = cast(Part, BytesParser(policy=PARSE_POLICY).parsebytes(collapsed, headersonly=True))
         complete = False
     if set_aside is not None:
         _hand_out(msg, set_aside)
@@ -284,7 +168,7 @@ class _Content:
 
 
 def _read_content(
-    msg: _Part, complete: bool, defects: Defects, include_attachments: bool, max_attachment_bytes: int | None
+    msg: Part, complete: bool, defects: Defects, include_attachments: bool, max_attachment_bytes: int | None
 ) -> _Content:
     text: str | None = None
     html: str | None = None
@@ -321,13 +205,13 @@ def _read_content(
     return _Content(text=text, html=html, attachments=attachments)
 
 
-def _leaves(msg: _Part, repair: bool, defects: Defects) -> Iterator[tuple[str, _Part, str]]:
+def _leaves(msg: Part, repair: bool, defects: Defects) -> Iterator[tuple[str, Part, str]]:
     """``(where, part, content type)`` of every leaf part in document order.
 
     Iterative on purpose: the tree can be as deep as the parser managed to go. ``repair`` is off
     when the parser gave up on the nesting: re-parsing would only hit the same wall, slowly.
     """
-    stack: list[tuple[str, _Part]] = [("", msg)]
+    stack: list[tuple[str, Part]] = [("", msg)]
     while stack:
         path, part = stack.pop()
         where = f"part {path}" if path else "message"
@@ -372,7 +256,7 @@ def _content_type(part: Message, where: str, defects: Defects) -> str:
 _BOUNDARY_LINE = re.compile(rb"^--([0-9A-Za-z'()+_,./:=?-][0-9A-Za-z'()+_,./:=? -]{0,69})[ \t]*\r?$", re.M)
 
 
-def _repair_multipart(part: _Part, content_type: str) -> _Part | None:
+def _repair_multipart(part: Part, content_type: str) -> Part | None:
     """The multipart re-parsed with a boundary guessed from its body, or None."""
     body = part.raw_body()
     match = _BOUNDARY_LINE.search(body)
@@ -417,7 +301,7 @@ class _Params:
 
 def _read_params(value: str) -> tuple[tuple[str, Any], ...] | None:
     """``Message.get_params()`` of a header with this value; None when the stdlib cannot read them."""
-    holder = Message(policy=_PARSE_POLICY)
+    holder = Message(policy=PARSE_POLICY)
     holder.set_raw("Content-Type", value)
     try:
         return tuple(holder.get_params())
@@ -447,7 +331,7 @@ def _extension(content_type: str) -> str:
     return mimetypes.guess_extension(content_type) or ".bin"
 
 
-def _transfer_decode(part: _Part, where: str, defects: Defects) -> bytes:
+def _transfer_decode(part: Part, where: str, defects: Defects) -> bytes:
     encoding = (part.get("content-transfer-encoding") or "").split(";", 1)[0].strip().lower()
     if encoding == "base64":
         run = part.set_aside_body()
