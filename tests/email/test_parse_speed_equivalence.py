@@ -73,3 +73,71 @@ def test_parameters_read_once_are_the_stdlib_ones(value: str) -> None:
         expected = None
     assert parsing._remembered_params(value) == parsing._read_params(value) == expected
 
+
+# --- a body not read as parts is taken whole, past the first empty line
+
+_HEADER_LINES = [
+    "From: a@example.com", "Subject: two\n\tlines", " a first line that is a continuation", "From a@example.com Mon",
+    "spaced name: value", "not a header line", ":no name", "X-8bit: caf\udce9", "Content-Type: text/plain; boundary=z",
+    "Content-Type: multipart/mixed; boundary=z", "Content-Type: multipart/mixed", "Content-Type: message/rfc822",
+    "Content-Type: message/delivery-status", "Content-Type: text", "Content-Type: garbled//x; ;;",
+    "Content-Type: multipart/digest; boundary=z", "CONTENT-TYPE: Multipart/Alternative; boundary=\"z\"",
+    "Content-Type: text/plain\r", "X-Long: " + "y" * 9000, "MIME-Version: 1.0",
+]
+_SEPARATORS = ["", "\n", "\r\n", "\r", " \n", "\t\r\n", "x\n", "From x\n", "\n\r", "\r\r\n"]
+_BODIES = [
+    "", "body\n", " indented\n", "\tindented", "From me\n", "\n\nafter blank lines\n", "Header: in the body\n\nmore\n",
+    "caf\udce9\r\n", "--z\nContent-Type: text/plain\n\nin a part\n--z--\n",
+    "--z\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner body\r\n--z--\r\n",
+    "no line end", "\r", "\r\n\r\n",
+    "Reporting-MTA: dns; x\n\nAction: failed\n", "mixed\rends\r\nhere\n\r",
+]
+
+
+def _endings(text: str, style: str) -> str:
+    if style == "lf":
+        return text
+    if style == "mixed":  # every second line break CRLF, the rest a lone CR
+        return "".join(line + ("\r\n" if i % 2 else "\r") for i, line in enumerate(text.split("\n")))[:-1]
+    return text.replace("\n", {"crlf": "\r\n", "cr": "\r"}[style])
+
+
+def _boundary_cases() -> list[str]:
+    rng = random.Random(20240303)
+    cases = []
+    for _ in range(3000):
+        style = rng.choice(["lf", "crlf", "cr", "mixed"])
+        head = "\n".join(rng.sample(_HEADER_LINES, rng.randint(0, 3)))
+        head = _endings(head + "\n" if head else "", style)
+        separator, body = rng.choice(_SEPARATORS), rng.choice(_BODIES)
+        cases.append(head + separator + (_endings(body, style) if rng.random() < 0.7 else body))
+    # An empty line cut across two of the pieces the parser is fed.
+    cases += ["X-Pad: " + "p" * (8192 - 10 - cut) + "\r\n\r\nbody\r\n" for cut in range(-3, 4)]
+    return cases
+
+
+def test_a_body_taken_whole_is_what_the_stdlib_parser_reads_line_by_line() -> None:
+    for text in _boundary_cases():
+        raw = text.encode("ascii", "surrogateescape")
+        expected = _tree(BytesParser(policy=feed.PARSE_POLICY).parsebytes(raw))
+        assert _tree(feed.parse_text(text)) == expected, text[:300]
+
+
+@pytest.mark.parametrize(("text", "whole"), [
+    ("From: a@example.com\r\nSubject: x\r\n\r\nline\r\n" * 3, True),
+    ("From: a@example.com\nContent-Type: message/rfc822\n\nSubject: inner\n\nbody\n", True),
+    ("From: a@example.com\nContent-Type: multipart/mixed; boundary=z\n\n--z\n\nx\n--z--\n", False),
+    ("From: a@example.com\nSubject: no empty line\nbody\n", False),
+])
+def test_the_body_is_taken_whole_when_it_is_not_read_as_parts(
+        text: str, whole: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    fed: list[tuple[int, int]] = []
+    feed_text = feed._feed
+
+    def spy(parser: FeedParser, text: str, start: int, end: int) -> None:
+        fed.append((start, end))
+        feed_text(parser, text, start, end)
+
+    monkeypatch.setattr(feed, "_feed", spy)
+    feed.parse_text(text)
+    assert (len(fed) == 1 and fed[0][1] < len(text)) is whole

@@ -1,7 +1,8 @@
 """The message tree as the stdlib's feed parser gives it, with values left raw: ``parse_text``.
 
-A shortcut makes it faster and changes nothing in the tree: a multipart's boundary lines are
-matched without compiling a pattern for each message.
+Two shortcuts make it faster and change nothing in the tree: a multipart's boundary lines are
+matched without compiling a pattern for each message, and the body of a message that is not read
+as parts is taken whole instead of line by line.
 """
 
 from __future__ import annotations
@@ -121,8 +122,18 @@ def _without_boundary_compiling(parsegen: Any) -> Any:
 class _FeedParser(FeedParser):
     _parsegen = _without_boundary_compiling(FeedParser._parsegen)
 
+    def reads_lines(self) -> bool:
+        """Whether, its headers read, the message's body is read as every line left, joined.
+
+        It is unless ``_parsegen``'s own tests send it to read parts; then the parser may already
+        be inside one, so the message is the first on its stack, not the current one.
+        """
+        return self._msgstack[0].get_content_maintype() not in ("message", "multipart")
+
 
 _FEED_CHARS = 8192
+# An empty line ended by LF, after a line break as the parser splits lines: CRLF, LF, or a CR not before LF.
+_EMPTY_LINE = re.compile(r"(?:\r\n|\r(?!\n)|\n)\r?\n")
 
 
 def parse_text(text: str) -> Part:
@@ -130,7 +141,17 @@ def parse_text(text: str) -> Part:
     from (surrogateescape). Raises RecursionError for nesting deeper than the parser can follow.
     """
     parser = _FeedParser(policy=PARSE_POLICY)
-    _feed(parser, text, 0, len(text))
+    empty_line = _EMPTY_LINE.search(text)
+    body = empty_line.end() if empty_line else len(text)
+    # No header line is empty, so fed through one the parser has read the whole header block (an
+    # empty line ended by LF: the text fed splits into the very lines the whole message does).
+    _feed(parser, text, 0, body)
+    if empty_line is not None and parser.reads_lines():
+        # The lines not yet read, joined, are what it had left of the text fed, then the rest of it.
+        msg = cast(Part, parser.close())
+        msg._payload += text[body:]
+        return msg
+    _feed(parser, text, body, len(text))
     return cast(Part, parser.close())
 
 
