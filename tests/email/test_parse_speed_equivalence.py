@@ -141,3 +141,44 @@ def test_the_body_is_taken_whole_when_it_is_not_read_as_parts(
     monkeypatch.setattr(feed, "_feed", spy)
     feed.parse_text(text)
     assert (len(fed) == 1 and fed[0][1] < len(text)) is whole
+
+
+# --- addresses in a plain form are read without the stdlib parser
+
+_ADDRESS_PIECES = [
+    "a", "Jane", "customer12", "o'neil", "x+tag", "=?utf-8?q?Ren=C3=A9?=", "=?utf-8?b?w6k=?=", "xn--bcher-kva",
+    "bücher", "例え", "caf\udce9", ".", "..", "@", "@@", "<", ">", "<>", '"', '\\"', "\\", "(", ")", "(a comment)", ",",
+    ";", ":", "[", "]", "[1.2.3.4]", " ", "  ", "\t", "\r\n ", "\r", "\n", "example.org", "undisclosed-recipients:;",
+    '"Doe, Jane"', '"a\\"b"', '"unterminated', "<a@b.c", "a@b.c>", "Group: a@b.c, c@d.e;", "\x00", "\x7f", "{", "|",
+]
+
+
+def _address_values(rng: random.Random) -> tuple[str, ...]:
+    def plain() -> str:
+        address = rng.choice(["a@b.c", "customer7@example.org", "first.last@mail.example.co.uk", "x+y@z"])
+        name = rng.choice(["", "Customer 7", "J. Doe", "Jane  Doe", ".dot", '"Quoted, Name"', '""', '"a\tb"',
+                           '"a\\b"', '"a\\"b"', '"(no comment)"', "Jane (comment)", "=?utf-8?q?Ren=C3=A9?=", "O'Neil"])
+        return rng.choice([address, f"{name} <{address}>", f"{name}<{address}>", f" <{address}> ", f"\t{address} "])
+
+    def nasty() -> str:
+        return "".join(rng.choice(_ADDRESS_PIECES) for _ in range(rng.randint(0, 8)))
+
+    def mutated() -> str:
+        text, at = plain(), rng.randrange(0, 40)
+        return text[:at] + rng.choice(_ADDRESS_PIECES) + text[at + rng.randint(0, 1):]
+
+    return tuple(rng.choice([plain, plain, nasty, mutated])() for _ in range(rng.choice([0, 1, 1, 1, 2, 3])))
+
+
+def test_addresses_read_directly_are_the_stdlib_parsers() -> None:
+    from email.utils import getaddresses
+
+    from connectors.email.message import addresses
+
+    rng = random.Random(20240304)
+    direct = 0
+    for _ in range(20_000):
+        values = _address_values(rng)
+        assert addresses._pairs(values) == tuple(getaddresses(values)), values
+        direct += all(addresses._PLAIN.fullmatch(value) for value in values) and bool(values)
+    assert direct > 5000  # the plain forms do take the direct way
