@@ -1,7 +1,7 @@
 """Email messages, by direction: raw messages in, Read Email records out (``parse``, with
 ``feed`` for the message tree, ``decode``, ``headers``, ``addresses``, ``html`` and ``setaside``);
-Send Email records in, messages out (``build``, with ``fields``, ``outgoing_headers`` and ``wire``). ``codec`` is the one thing both sides share. The read side never
-imports the send side.
+Send Email records in, messages out (``build``, with ``fields``, ``outgoing_headers`` and
+``wire``). ``codec`` is the one thing both sides share. The read side never imports the send side.
 
 Reading (``parse.parse_message``) turns the bytes the IMAP reader fetched into the source record of
 SPEC §3. Real mail is hostile: wrong or unknown charsets, 8-bit headers, broken encodings,
