@@ -43,7 +43,7 @@ PROBE_BATCH = 50  # UIDs per FETCH of sizes and flags
 BODY_BATCH_BYTES = 1 * MB
 # A message larger than this is downloaded alone, this much at a time (``BODY.PEEK[]<offset.length>``),
 # each piece parsed as it comes, so its attachments are never held encoded and decoded at once.
-PIECE_BYTES = 256 * 1024
+PIECE_BYTES = 128 * 1024
 STRUCTURE_BATCH = 500  # UIDs per FETCH BODYSTRUCTURE for the has_attachment filter
 SUMMARY_HEADERS = "MESSAGE-ID SUBJECT FROM TO DATE"
 

@@ -4,7 +4,7 @@ While the target's connections take messages, the run's thread reads, maps and b
 ones: up to ``MAX_MESSAGES`` held (built, queued or sent but not yet recorded), of which
 ``LARGE_AT_ONCE`` at most larger than ``LARGE_MESSAGE_BYTES`` and the others, with the batch being
 downloaded, ``MAX_BYTES`` together. Memory then holds two large messages, never three: one being
-sent while the next downloads (``memory`` hands a sent one's blocks back to the system).
+sent while the next downloads (``memory``: what a sent one freed is reused).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""A run's memory: what its messages hold, handed back to the system once they are sent.
+"""A run's memory: what its messages hold, reused once they are sent (glibc's malloc).
 
-A large message passes through blocks of tens or hundreds of kilobytes: its download, its decoded
-attachment, the base64 slices the senders write. glibc's malloc gives blocks of 128 KB or more a
-mapping of their own, unmapped when freed, but raises that threshold to the size of each such
-block freed; after the first large message the next ones' blocks come from the heaps (one per
-sender thread), which keep freed space. A fixed threshold keeps every large block in a mapping of
-its own, so the process holds what its messages hold, and no more.
+glibc gives each thread that allocates a lot a heap (arena) of its own, and a heap keeps the space
+freed in it. The blocks a large message passes through (its download, its decoded attachment, the
+base64 slices a sender writes) would then stay in the heap of the thread that freed them while the
+next large message fills another thread's heap, and the process would grow by a message or so per
+sender thread. With one heap for all threads, what one frees the next reuses. The interpreter lock
+lets one thread run Python at a time anyway, so sharing that heap costs nothing to notice.
 """
 
 from __future__ import annotations
@@ -15,15 +15,14 @@ import ctypes.util
 import functools
 import platform
 
-_M_MMAP_THRESHOLD = -3  # malloc.h
-MAPPED_FROM_BYTES = 64 * 1024
+_M_ARENA_MAX = -8  # malloc.h
 
 
 @functools.cache
-def hand_back_large_blocks() -> bool:
-    """Give blocks of ``MAPPED_FROM_BYTES`` or more their own mapping, for good (once a process);
-    False where the C library is not glibc, which needs no such setting or has none."""
+def keep_to_one_heap() -> bool:
+    """Let the threads started from now on share the process's one malloc heap (once a process);
+    False where the C library is not glibc, which has no such setting."""
     if platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MAPPED_FROM_BYTES))
+    return bool(libc.mallopt(_M_ARENA_MAX, 1))
