@@ -204,17 +204,25 @@ def send_envelope(smtp: SMTPSession, sender: str, options: Sequence[str], recipi
     one command at a time, and no RCPT after a refused MAIL.
     """
     optionlist = "".join(f" {option}" for option in options)
-    mail = ("mail", f"FROM:{smtplib.quoteaddr(sender)}{optionlist}")
-    rcpts = [("rcpt", f"TO:{smtplib.quoteaddr(recipient)}") for recipient in recipients]
-    if not smtp.has_extn("pipelining"):
-        replies = [smtp.docmd(*mail)]
-        if replies[0][0] == 250:
-            replies += [smtp.docmd(*rcpt) for rcpt in rcpts]
-        return EnvelopeReplies(replies[0], replies[1:])
-    commands = [mail, *rcpts, ("data", "")]
-    smtp.send("".join(_command_line(*command) for command in commands))
-    replies = [smtp.getreply() for _command in commands]
-    return EnvelopeReplies(replies[0], replies[1:-1], replies[-1])
+    commands = [("mail", f"FROM:{smtplib.quoteaddr(sender)}{optionlist}")]
+    commands += [("rcpt", f"TO:{smtplib.quoteaddr(recipient)}") for recipient in recipients]
+    pipelined = smtp.has_extn("pipelining")
+    if pipelined:
+        commands.append(("data", ""))
+        smtp.send("".join(_command_line(*command) for command in commands))
+    replies: list[Reply] = []
+    for command in commands:
+        replies.append(smtp.getreply() if pipelined else smtp.docmd(*command))
+        if replies[-1][0] == 421:
+            # The server is closing the connection: no other reply comes, and its 421 answers the
+            # rest (the session is then given up as a full server's).
+            replies += [replies[-1]] * (len(commands) - len(replies))
+            break
+        if not pipelined and replies[0][0] != 250:
+            break  # no RCPT after a refused MAIL
+    if pipelined:
+        return EnvelopeReplies(replies[0], replies[1:-1], replies[-1])
+    return EnvelopeReplies(replies[0], replies[1:])
 
 
 def _command_line(command: str, args: str) -> str:

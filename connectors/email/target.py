@@ -131,6 +131,9 @@ def _submit(smtp: SMTPSession, outgoing: OutgoingMessage) -> _Outcome:
     refused = {recipient: (code, _reply(code, text))
                for recipient, (code, text) in zip(outgoing.recipients, envelope.rcpt, strict=True)
                if code not in (250, 251)}
+    closing = [text for code, text in refused.values() if code == 421]
+    if closing:  # nothing more goes on this session; the message is tried again
+        return _Outcome(421, f"the server is closing the connection: {closing[0]}")
     if len(refused) == len(outgoing.recipients):
         _reset(smtp, envelope)
         listed = ", ".join(f"{rcpt} ({text})" for rcpt, (_code, text) in refused.items())

@@ -81,3 +81,18 @@ def test_a_refusal_at_the_end_of_the_data_is_the_messages_refusal(server) -> Non
         assert "refused the message: 554 5.7.1 Spam" in str(refused.value) and refused.value.permanent
         assert target.write(target.prepare(RECORD)).reply.startswith("250")
     assert len(server.messages) == 1
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_server_closing_mid_envelope_is_its_421_and_the_next_message_connects_again(smtp_factory, pipelining):
+    # 421 (closing) to the first RCPT: no reply comes to the rest, no command is sent after it, the
+    # session is given up as a full server's, and the next message gets a connection of its own.
+    server = smtp_factory("plain", pipelining=pipelining)
+    server.reject_recipient("busy@example.com", code=421, text="4.7.0 Too many connections")
+    with _target(server) as target:
+        with pytest.raises(ConnectorError) as refused:
+            target.write(target.prepare({**RECORD, "to": "busy@example.com, help@example.com"}))
+        assert str(refused.value) == "the server is closing the connection: 421 4.7.0 Too many connections"
+        assert not refused.value.permanent
+        assert target.write(target.prepare(RECORD)).reply.startswith("250")
+    assert [m.rcpt_tos for m in server.messages] == [("help@example.com",)]

@@ -164,7 +164,13 @@ class _Handler:
     ) -> str:
         reply = self.owner._rcpt_fault(address)
         if reply is not None:
-            return _reply_line(*reply)
+            line = _reply_line(*reply)
+            if reply[0] == 421:  # RFC 5321: the server is closing the connection, as it says
+                await server.push(line)
+                assert server.transport is not None
+                server.transport.close()
+                await asyncio.sleep(3600)  # connection_lost() cancels this handler task
+            return line
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
@@ -430,7 +436,7 @@ class SMTPServer:
             self._faults.reply_delay = seconds
 
     def reject_recipient(self, address: str, code: int = 550, text: str = "5.1.1 Mailbox unavailable") -> None:
-        """Refuse RCPT TO:<address> (case-insensitive) until clear_faults()."""
+        """Refuse RCPT TO:<address> (case-insensitive) until clear_faults(); a 421 also closes the connection."""
         _reply_line(code, text)
         with self._lock:
             self._faults.rejected_rcpts[address.lower()] = (code, text)
