@@ -88,9 +88,14 @@ def memory_kb(pid: int | str = "self") -> dict[str, int]:
     return found
 
 
+def proc_stat(stat: Path) -> list[str]:
+    """The fields of a /proc/<pid>/stat after the command name (which may hold spaces): state, ppid..."""
+    return stat.read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int | str = "self") -> float:
     """User plus system CPU time a process (all its threads) has used, in seconds (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_stat(Path(f"/proc/{pid}/stat"))
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -444,7 +449,7 @@ def celery_worker(workdir: Path, queue: str, name: str = "worker") -> Iterator[s
 def pool_child(pid: int) -> int:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+            if int(proc_stat(stat)[1]) == pid:
                 return int(stat.parent.name)
     raise SystemExit("the prefork worker has no pool process")
 
