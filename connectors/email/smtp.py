@@ -65,6 +65,17 @@ class _Guarded:
                 self.sock.settimeout(timeout)
             yield
 
+    @contextlib.contextmanager
+    def one_write(self) -> Iterator[None]:
+        """The commands ``putcmd`` formats inside the block go out together when it ends (PIPELINING)."""
+        held: list[str] = []
+        self.send = held.append  # smtplib's putcmd hands each command line to send
+        try:
+            yield
+        finally:
+            del self.send
+        self.send("".join(held))
+
     def watch_socket(self) -> None:
         """Put the current socket (a new one after STARTTLS) under the deadline's watch."""
         if self.deadline is not None and self.sock is not None:
@@ -209,7 +220,9 @@ def send_envelope(smtp: SMTPSession, sender: str, options: Sequence[str], recipi
     pipelined = smtp.has_extn("pipelining")
     if pipelined:
         commands.append(("data", ""))
-        smtp.send("".join(_command_line(*command) for command in commands))
+        with smtp.one_write():
+            for command in commands:
+                smtp.putcmd(*command)
     replies: list[Reply] = []
     for command in commands:
         replies.append(smtp.getreply() if pipelined else smtp.docmd(*command))
@@ -223,14 +236,6 @@ def send_envelope(smtp: SMTPSession, sender: str, options: Sequence[str], recipi
     if pipelined:
         return EnvelopeReplies(replies[0], replies[1:-1], replies[-1])
     return EnvelopeReplies(replies[0], replies[1:])
-
-
-def _command_line(command: str, args: str) -> str:
-    """``command args`` as smtplib's ``putcmd`` would send it, refusing a line break the same way."""
-    line = f"{command} {args}".rstrip(" ")
-    if "\r" in line or "\n" in line:
-        raise ValueError("command and arguments contain prohibited newline characters")
-    return f"{line}\r\n"
 
 
 def send_data(smtp: SMTPSession, chunks: Iterable[bytes], answered: Reply | None = None) -> Reply:
