@@ -200,7 +200,8 @@ def run_list(request: HttpRequest, team: str, project: int | None = None) -> Htt
     runs = form.filter(scope)
     # Chained runs are listed under the run that started them, unless a filter is set: then every
     # matching run is a row of its own (a chained run whose starter the filter leaves out included).
-    grouped = not any(form.cleaned_data.get(name) for name in form.fields)
+    filtered = any(form.cleaned_data.get(name) for name in form.fields)
+    grouped = not filtered
     runs_page = history.page(
         runs.filter(parent__isnull=True) if grouped else runs,
         before=history.cursor(request.GET.get("before")),
@@ -219,7 +220,7 @@ def run_list(request: HttpRequest, team: str, project: int | None = None) -> Htt
         "newer_url": form.query(after=runs_page.newer) if runs_page.newer else "",
         "older_url": form.query(before=runs_page.older) if runs_page.older else "",
         "operation": form.cleaned_data.get("operation"),
-        "filtered": any(form.cleaned_data.get(name) for name in form.fields),
+        "filtered": filtered,
         "can_run": membership.has_role(Role.EDITOR),
         "chart_url": _chart_url(membership, project_obj) + form.query(),
         "days": history.CHART_DAYS,
