@@ -74,11 +74,12 @@ def source_health(activity: Activity, interval: timedelta | None, now: datetime 
     now = now or timezone.now()
     if activity.last_error:
         return SourceHealth("failing", activity.last_error, interval)
-    since = stalled_since(activity, interval, now)
-    if since is not None:
-        polls = f"; its schedule polls every {span_text(interval)}" if interval else ""
-        return SourceHealth("stalled", f"no successful poll for {span_text(now - since)}{polls}", interval)
-    if stall_limit(activity, interval) is None and activity.last_poll_at is not None:
+    if stall_limit(activity, interval) is not None:
+        since = stalled_since(activity, interval, now)
+        if since is not None:
+            polls = f"; its schedule polls every {span_text(interval)}" if interval else ""
+            return SourceHealth("stalled", f"no successful poll for {span_text(now - since)}{polls}", interval)
+    elif activity.last_poll_at is not None:
         since = activity.last_success_at or activity.last_poll_at
         if now - since > UNSCHEDULED_STALL:
             return SourceHealth("stalled", f"no successful poll for {span_text(now - since)}", interval)
