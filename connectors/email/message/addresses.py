@@ -46,8 +46,10 @@ def _pairs(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
         bare, quoted, phrase, angled = found.groups()
         if bare is not None:
             pairs.append(("", bare))
+        elif quoted is not None:
+            pairs.append((quoted, angled))
         else:
-            pairs.append((quoted if quoted is not None else " ".join(phrase.split()) if phrase else "", angled))
+            pairs.append((" ".join(phrase.split()) if phrase else "", angled))
     return tuple(pairs)
 
 
