@@ -1,5 +1,7 @@
 """Project variables (panel, use in activity fields and defaults), project rename and delete, the Activity page."""
 
+import re
+
 import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
@@ -73,8 +75,6 @@ def test_a_secret_value_typed_into_a_refused_form_is_kept_and_never_shown(bob_cl
 
 
 def test_every_fields_help_is_what_its_aria_describedby_names(bob_client, team, project):
-    import re
-
     panel = bob_client.get(url("variables", team, project=project.pk)).content.decode()
     connection_form = bob_client.get(url("project_connection_create", team, project=project.pk)).content.decode()
     for body in (panel, connection_form):
