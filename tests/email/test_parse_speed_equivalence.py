@@ -6,10 +6,11 @@ import random
 import re
 from email.feedparser import FeedParser
 from email.parser import BytesParser
+from email.utils import getaddresses
 
 import pytest
 
-from connectors.email.message import feed
+from connectors.email.message import addresses, feed
 from connectors.email.message import parse as parsing
 from tests.email import hostile_mail as hostile
 from tests.email.test_message import _mutate, _tree
@@ -171,10 +172,6 @@ def _address_values(rng: random.Random) -> tuple[str, ...]:
 
 
 def test_addresses_read_directly_are_the_stdlib_parsers() -> None:
-    from email.utils import getaddresses
-
-    from connectors.email.message import addresses
-
     rng = random.Random(20240304)
     direct = 0
     for _ in range(20_000):
