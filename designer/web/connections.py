@@ -105,6 +105,7 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
     form_test, kept_token = None, ""
     # Opened in a dialog of the designer (?framed=1): the page has no header, and tells its opener.
     framed = request.GET.get("framed") == "1"
+    from_test_box = bool(request.htmx) and request.htmx.target == FORM_TEST
     if request.method == "POST":
         data = kept_secrets.restore(request)
         meta = ConnectionMetaForm(data, instance=connection)
@@ -112,7 +113,7 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
                                    stored_config=None if creating else connection.config)
         if request.POST.get("action") == "test":
             form_test = _test_unsaved(request, membership, connection, settings_form, stored)
-            if form_test.check and request.htmx and request.htmx.target == FORM_TEST:
+            if form_test.check and from_test_box:
                 return render(request, "designer/connection_form.html#form_test",
                               {"membership": membership, "form_test": form_test})
         elif meta.is_valid() and settings_form.is_valid():
@@ -160,7 +161,7 @@ def _save(request: HttpRequest, membership: Membership, connection: Connection,
         "kept_token": kept_token,
         "framed": framed,
     }, status=status)
-    if request.htmx and request.htmx.target == FORM_TEST:
+    if from_test_box:
         # Test refused settings with errors: the whole form comes back, so the fields it names are marked.
         return reswap(retarget(response, "#connection-form"), "outerHTML")
     return response
