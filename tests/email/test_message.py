@@ -514,9 +514,11 @@ def test_it_accepts_idn_domains_and_quoted_names() -> None:
         ({"from": "a@example.com", "to": "x@nodot"}, "to: 'x@nodot' is not a valid address"),
         ({"from": "a@example.com", "to": "x..y@example.com"}, "to: 'x..y@example.com' is not a valid address"),
         ({"from": "a@example.com", "bcc": ["ok@example.com", 42]}, "bcc: 42 is not an address"),
-        # An IPv6 zone id can hold any text; what cannot go on the wire as it is, is refused here.
+        # An IPv6 zone id can hold any text (RFC 5321's address literals have none): refused.
         ({"from": "a@example.com", "to": "a@[fe80::1%ü x]"}, "to: 'a@[fe80::1%ü x]' is not a valid address"),
         ({"from": "a@example.com", "to": "a@[fe80::1%<x>]"}, "to: 'a@[fe80::1%<x>]' is not a valid address"),
+        ({"from": "a@example.com", "to": "N <a@[fe80::1%x>]>"}, "to: 'N <a@[fe80::1%x>]>' is not a valid address"),
+        ({"from": "a@example.com", "to": "a@[fe80::1%eth0]"}, "to: 'a@[fe80::1%eth0]' is not a valid address"),
         (
             {"from": "a@example.com", "to": "b@example.com", "reply_to": "nope"},
             "reply_to: 'nope' is not a valid address",

@@ -162,9 +162,9 @@ def _mailbox(name: str, addr: str) -> Mailbox | None:
 def ascii_domain(domain: str) -> str | None:
     """The domain in ASCII (IDN labels as xn--), or None when it is not a usable domain."""
     if domain.startswith("[") and domain.endswith("]"):
-        # An IPv6 zone id ("%eth0") may be any text: only printable ASCII without spaces or "<" can go
-        # in a header or an SMTP command as it is.
-        if not (domain.isascii() and domain.isprintable()) or " " in domain or "<" in domain:
+        # RFC 5321's address literals have no IPv6 zone id ("%eth0"), which ipaddress takes and
+        # which may hold any text, ">" included (it would end the address in a header or RCPT TO).
+        if "%" in domain:
             return None
         try:
             ipaddress.ip_address(domain[1:-1].removeprefix("IPv6:"))
