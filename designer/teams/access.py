@@ -55,10 +55,12 @@ def get_connection(membership: Membership, connection_id: int) -> Connection:
 
 
 def get_check(membership: Membership, check_id: int) -> ConnectionCheck:
-    # A draft (the connection form's Test) belongs to its team directly: it has no connection yet.
+    # A draft (the connection form's Test) has no connection yet, and holds settings one member
+    # typed: it is only theirs to follow (or to have the web process run).
     return get_object_or_404(
         ConnectionCheck.objects.select_related("connection").filter(
-            Q(connection__team=membership.team) | Q(connection__isnull=True, team=membership.team)),
+            Q(connection__team=membership.team)
+            | Q(connection__isnull=True, team=membership.team, requested_by=membership.user_id)),
         pk=check_id,
     )
 
