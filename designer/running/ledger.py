@@ -16,7 +16,7 @@ from django.utils import timezone
 from connectors.base import Delivery, SourceKey
 from designer.models import LedgerEntry, RunRecord
 from designer.running.context import RunContext
-from designer.running.rows import insert_rows, update_rows
+from designer.running.rows import insert_rows, unsaved, update_rows
 from designer.running.variables import masked
 
 if TYPE_CHECKING:
@@ -138,11 +138,12 @@ class Ledger:
                        error: str = "", rendered: dict[str, Any] | None = None) -> RunRecord:
         secrets = self.ctx.operation.project.secret_values
         delivered = masked(self._delivered(rendered), secrets) if rendered is not None else {}
-        return RunRecord(
-            run=self.ctx.run, ledger=row, position=key.position, identity=key.identity[:998],
-            subject=summary.get("subject", "")[:2000], sender=summary.get("from", "")[:2000],
-            recipients=summary.get("to", "")[:5000], status=status, error=error[:10000],
-            delivered_to=delivered.get("to", "")[:5000], delivered_subject=delivered.get("subject", "")[:2000],
+        return unsaved(
+            RunRecord, run_id=self.ctx.run.pk, ledger_id=row.pk if row is not None else None, position=key.position,
+            identity=key.identity[:998], subject=summary.get("subject", "")[:2000],
+            sender=summary.get("from", "")[:2000], recipients=summary.get("to", "")[:5000], status=status,
+            error=error[:10000], delivered_to=delivered.get("to", "")[:5000],
+            delivered_subject=delivered.get("subject", "")[:2000],
             rendered=masked(debug_copy(rendered), secrets) if rendered is not None and self.ctx.debug else None,
         )
 
@@ -190,9 +191,9 @@ class Ledger:
             row = ready.row
             if row is None:
                 key = ready.key
-                row = LedgerEntry(connection_id=self.connection_id, scope=key.scope, epoch=key.epoch,
-                                  position=key.position, identity=key.identity[:998], operation=self.ctx.operation,
-                                  attempts=0)
+                row = unsaved(LedgerEntry, connection_id=self.connection_id, scope=key.scope, epoch=key.epoch,
+                              position=key.position, identity=key.identity[:998], operation_id=self.ctx.operation.pk,
+                              attempts=0)
                 new.append(row)
             else:
                 known.append(row)

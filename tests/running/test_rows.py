@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from designer.models import LedgerEntry, Run, RunRecord
-from designer.running.rows import insert_rows, update_rows
+from designer.running.rows import insert_rows, unsaved, update_rows
 
 
 def test_inserted_and_updated_rows_read_back_as_the_orm_writes_them(operation):
@@ -41,3 +41,16 @@ def test_inserted_and_updated_rows_read_back_as_the_orm_writes_them(operation):
 
     insert_rows([RunRecord(run=run, position=3, status=RunRecord.Status.SENT, subject="no key asked")], keys=False)
     assert RunRecord.objects.filter(subject="no key asked", run=run).count() == 1
+
+
+def test_an_unsaved_row_is_the_one_the_keyword_constructor_makes(operation):
+    run = Run.objects.create(operation=operation, trigger=Run.Trigger.COMMAND)
+    for model, values in (
+        (LedgerEntry, {"connection_id": operation.source.connection_id, "operation_id": operation.pk, "scope": "INBOX",
+                       "epoch": 7, "position": 3, "identity": "<m3@example.org>", "attempts": 0}),
+        (RunRecord, {"run_id": run.pk, "ledger_id": None, "position": 3, "subject": "Grüße", "status": "sent"}),
+    ):
+        fast, made = unsaved(model, **values), model(**values)
+        fields = [field.attname for field in model._meta.concrete_fields]
+        assert [getattr(fast, name) for name in fields] == [getattr(made, name) for name in fields]
+        assert fast._state.adding and fast.pk is None
