@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import binascii
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -208,9 +207,7 @@ def _body(part: MIMEPart, text: str, html: str) -> MIMEPart:
 
 
 def _multipart(part: MIMEPart, subtype: str, parts: list[MIMEPart]) -> None:
-    # A boundary of our own: 128 random bits cannot occur in the parts by chance, and "=_" cannot
-    # occur in quoted-printable or base64 text at all; the generator then has nothing to search.
-    part["Content-Type"] = f'multipart/{subtype};\r\n boundary="=_{secrets.token_hex(16)}"'
+    part["Content-Type"] = wire.multipart_type(subtype)
     part.set_payload(parts)
 
 
