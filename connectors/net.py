@@ -157,6 +157,13 @@ def resolve(host: str, port: int, timeout: float) -> list[Address]:
     return addresses
 
 
+def set_timeout(sock: socket.socket, seconds: float | None) -> None:
+    """``sock.settimeout(seconds)`` unless it is set already: the call lets go of the GIL (an
+    fcntl), and a run's thread then waits behind its sender threads to get it back."""
+    if sock.gettimeout() != seconds:
+        sock.settimeout(seconds)
+
+
 def connect(
     host: str,
     port: int,

@@ -77,7 +77,7 @@ class GuardedIMAPClient(IMAPClient):
         """Run IMAP commands with a fresh read timeout; failures come out as ``ConnectorError``."""
         timeout = self.read_timeout()
         with translated(self.server, phase, timeout, secrets):
-            self.socket().settimeout(timeout)
+            net.set_timeout(self.socket(), timeout)
             yield
 
     def _create_IMAP4(self) -> imaplib.IMAP4:  # noqa: N802 - imapclient's name for this seam

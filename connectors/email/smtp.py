@@ -63,7 +63,7 @@ class _Guarded:
         timeout = self.read_timeout()
         with translated(self.server, phase, timeout, secrets):
             if self.sock is not None:
-                self.sock.settimeout(timeout)
+                net.set_timeout(self.sock, timeout)
             yield
 
     @contextlib.contextmanager
@@ -272,7 +272,7 @@ def send_data(smtp: SMTPSession, chunks: Iterable[bytes], answered: Reply | None
     try:
         smtp.send(held + (b".\r\n" if at_line_start else b"\r\n.\r\n"))
         if smtp.sock is not None:
-            smtp.sock.settimeout(wait)
+            net.set_timeout(smtp.sock, wait)
         return smtp.getreply()
     except Exception as exc:  # noqa: BLE001 - whatever broke, the message may be delivered
         if is_stop_exception(exc):

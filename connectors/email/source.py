@@ -110,7 +110,7 @@ class EmailSource(SourceSession):
             client = self._client or self._connect()
             timeout = client.read_timeout()
             try:
-                client.socket().settimeout(timeout)
+                net.set_timeout(client.socket(), timeout)
                 return command(client)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a ConnectorError
                 error = translate(exc, server=client.server, phase=what, timeout=timeout, secrets=self.secrets)
