@@ -216,7 +216,9 @@ class Ledger:
             row.error = ""
             row.updated_at = now
             records.append(self.unsaved_record(key, row, summary, RunRecord.Status.SENT, rendered=rendered))
-        with transaction.atomic():
+        # Inside the caller's transaction when there is one: a savepoint would cost two statements
+        # a group, and a failure rolls the whole group back anyway.
+        with transaction.atomic(savepoint=False):
             update_rows([row for row, *_ in sent], ["state", "reply", "out_message_id", "error", "updated_at"])
             insert_rows(records, keys=False)  # nothing refers to a run record here
 
