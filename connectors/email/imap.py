@@ -21,6 +21,11 @@ from connectors.email.config import CLOSE_TIMEOUT, EmailConfig
 from connectors.email.errors import check_secrets, starttls_not_offered, translated
 from connectors.email.tls import build_ssl_context
 
+# imaplib reads through an 8 KB buffer: a message fetch then takes a socket read or two a small
+# message, each letting go of the GIL, which the run's thread then waits to get back behind its
+# sender threads. A TLS read gives at most a 16 KB record, so this buffer takes four at once.
+READ_BUFFER = 64 * 1024
+
 
 class _IMAP4OnSocket(imaplib.IMAP4):
     """imaplib's protocol engine on a socket we opened ourselves (guarded, TLS already done)."""
@@ -31,6 +36,11 @@ class _IMAP4OnSocket(imaplib.IMAP4):
 
     def _create_socket(self, timeout: float | None) -> socket.socket:
         return self._ready_socket
+
+    def open(self, host: str = "", port: int = imaplib.IMAP4_PORT, timeout: float | None = None) -> None:
+        super().open(host, port, timeout)
+        # Nothing is read yet. (After STARTTLS imaplib makes its own reader again, of 8 KB.)
+        self.file = self.sock.makefile("rb", buffering=READ_BUFFER)
 
 
 class GuardedIMAPClient(IMAPClient):
