@@ -16,7 +16,9 @@ from designer.models import LedgerEntry
 from designer.running.context import RunAborted, RunContext
 from designer.running.ledger import Ledger
 
-ACK_BATCH = 50
+# Each batch costs two IMAP round trips and a transaction on the run's thread; a crash before one
+# goes only leaves its messages "sent", for the next run to mark without sending them again.
+ACK_BATCH = 200
 ACK_INTERVAL_SECONDS = 2.0
 # Failed acknowledgements in a row that stop a run: the source no longer answers.
 ACK_FAILURE_LIMIT = 2
