@@ -214,6 +214,19 @@ def _multipart(part: MIMEPart, subtype: str, parts: list[MIMEPart]) -> None:
 def _text(part: MIMEPart, subtype: str, body: str) -> MIMEPart:
     """A text part, its body encoded once: 7bit when it can be, else quoted-printable or base64,
     whichever is shorter (the email package's choice, made without its per-line Python code)."""
+    if body.isascii() and "\r" not in body and max(map(len, body.split("\n"))) <= 78:
+        # The usual body goes as it is: no bytes to make, split into lines and join again.
+        cte, payload = "7bit", body if body.endswith("\n") else body + "\n"
+    else:
+        cte, payload = _encoded(body)
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    part["Content-Transfer-Encoding"] = cte
+    part.set_payload(payload)
+    return part
+
+
+def _encoded(body: str) -> tuple[str, str]:
+    """The transfer encoding and payload of ``body``, its line breaks made LF."""
     lines = body.encode("utf-8").splitlines()
     data = b"\n".join(lines) + b"\n"
     if data.isascii() and max(map(len, lines), default=0) <= 78:
@@ -224,10 +237,7 @@ def _text(part: MIMEPart, subtype: str, body: str) -> MIMEPart:
             cte, payload = "quoted-printable", quoted.decode("ascii")
         else:
             cte, payload = "base64", encode_lines(data, line_break=b"\n").decode("ascii") + "\n"
-    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
-    part["Content-Transfer-Encoding"] = cte
-    part.set_payload(payload)
-    return part
+    return cte, payload
 
 
 def _attachment(token: str, streamed: list[bytes], filename: str, content_type: str, data: bytes) -> MIMEPart:
