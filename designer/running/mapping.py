@@ -28,6 +28,8 @@ MAX_OUTPUT_CHARS = 10_000_000
 MAX_RANGE = 10_000
 MAX_SECONDS = 2.0
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.S)
+# ``{{ name }}`` in text, without Jinja's whitespace control (``{{-``).
+_INTERPOLATION = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 # Filters that turn a small template into an enormous string in one call.
 _UNSAFE_FILTERS = ("center", "indent", "format", "wordwrap")
 
@@ -193,17 +195,26 @@ def render_value(field: str, template: Any, context: Mapping[str, Any]) -> Any:
 
 
 @functools.lru_cache(maxsize=1024)
-def _shortcut(template: str) -> tuple[str, str] | None:
+def _shortcut(template: str) -> tuple[str, Any] | None:
     """What Jinja would make of ``template`` without running it, where that is plain: ("text", the
     template) for text without template syntax (newlines as they are), ("name", a name) for a lone
-    ``{{ name }}``; None otherwise."""
+    ``{{ name }}``, ("join", [text, name, text, ..., text]) for text with ``{{ name }}``s in it
+    (``Fwd: {{ subject }}``); None otherwise."""
     if "{" not in template and "\r" not in template and len(template) <= MAX_OUTPUT_CHARS:
         return ("text", template)
     expression = _expression(template)
-    if (expression is not None and expression.isidentifier() and not keyword.iskeyword(expression)
-            and expression.lower() not in ("true", "false", "none")):  # Jinja's literals
-        return ("name", expression)
+    if expression is not None:
+        return ("name", expression) if _is_plain_name(expression) else None
+    pieces = _INTERPOLATION.split(template)  # text, name, text, ..., text
+    if len(pieces) > 1 and all(_is_plain_name(name) for name in pieces[1::2]) and not any(
+            "{" in text or "}" in text or "\r" in text for text in pieces[::2]):
+        return ("join", pieces)
     return None
+
+
+def _is_plain_name(expression: str) -> bool:
+    return (expression.isidentifier() and not keyword.iskeyword(expression)
+            and expression.lower() not in ("true", "false", "none"))  # Jinja's literals
 
 
 def _shortcut_value(template: str, context: Mapping[str, Any]) -> Any:
@@ -211,11 +222,18 @@ def _shortcut_value(template: str, context: Mapping[str, Any]) -> Any:
     shortcut = _shortcut(template)
     if shortcut is None:
         return _MISSING
-    kind, text = shortcut
+    kind, plain = shortcut
     if kind == "text":
-        return text
-    value = context.get(text, _MISSING)  # what the compiled expression returns for a name the context has
-    return _MISSING if isinstance(value, str) and len(value) > MAX_OUTPUT_CHARS else value
+        return plain
+    if kind == "name":
+        value = context.get(plain, _MISSING)  # what the compiled expression returns for a name the context has
+        return _MISSING if isinstance(value, str) and len(value) > MAX_OUTPUT_CHARS else value
+    # Jinja writes a text value as it is; anything else (a list, None, a missing name) goes through it.
+    values = [context.get(name) for name in plain[1::2]]
+    if not all(isinstance(value, str) for value in values):
+        return _MISSING
+    text = "".join(piece for pair in zip(plain[::2], [*values, ""], strict=True) for piece in pair)
+    return text if len(text) <= MAX_OUTPUT_CHARS else _MISSING
 
 
 def _render_value(field: str, template: str, context: Mapping[str, Any]) -> Any:

@@ -86,7 +86,9 @@ def test_an_ordinary_template_is_unaffected() -> None:
 
 @pytest.mark.parametrize("template", [
     "helpdesk@example.com", "two lines\n", "windows\r\nlines", "{{ subject }}", " {{subject}} ", "{{ attachments }}",
-    "{{ cc }}", "{{ vars }}", "{{ true }}", "{{ none }}", "Fwd: {{ subject }}",
+    "{{ cc }}", "{{ vars }}", "{{ true }}", "{{ none }}", "Fwd: {{ subject }}", "{{subject}}{{ subject }}!\n",
+    "two\nlines {{\tsubject\n}} end\n", "Re: {{ cc }}", "{{ subject }} in {{ vars }}", "{{ subject }} {{- subject }}",
+    "{{ subject }} }", "{{ subject }} {% if true %}x{% endif %}", "{{ subject }}\r\n", "{{ subject }} {{ true }}",
 ])
 def test_plain_templates_take_a_shortcut_to_what_jinja_gives(template, monkeypatch):
     context = {"subject": "Grüße", "attachments": [{"filename": "a.txt"}], "cc": None, "vars": {"x": "1"}}
@@ -95,6 +97,7 @@ def test_plain_templates_take_a_shortcut_to_what_jinja_gives(template, monkeypat
     assert shortcut == mapping.render_value("field", template, context)
 
 
-def test_a_missing_name_still_fails_through_the_shortcut():
+@pytest.mark.parametrize("template", ["{{ nope }}", "Fwd: {{ subject }} {{ nope }}"])
+def test_a_missing_name_still_fails_through_the_shortcut(template):
     with pytest.raises(mapping.MappingError, match="'nope' is undefined"):
-        mapping.render_value("field", "{{ nope }}", {"subject": "x"})
+        mapping.render_value("field", template, {"subject": "x"})
