@@ -16,6 +16,7 @@ from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
+from functools import lru_cache
 from typing import Any
 
 from connectors.email.message import outgoing_headers, wire
@@ -157,7 +158,7 @@ def build_message(
     message = EmailMessage(policy=_SEND_POLICY)
     message_id = make_msgid(domain=domain)
     message["Message-ID"] = message_id
-    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Date"] = _date_at(int(datetime.now(UTC).timestamp()))
     message["From"] = outgoing_headers.addresses("From", [(senders[0].name, senders[0].address)])
     for header, boxes in (("To", to), ("Cc", cc), ("Reply-To", reply_to)):
         if boxes:
@@ -185,6 +186,12 @@ def build_message(
         message=message, sender=senders[0].address, recipients=list(recipients.values()), message_id=message_id,
         attachments=tuple(streamed), placeholder_token=token,
     )
+
+
+@lru_cache(maxsize=1)
+def _date_at(second: int) -> str:
+    # A run's messages come many a second: the date is written once for them all.
+    return format_datetime(datetime.fromtimestamp(second, UTC))
 
 
 def _set_custom(message: EmailMessage, custom: list[tuple[str, str | list[Mailbox] | datetime]]) -> None:
