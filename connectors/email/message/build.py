@@ -151,7 +151,7 @@ def build_message(
     text = checked_body("text", fields["text"])
     html = checked_body("html", fields["html"])
     attachments = checked_attachments(fields["attachments"])
-    domain = ascii_domain(message_id_domain.strip()) if isinstance(message_id_domain, str) else None
+    domain = _id_domain(message_id_domain) if isinstance(message_id_domain, str) else None
     if not domain:
         raise InvalidMessage("message_id_domain", f"{message_id_domain!r} is not a valid domain")
 
@@ -186,6 +186,13 @@ def build_message(
         message=message, sender=senders[0].address, recipients=list(recipients.values()), message_id=message_id,
         attachments=tuple(streamed), placeholder_token=token,
     )
+
+
+# The activity's configured domain or its sender's (a checked host name): a few short texts, each
+# the same message after message, and IDNA encoding is a good part of a message's cost.
+@lru_cache(maxsize=64)
+def _id_domain(text: str) -> str | None:
+    return ascii_domain(text.strip())
 
 
 @lru_cache(maxsize=1)
@@ -276,10 +283,15 @@ def _seven_bit(data: bytes) -> bool:
 
 
 def _merge(record: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    return {f: defaults.get(f) if _is_empty(record.get(f)) else record.get(f) for f in TARGET_FIELDS}
+    merged = {}
+    for field in TARGET_FIELDS:
+        value = record.get(field)
+        # Most fields are absent: None is told apart before the other empty values.
+        merged[field] = defaults.get(field) if value is None or _is_empty(value) else value
+    return merged
 
 
 def _is_empty(value: Any) -> bool:
     if isinstance(value, str):
         return not value.strip()
-    return value is None or (isinstance(value, (list, tuple, dict)) and not value)
+    return isinstance(value, (list, tuple, dict)) and not value
