@@ -41,9 +41,19 @@ def test_the_boundary_matcher_matches_what_the_compiled_pattern_matches(separato
             ], repr(line)
 
 
-def test_the_parser_uses_the_boundary_matcher() -> None:
-    # Turned off (silently, by design) when a Python release builds the pattern differently.
-    assert feed._FeedParser._parsegen is not FeedParser._parsegen
+def test_the_parser_uses_its_stand_ins() -> None:
+    # Each is turned off (silently, by design) when a Python release builds its pattern differently.
+    namespace = feed._FeedParser._parsegen.__globals__
+    assert namespace["re"] is feed._BoundaryRe
+    assert namespace["NLCRE_eol"] is feed._LineEnd
+    assert isinstance(feed._FeedParser(policy=feed.PARSE_POLICY)._input, feed._Lines)
+
+
+@pytest.mark.parametrize("text", ["", "x", "\n", "\r", "\r\n", "\n\r", "\r\r\n", "\n\n", "a\r\n", "a\n\r\n", "a\r\r",
+                                  "a\n ", "a\u2028", "a\x85", "a\r\nb", "x" * 5000 + "\r\n"])
+def test_the_line_end_found_is_the_patterns(text: str) -> None:
+    expected, found = re.compile(feed._LineEnd.PATTERN).search(text), feed._LineEnd.search(text)
+    assert (found and (found.span(), found.group(0))) == (expected and (expected.span(), expected.group(0)))
 
 
 def _messages() -> list[bytes]:
@@ -90,7 +100,7 @@ _BODIES = [
     "", "body\n", " indented\n", "\tindented", "From me\n", "\n\nafter blank lines\n", "Header: in the body\n\nmore\n",
     "caf\udce9\r\n", "--z\nContent-Type: text/plain\n\nin a part\n--z--\n",
     "--z\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner body\r\n--z--\r\n",
-    "no line end", "\r", "\r\n\r\n",
+    "no line end", "\r", "\r\n\r\n", "--z\nContent-Type: text/plain\n\nx\n\n--z", "--z\n\nx\n--z\n--z",
     "Reporting-MTA: dns; x\n\nAction: failed\n", "mixed\rends\r\nhere\n\r",
 ]
 
