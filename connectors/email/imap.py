@@ -12,13 +12,17 @@ import contextlib
 import imaplib
 import socket
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from imapclient import IMAPClient, SocketTimeout
+from imapclient.imapclient import join_message_ids, seq_to_parenstr_upper
+from imapclient.util import to_ints
 
 from connectors import net
 from connectors.email.auth import AUTH_METHODS
 from connectors.email.config import CLOSE_TIMEOUT, EmailConfig
 from connectors.email.errors import check_secrets, starttls_not_offered, translated
+from connectors.email.fetched import parse_fetch
 from connectors.email.tls import build_ssl_context
 
 # imaplib reads through an 8 KB buffer: a message fetch then takes a socket read or two a small
@@ -75,6 +79,24 @@ class GuardedIMAPClient(IMAPClient):
         # formats every response with %r whatever the log level: a megabyte-sized repr per
         # fetched message (time and memory), and LOGIN and AUTHENTICATE lines in DEBUG logs.
         self._imap.debug = 0
+
+    def fetch(self, messages: Sequence[int], data: Sequence[str], modifiers: Sequence[str] | None = None
+              ) -> dict[int, dict[bytes, Any]]:
+        """``IMAPClient.fetch``, its responses read by ``fetched.parse_fetch``: the shapes a run asks
+        for at every message without imapclient's tokenizer, any other by it."""
+        if not messages:
+            return {}
+        args = ["FETCH", join_message_ids(messages), seq_to_parenstr_upper(data),
+                seq_to_parenstr_upper(modifiers) if modifiers else None]
+        if self.use_uid:
+            args.insert(0, "UID")
+        tag = self._imap._command(*args)
+        typ, found = self._imap._command_complete("FETCH", tag)
+        self._checkok("fetch", typ, found)
+        typ, found = self._imap._untagged_response(typ, found, "FETCH")
+        response = parse_fetch(found, self.use_uid, self.normalise_times)
+        # Unsolicited responses for other messages are left out, as imapclient does.
+        return {message: response[message] for message in to_ints(messages) if message in response}
 
     def read_timeout(self) -> float:
         """The read timeout, shortened to what is left of the deadline."""
