@@ -22,6 +22,7 @@ from typing import Any
 from connectors.email.message import outgoing_headers, wire
 from connectors.email.message.codec import encode_lines
 from connectors.email.message.fields import (
+    REMEMBERED_CHARS,
     InvalidMessage,
     Mailbox,
     ascii_domain,
@@ -159,10 +160,10 @@ def build_message(
     message_id = make_msgid(domain=domain)
     message["Message-ID"] = message_id
     message["Date"] = _date_at(int(datetime.now(UTC).timestamp()))
-    message["From"] = outgoing_headers.addresses("From", [(senders[0].name, senders[0].address)])
-    for header, boxes in (("To", to), ("Cc", cc), ("Reply-To", reply_to)):
+    message["From"] = _address_field("From", fields["from"], senders)
+    for header, field, boxes in (("To", "to", to), ("Cc", "cc", cc), ("Reply-To", "reply_to", reply_to)):
         if boxes:
-            message[header] = outgoing_headers.addresses(header, [(m.name, m.address) for m in boxes])
+            message[header] = _address_field(header, fields[field], boxes)
     message["Subject"] = outgoing_headers.unstructured("Subject", subject)
     if in_reply_to:
         message["In-Reply-To"] = outgoing_headers.message_ids("In-Reply-To", in_reply_to)
@@ -201,12 +202,30 @@ def _date_at(second: int) -> str:
     return format_datetime(datetime.fromtimestamp(second, UTC))
 
 
+def _address_field(name: str, given: Any, boxes: list[Mailbox]) -> str:
+    """The header value for ``boxes``, the mailboxes of ``given`` (the record's field)."""
+    if isinstance(given, str) and len(given) <= REMEMBERED_CHARS:
+        return _remembered_field(name, given)
+    return _addresses(name, boxes)
+
+
+# The same sender and recipients come back record after record: their header is written once.
+# Texts are remembered as fields remembers their mailboxes, so within the same bounds.
+@lru_cache(maxsize=1024)
+def _remembered_field(name: str, text: str) -> str:
+    return _addresses(name, mailboxes(name, text))
+
+
+def _addresses(name: str, boxes: list[Mailbox]) -> str:
+    return outgoing_headers.addresses(name, [(m.name, m.address) for m in boxes])
+
+
 def _set_custom(message: EmailMessage, custom: list[tuple[str, str | list[Mailbox] | datetime]]) -> None:
     for name, value in custom:
         if isinstance(value, datetime):
             message[name] = format_datetime(value)
         elif isinstance(value, list):
-            message[name] = outgoing_headers.addresses(name, [(m.name, m.address) for m in value])
+            message[name] = _addresses(name, value)
         else:
             message[name] = outgoing_headers.unstructured(name, value)
 

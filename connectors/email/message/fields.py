@@ -92,7 +92,7 @@ def mailboxes(field: str, value: Any) -> list[Mailbox]:
         if not isinstance(item, str):
             raise InvalidMessage(field, f"{item!r} is not an address")
         try:
-            found += _remembered_mailboxes(item) if len(item) <= _REMEMBERED_CHARS else _mailboxes_in(item)
+            found += _remembered_mailboxes(item) if len(item) <= REMEMBERED_CHARS else _mailboxes_in(item)
         except InvalidMessage as exc:
             raise InvalidMessage(field, exc.reason) from None
     return found
@@ -115,7 +115,7 @@ def _mailboxes_in(text: str) -> tuple[Mailbox, ...]:
 # The same senders and recipients come back record after record, and checking an address text is
 # most of the cost of building a message. Longer texts (a hostile record's megabyte of addresses)
 # are checked but not remembered; failures are never remembered (lru_cache keeps no exceptions).
-_REMEMBERED_CHARS = 1000
+REMEMBERED_CHARS = 1000
 _remembered_mailboxes = lru_cache(maxsize=4096)(_mailboxes_in)
 
 
