@@ -9,6 +9,7 @@ from email.parser import BytesParser
 from email.utils import getaddresses
 
 import pytest
+from django.test import override_settings
 
 from connectors.email.message import addresses, feed
 from connectors.email.message import parse as parsing
@@ -189,3 +190,14 @@ def test_addresses_read_directly_are_the_stdlib_parsers() -> None:
         assert addresses._pairs(values) == tuple(getaddresses(values)), values
         direct += all(addresses._PLAIN.fullmatch(value) for value in values) and bool(values)
     assert direct > 5000  # the plain forms do take the direct way
+
+
+# --- the structure limits are read once, and again after a setting changes
+
+
+def test_a_limit_read_once_follows_a_change_to_its_setting() -> None:
+    raw = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: x\r\n\r\nbody\r\n"
+    parsing.parse_message(raw, uid=1, uidvalidity=1, folder="INBOX")
+    with override_settings(MAILWRIGHT_MAX_HEADERS=2), pytest.raises(parsing.MessageTooComplex, match="more than 2"):
+        parsing.parse_message(raw, uid=1, uidvalidity=1, folder="INBOX")
+    assert parsing.parse_message(raw, uid=1, uidvalidity=1, folder="INBOX")["subject"] == "x"
