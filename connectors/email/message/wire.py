@@ -129,10 +129,10 @@ def _flatten(message: Message) -> bytes:
     """``message.as_bytes()``, byte for byte: written directly when it is one of ours."""
     policy = message.policy
     if policy.linesep == "\r\n" and policy.cte_type == "7bit" and getattr(policy, "refold_source", "") == "none":
-        pieces: list[str] = []
+        pieces: list[bytes] = []
         try:
             _write(message, pieces)
-            return "".join(pieces).encode("ascii")
+            return b"".join(pieces)
         except (_Unusual, UnicodeEncodeError):
             pass  # the generator knows what to do with it, or raises as it would have
     fp = BytesIO()
@@ -144,34 +144,38 @@ class _Unusual(Exception):
     """A part ``_write`` does not write as the generator would: the generator writes the message."""
 
 
-def _write(part: Message, pieces: list[str]) -> None:
+def _write(part: Message, pieces: list[bytes]) -> None:
     """What the generator writes for ``part``, for ASCII text payloads and our multiparts: each header
     as the policy folds it when it leaves stored values as they are (``refold_source="none"``)."""
     content_type = None
+    head: list[str] = []
     for name, value in part.raw_items():
         if not isinstance(value, str):
             raise _Unusual
         if content_type is None and name.lower() == "content-type":
             content_type = value
-        pieces += (name, ": ", "\r\n".join(value.splitlines()), "\r\n")
-    pieces.append("\r\n")
+        head += (name, ": ", "\r\n".join(value.splitlines()), "\r\n")
+    head.append("\r\n")
+    pieces.append("".join(head).encode("ascii"))
     payload = part._payload  # as the generator reads it
     if isinstance(payload, list):
         _write_multipart(part, content_type, payload, pieces)
     elif isinstance(payload, str) and payload.isascii() and "multipart" not in (content_type or "").lower():
-        pieces.append(payload.replace("\n", "\r\n") if "\r" not in payload else NLCRE.sub("\r\n", payload))
+        # Made CRLF as bytes: bytes.replace is several times quicker than str.replace on a long text.
+        pieces.append(payload.encode("ascii").replace(b"\n", b"\r\n") if "\r" not in payload
+                      else NLCRE.sub("\r\n", payload).encode("ascii"))
     else:  # no body, 8-bit text, a multipart holding text: the generator has its own ways with them
         raise _Unusual
 
 
-def _write_multipart(part: Message, content_type: str | None, parts: list[Message], pieces: list[str]) -> None:
+def _write_multipart(part: Message, content_type: str | None, parts: list[Message], pieces: list[bytes]) -> None:
     own = _OWN_MULTIPART.fullmatch(content_type or "")
     if own is None or part.preamble is not None or part.epilogue is not None:
         raise _Unusual
-    boundary = own.group(1)
-    pieces.append(f"--{boundary}\r\n")
+    boundary = own.group(1).encode("ascii")
+    pieces.append(b"--" + boundary + b"\r\n")
     for index, sub in enumerate(parts):
         if index:
-            pieces.append(f"\r\n--{boundary}\r\n")
+            pieces.append(b"\r\n--" + boundary + b"\r\n")
         _write(sub, pieces)
-    pieces.append(f"\r\n--{boundary}--\r\n")
+    pieces.append(b"\r\n--" + boundary + b"--\r\n")
