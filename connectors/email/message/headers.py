@@ -41,7 +41,16 @@ def read_headers(msg: Message, defects: Defects) -> _Headers:
     pairs: list[tuple[str, str]] = []
     decoded: list[list[str]] = []
     for raw_name, raw_value in msg.items():
-        name = clean(unraw(raw_name, "header name", defects), "header name", defects)
+        # Most names and values are printable ASCII (no 8-bit byte, no fold, no control character),
+        # and most values hold no encoded word: all that decoding would do to them is strip them.
+        if raw_name.isascii() and raw_name.isprintable():
+            name = raw_name.strip()
+        else:
+            name = clean(unraw(raw_name, "header name", defects), "header name", defects)
+        if raw_value.isascii() and raw_value.isprintable() and "=?" not in raw_value:
+            pairs.append((name, raw_value))
+            decoded.append([name, raw_value.strip()])
+            continue
         where = name[:60]  # a hostile name can be megabytes long; defects quote it
         value = unraw(raw_value, where, defects)
         pairs.append((name, value))
