@@ -609,7 +609,8 @@ def test_it_names_the_messages_it_only_acknowledges_in_the_run_history(transacti
 def test_it_fails_the_run_cleanly_when_dovecot_dies_between_fetch_batches(transactional_db, dovecot, mailbox, smtp,
                                                                           tmp_path, monkeypatch):
     # With "leave" nothing is stored back, so the death surfaces when the next batch is read
-    # (the source reads sizes 50 messages at a time) rather than in an acknowledgement.
+    # (the source reads sizes 50 messages at a time here) rather than in an acknowledgement.
+    monkeypatch.setattr("connectors.email.source.PROBE_BATCH", 50)
     document_ = document(dovecot, smtp)
     document_["activities"][0]["after_read"] = "leave"
     operation = import_project(tmp_path, monkeypatch, document_)
