@@ -504,6 +504,16 @@ def test_a_cancel_waits_for_the_message_in_flight_and_leaves_the_rest(world, run
     assert run_once().sent_count == 2
 
 
+@pytest.mark.django_db
+def test_sqlite_keeps_its_rollback_journal_between_transactions():
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("a SQLite setting")
+    with connection.cursor() as cursor:
+        assert cursor.execute("PRAGMA journal_mode").fetchone()[0] == "persist"  # not WAL (see settings.py)
+
+
 def test_a_run_keeps_sqlite_s_page_cache_small_and_gives_it_back(world, run_once, monkeypatch):
     from django.db import connection
 
