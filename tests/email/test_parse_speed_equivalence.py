@@ -94,7 +94,8 @@ _HEADER_LINES = [
     "Content-Type: multipart/mixed; boundary=z", "Content-Type: multipart/mixed", "Content-Type: message/rfc822",
     "Content-Type: message/delivery-status", "Content-Type: text", "Content-Type: garbled//x; ;;",
     "Content-Type: multipart/digest; boundary=z", "CONTENT-TYPE: Multipart/Alternative; boundary=\"z\"",
-    "Content-Type: text/plain\r", "X-Long: " + "y" * 9000, "MIME-Version: 1.0",
+    "Content-Type: text/plain\r", "X-Long: " + "y" * 9000, "MIME-Version: 1.0", "X-Empty:", "x:y", "X-Blank: \t",
+    "X-Folded:\n\tvalue", "X-Trailing: value \t", "X-Cont: a\n \n\tb", "X-Bare-CR: a\rb", "X-Tab:\tv",
 ]
 _SEPARATORS = ["", "\n", "\r\n", "\r", " \n", "\t\r\n", "x\n", "From x\n", "\n\r", "\r\r\n"]
 _BODIES = [
@@ -135,14 +136,15 @@ def test_a_body_taken_whole_is_what_the_stdlib_parser_reads_line_by_line() -> No
         assert _tree(feed.parse_text(text)) == expected, text[:300]
 
 
-@pytest.mark.parametrize(("text", "whole"), [
-    ("From: a@example.com\r\nSubject: x\r\n\r\nline\r\n" * 3, True),
-    ("From: a@example.com\nContent-Type: message/rfc822\n\nSubject: inner\n\nbody\n", True),
-    ("From: a@example.com\nContent-Type: multipart/mixed; boundary=z\n\n--z\n\nx\n--z--\n", False),
-    ("From: a@example.com\nSubject: no empty line\nbody\n", False),
+@pytest.mark.parametrize(("text", "way"), [
+    ("From: a@example.com\r\nSubject: x\r\n\r\nline\r\n" * 3, "plain fields"),
+    ("From: a@example.com\nContent-Type: message/rfc822\n\nSubject: inner\n\nbody\n", "plain fields"),
+    ("From a@example.com Mon\nSubject: x\n\nline\n", "body whole"),
+    ("From: a@example.com\nSubject: two\rlines\n\nline\n", "body whole"),
+    ("From: a@example.com\nContent-Type: multipart/mixed; boundary=z\n\n--z\n\nx\n--z--\n", "line by line"),
+    ("From: a@example.com\nSubject: no empty line\nbody\n", "line by line"),
 ])
-def test_the_body_is_taken_whole_when_it_is_not_read_as_parts(
-        text: str, whole: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_parser_is_fed_only_what_the_message_needs(text: str, way: str, monkeypatch: pytest.MonkeyPatch) -> None:
     fed: list[tuple[int, int]] = []
     feed_text = feed._feed
 
@@ -152,7 +154,8 @@ def test_the_body_is_taken_whole_when_it_is_not_read_as_parts(
 
     monkeypatch.setattr(feed, "_feed", spy)
     feed.parse_text(text)
-    assert (len(fed) == 1 and fed[0][1] < len(text)) is whole
+    taken = "plain fields" if not fed else "body whole" if len(fed) == 1 and fed[0][1] < len(text) else "line by line"
+    assert taken == way
 
 
 # --- addresses in a plain form are read without the stdlib parser

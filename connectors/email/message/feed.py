@@ -196,9 +196,11 @@ def parse_text(text: str) -> Part:
     """What ``BytesParser(policy=PARSE_POLICY).parsebytes`` gives for the bytes ``text`` decodes
     from (surrogateescape). Raises RecursionError for nesting deeper than the parser can follow.
     """
-    parser = _FeedParser(policy=PARSE_POLICY)
     empty_line = _EMPTY_LINE.search(text)
     body = empty_line.end() if empty_line else len(text)
+    if empty_line is not None and (msg := _plain_message(text, empty_line.start(), body)) is not None:
+        return msg
+    parser = _FeedParser(policy=PARSE_POLICY)
     # No header line is empty, so fed through one the parser has read the whole header block (an
     # empty line ended by LF: the text fed splits into the very lines the whole message does).
     _feed(parser, text, 0, body)
@@ -209,6 +211,35 @@ def parse_text(text: str) -> Part:
         return msg
     _feed(parser, text, body, len(text))
     return cast(Part, parser.close())
+
+
+# A header field as the parser reads it when its lines are plain: a name, then after the colon the
+# rest of its first line and its continuation lines, each ended by CRLF or LF (a lone CR would
+# split a line where this does not).
+_FIELD = re.compile(r"([!-9;-~]++):([^\r\n]*+(?:\r?\n[ \t][^\r\n]*+)*+)(?:\r?\n|\Z)")
+
+
+def _plain_message(text: str, head_end: int, body: int) -> Part | None:
+    """What the parser gives for a message whose header block (up to ``head_end``) is only plain
+    fields and whose body is not read as parts; None for any other message, left to the parser.
+
+    Such a block gives no defect, and the parser keeps each field as compat32 reads it: the name, and
+    the value with the blanks after the colon and the last line break taken off.
+    """
+    fields = []
+    position = 0
+    while position < head_end:
+        field = _FIELD.match(text, position, head_end)
+        if field is None or field.end() == head_end != field.end(2):  # a block ended by an empty line of its own
+            return None
+        fields.append((field.group(1), field.group(2).lstrip(" \t")))
+        position = field.end()
+    msg = Part(policy=PARSE_POLICY)
+    msg._headers = fields
+    if not fields or msg.get_content_maintype() == "multipart":
+        return None
+    msg._payload = text[body:]
+    return msg
 
 
 def _feed(parser: FeedParser, text: str, start: int, end: int) -> None:
