@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 # How many consecutive transient target failures end a run early: the target is down, and
 # trying every remaining message would only delay the next run.
 TRANSIENT_STREAK_LIMIT = 3
-# The ledger is written for this many messages at a time (their "sending" rows in one commit, the
-# "sent" ones with them), or for fewer once the oldest of them waited LEDGER_GROUP_SECONDS.
-LEDGER_GROUP = 16
+# The ledger is written for this many messages at a time ("sending" and "sent" rows in one commit, which
+# the run's thread waits for), or for fewer once the oldest of them waited LEDGER_GROUP_SECONDS.
+LEDGER_GROUP = 32
 LEDGER_GROUP_SECONDS = 0.02
 # The sender's answer is awaited in slices of this many seconds, due acknowledgements applied between them.
 AWAIT_SLICE = 0.5
