@@ -103,13 +103,29 @@ def _mailboxes_in(text: str) -> tuple[Mailbox, ...]:
     found = []
     for piece in _split_addresses(header_text("", text)):
         # One address per piece, so getaddresses cannot silently drop one ("a@x.org, b@").
-        pairs = [(name, addr) for name, addr in getaddresses([piece]) if name or addr]
+        pairs = _pairs(piece)
         mailbox = _mailbox(*pairs[0]) if len(pairs) == 1 else None
         # getaddresses also glues stray words together ("Jane Doe jane@x.org"): insist on what was typed.
         if mailbox is None or pairs[0][1] not in piece:
             raise InvalidMessage("", f"{piece!r} is not a valid address")
         found.append(mailbox)
     return tuple(found)
+
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATEXT}(?:\.{_ATEXT})*"
+_SIMPLE_ADDRESS = rf"{_DOT_ATOM}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+# "Jane Doe <jane@example.org>" or "jane@example.org" with nothing to quote, unfold or decode: what
+# getaddresses makes of it is plain to see (the words, one space apart, and the address as written).
+_SIMPLE = re.compile(rf"(?P<name>{_ATEXT}(?: {_ATEXT})*) <(?P<addr>{_SIMPLE_ADDRESS})>|(?P<bare>{_SIMPLE_ADDRESS})")
+
+
+def _pairs(piece: str) -> list[tuple[str, str]]:
+    """The (display name, address) pairs getaddresses finds in ``piece``, without its parser for the usual ones."""
+    simple = _SIMPLE.fullmatch(piece)
+    if simple:
+        return [(simple["name"] or "", simple["addr"] or simple["bare"])]
+    return [(name, addr) for name, addr in getaddresses([piece]) if name or addr]
 
 
 # The same senders and recipients come back record after record, and checking an address text is
@@ -121,6 +137,8 @@ _remembered_mailboxes = lru_cache(maxsize=4096)(_mailboxes_in)
 
 def _split_addresses(text: str) -> list[str]:
     """The comma-separated pieces of an address list, commas in quotes and brackets kept."""
+    if "," not in text:  # one piece: nothing to walk through
+        return [text.strip()] if text.strip() else []
     pieces: list[str] = []
     current: list[str] = []
     quoted = escaped = False
@@ -145,7 +163,7 @@ def _split_addresses(text: str) -> list[str]:
     return [piece.strip() for piece in pieces if piece.strip()]
 
 
-_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_LOCAL_PART = re.compile(_DOT_ATOM)
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
@@ -171,8 +189,10 @@ def ascii_domain(domain: str) -> str | None:
         except ValueError:
             return None
         return domain
+    # An ASCII domain is its own IDNA form: the codec would only refuse an empty or overlong label,
+    # which _LABEL refuses below.
     try:
-        encoded = domain.encode("idna").decode("ascii")
+        encoded = domain if domain.isascii() else domain.encode("idna").decode("ascii")
     except UnicodeError:
         return None
     labels = encoded.split(".")
