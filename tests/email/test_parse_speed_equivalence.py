@@ -80,9 +80,11 @@ def test_parameters_read_once_are_the_stdlib_ones(value: str) -> None:
     part = feed.Part(policy=feed.PARSE_POLICY)
     part.set_raw("Content-Type", value)
     try:
-        expected = tuple(part.get_params())
+        params = part.get_params()
     except (TypeError, ValueError):
         expected = None
+    else:  # what the reader took before: the first parameter whose name is the one asked, in any case
+        expected = {k.lower(): next(v for n, v in params if n.lower() == k.lower()) for k, _ in params}
     assert parsing._remembered_params(value) == parsing._read_params(value) == expected
 
 

@@ -293,13 +293,13 @@ class _Params:
         self._part = part
         self._where = where
         self._defects = defects
-        self._parsed: dict[str, tuple[tuple[str, Any], ...] | None] = {}
+        self._parsed: dict[str, dict[str, Any] | None] = {}
 
     def get(self, name: str, header: str) -> str | None:
         """A parameter decoded by RFC 2231 or RFC 2047, whichever it uses, or None."""
         if header not in self._parsed:
             self._parsed[header] = self._parse(header)
-        value = next((v for k, v in self._parsed[header] or () if k.lower() == name), None)
+        value = (self._parsed[header] or {}).get(name)
         if value is None:
             return None
         if isinstance(value, tuple):  # RFC 2231: (charset, language, percent-decoded text)
@@ -308,28 +308,34 @@ class _Params:
             return decode_labelled(data, charset or "", self._where, self._defects)
         return decode_words(unraw(value, self._where, self._defects), self._where, self._defects)
 
-    def _parse(self, header: str) -> tuple[tuple[str, Any], ...] | None:
+    def _parse(self, header: str) -> dict[str, Any] | None:
         value = self._part.get(header)
         if value is None:
-            return ()
+            return {}
         params = _read_params(value) if len(value) > _REMEMBERED_CHARS else _remembered_params(value)
         if params is None:
             self._defects.add(f"{self._where}: unreadable {header} parameters")
         return params
 
 
-def _read_params(value: str) -> tuple[tuple[str, Any], ...] | None:
-    """``Message.get_params()`` of a header with this value; None when the stdlib cannot read them."""
+def _read_params(value: str) -> dict[str, Any] | None:
+    """``Message.get_params()`` of a header with this value, the first of each name by its name in
+    lowercase; None when the stdlib cannot read them.
+    """
     holder = Message(policy=PARSE_POLICY)
     holder.set_raw("Content-Type", value)
     try:
-        return tuple(holder.get_params())
+        params = holder.get_params()
     except (TypeError, ValueError):  # the stdlib trips on some mixes of RFC 2231 continuations
         return None
+    by_name: dict[str, Any] = {}
+    for name, param in params:
+        by_name.setdefault(name.lower(), param)
+    return by_name
 
 
 # The same few Content-Type values come back message after message; longer values (a hostile
-# message's megabyte of parameters) are read but not remembered.
+# message's megabyte of parameters) are read but not remembered. What is remembered is shared, never changed.
 _REMEMBERED_CHARS = 1000
 _remembered_params = lru_cache(maxsize=1024)(_read_params)
 
