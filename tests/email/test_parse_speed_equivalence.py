@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 from email.feedparser import FeedParser
+from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses
 
@@ -86,6 +87,20 @@ def test_parameters_read_once_are_the_stdlib_ones(value: str) -> None:
     else:  # what the reader took before: the first parameter whose name is the one asked, in any case
         expected = {k.lower(): next(v for n, v in params if n.lower() == k.lower()) for k, _ in params}
     assert parsing._remembered_params(value) == parsing._read_params(value) == expected
+
+
+@pytest.mark.parametrize("value", [
+    None, "", "text/plain", " Text/HTML ; charset=x", "multipart/mixed;boundary=z", "text", "a/b/c", "/", "a/", ";a/b",
+    "message/rfc822", "MESSAGE/Delivery-Status", "image/png\r\n\tname=x", "\tapplication/pdf", "x/y; z=\"a;b\"",
+])
+@pytest.mark.parametrize("default", ["text/plain", "message/rfc822"])
+def test_a_parts_content_type_is_the_stdlibs(value: str | None, default: str) -> None:
+    part = feed.Part(policy=feed.PARSE_POLICY)
+    part.set_default_type(default)
+    if value is not None:
+        part.set_raw("Content-Type", value)
+    expected = Message.get_content_type(part)
+    assert part.get_content_type() == ("application/octet-stream" if expected.startswith("message/") else expected)
 
 
 # --- a body not read as parts is taken whole, past the first empty line

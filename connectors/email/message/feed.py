@@ -39,7 +39,9 @@ class Part(Message):
         # The parser asks this to decide whether to descend into a part. Kept out of message/*
         # parts, it leaves their bytes alone, so an attached message comes back byte for byte
         # instead of being re-serialised (which the stdlib cannot do for every hostile message).
-        content_type = super().get_content_type()
+        # It asks several times a part: the stdlib's reading of the value is inlined.
+        value = self.get("content-type", _MISSING)
+        content_type = self.get_default_type() if value is _MISSING else _declared_type(value)
         return "application/octet-stream" if content_type.startswith("message/") else content_type
 
     def get_boundary(self, failobj: Any = None) -> Any:
@@ -77,6 +79,13 @@ class Part(Message):
 
 
 PARSE_POLICY = _RawHeaders(message_factory=Part)
+_MISSING = object()
+
+
+def _declared_type(value: str) -> str:
+    """``Message.get_content_type`` of a part whose Content-Type has this value."""
+    content_type = value.partition(";")[0].strip().lower()
+    return content_type if content_type.count("/") == 1 else "text/plain"
 
 
 class _BoundaryRe:
