@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from imapclient import IMAPClient, SocketTimeout
@@ -84,19 +84,30 @@ class GuardedIMAPClient(IMAPClient):
               ) -> dict[int, dict[bytes, Any]]:
         """``IMAPClient.fetch``, its responses read by ``fetched.parse_fetch``: the shapes a run asks
         for at every message without imapclient's tokenizer, any other by it."""
+        return self.fetch_later(messages, data, modifiers)()
+
+    def fetch_later(self, messages: Sequence[int], data: Sequence[str], modifiers: Sequence[str] | None = None
+                    ) -> Callable[[], dict[int, dict[bytes, Any]]]:
+        """Send a FETCH now; what it returns reads the answer (``fetch``'s), which the server sends
+        meanwhile. FETCHes sent ahead are read in the order they were sent, and before any other
+        command: imaplib would give that command their answers (``pieces``)."""
         if not messages:
-            return {}
+            return dict
         args = ["FETCH", join_message_ids(messages), seq_to_parenstr_upper(data),
                 seq_to_parenstr_upper(modifiers) if modifiers else None]
         if self.use_uid:
             args.insert(0, "UID")
         tag = self._imap._command(*args)
-        typ, found = self._imap._command_complete("FETCH", tag)
-        self._checkok("fetch", typ, found)
-        typ, found = self._imap._untagged_response(typ, found, "FETCH")
-        response = parse_fetch(found, self.use_uid, self.normalise_times)
-        # Unsolicited responses for other messages are left out, as imapclient does.
-        return {message: response[message] for message in to_ints(messages) if message in response}
+
+        def read() -> dict[int, dict[bytes, Any]]:
+            typ, found = self._imap._command_complete("FETCH", tag)
+            self._checkok("fetch", typ, found)
+            typ, found = self._imap._untagged_response(typ, found, "FETCH")
+            response = parse_fetch(found, self.use_uid, self.normalise_times)
+            # Unsolicited responses for other messages are left out, as imapclient does.
+            return {message: response[message] for message in to_ints(messages) if message in response}
+
+        return read
 
     def read_timeout(self) -> float:
         """The read timeout, shortened to what is left of the deadline."""

@@ -9,8 +9,9 @@ taken under: otherwise a UID could name another message.
 Memory stays bounded by a batch: sizes are asked first (a message above the limit is offered
 as skipped and its body never downloaded), then bodies are fetched ``BODY_BATCH_BYTES`` at a
 time and handed out one by one; a message larger than ``PIECE_BYTES`` is fetched alone, in
-pieces, its attachments decoded as they arrive. Before each download the engine is told its
-size (``make_room``), so it can first finish with a large message it still holds.
+pieces (``pieces``: the next asked for while one is read), its attachments decoded as they
+arrive. Before each download the engine is told its size (``make_room``), so it can first
+finish with a large message it still holds.
 
 A dropped connection is reconnected once per session (SELECT again, same UIDVALIDITY required)
 and the command retried; a second drop is a transient ``ConnectorError`` for the engine.
@@ -34,6 +35,7 @@ from connectors.email.errors import translate
 from connectors.email.imap import GuardedIMAPClient, open_imap
 from connectors.email.message.parse import MessageTooComplex, parse_message
 from connectors.email.message.setaside import StreamedMessage
+from connectors.email.pieces import PIECE_BYTES, PieceReader
 
 T = TypeVar("T")
 
@@ -43,9 +45,6 @@ PROBE_BATCH = 200
 # Bodies per FETCH, by their RFC822.SIZE (one message at least). Small, because memory is counted
 # in messages: a large message is fetched on its own, never alongside others it would double.
 BODY_BATCH_BYTES = 1 * MB
-# A message larger than this is downloaded alone, this much at a time (``BODY.PEEK[]<offset.length>``),
-# each piece parsed as it comes, so its attachments are never held encoded and decoded at once.
-PIECE_BYTES = 128 * 1024
 STRUCTURE_BATCH = 500  # UIDs per FETCH BODYSTRUCTURE for the has_attachment filter
 SUMMARY_HEADERS = "MESSAGE-ID SUBJECT FROM TO DATE"
 
@@ -67,6 +66,7 @@ class EmailSource(SourceSession):
         self._client: GuardedIMAPClient | None = None
         self._session: contextlib.ExitStack | None = None
         self._reconnects_left = 1
+        self._pieces = PieceReader()
 
     # Session ------------------------------------------------------------------------------------
 
@@ -94,6 +94,7 @@ class EmailSource(SourceSession):
 
     def _disconnect(self) -> None:
         session, self._session, self._client = self._session, None, None
+        self._pieces.forget()
         if session is not None:
             session.close()
 
@@ -101,8 +102,9 @@ class EmailSource(SourceSession):
         """SELECT the folder (read-write: acknowledging stores flags) and return its UIDVALIDITY."""
         return int(client.select_folder(self.folder, readonly=False)[b"UIDVALIDITY"])
 
-    def _run(self, what: str, command: Callable[[GuardedIMAPClient], T]) -> T:
+    def _run(self, what: str, command: Callable[[GuardedIMAPClient], T], reads_pieces: bool = False) -> T:
         """Run ``command`` on the session; after a dropped connection reconnect once and run it again.
+        A piece asked for ahead is read first, unless ``command`` ``reads_pieces`` (``pieces``).
 
         Repeating a command is harmless: SEARCH, FETCH, STORE, MOVE and EXPUNGE of one UID are
         idempotent; at worst a COPY (a move without MOVE) interrupted after it was done leaves a
@@ -113,6 +115,8 @@ class EmailSource(SourceSession):
             timeout = client.read_timeout()
             try:
                 net.set_timeout(client.socket(), timeout)
+                if not reads_pieces:
+                    self._pieces.settle(client)
                 return command(client)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a ConnectorError
                 error = translate(exc, server=client.server, phase=what, timeout=timeout, secrets=self.secrets)
@@ -197,11 +201,13 @@ class EmailSource(SourceSession):
         """A large message, ``PIECE_BYTES`` at a time: its attachments are decoded as they arrive."""
         message = StreamedMessage(size_hint=size)
         uid = key.position
+        named = False  # whether the server names pieces by their origin: then the next is asked for ahead
         while True:
             make_room(size)
-            item = f"BODY.PEEK[]<{message.size}.{PIECE_BYTES}>"
-            found = self._run(f"download message {uid}", lambda client, i=item: client.fetch([uid], [i]))
-            piece = _fetched(found, uid, b"BODY[]")
+            piece, named = self._run(
+                f"download message {uid}",
+                lambda client, ahead=named: self._pieces.read(client, uid, message.size, size, ahead),
+                reads_pieces=True)
             if piece is None:
                 return  # expunged since the sizes were read
             message.feed(piece)
@@ -212,7 +218,7 @@ class EmailSource(SourceSession):
             # it announced is asked again from there, until it gives nothing.
             if not piece or (len(piece) < PIECE_BYTES and message.size >= size):
                 break
-            del piece, found
+            del piece
         yield self._item(key, message, flags)
 
     def _item(self, key: SourceKey, raw: bytes | StreamedMessage, flags: tuple[str, ...]) -> SourceItem:

@@ -130,13 +130,13 @@ def test_it_skips_a_30mb_message_unfetched_and_unflagged_and_delivers_the_rest(t
     big_uid = next(m.uid for m in source_messages(mailbox, "INBOX") if m.identity == identity("huge"))
     # Spy on what the source asks Dovecot for: the big one's body must never be requested.
     requested: list[tuple[list[int], list[str]]] = []
-    original_fetch = GuardedIMAPClient.fetch
+    original_fetch = GuardedIMAPClient.fetch_later  # every FETCH, read at once or ahead
 
     def spy(self: GuardedIMAPClient, messages: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
         requested.append((list(messages), [str(item) for item in data]))
         return original_fetch(self, messages, data, *args, **kwargs)
 
-    monkeypatch.setattr(GuardedIMAPClient, "fetch", spy)
+    monkeypatch.setattr(GuardedIMAPClient, "fetch_later", spy)
 
     run = run_inline(operation)
 

@@ -1,0 +1,84 @@
+"""A large message's pieces (``BODY.PEEK[]<offset.length>``), the next one asked for while one is read.
+
+A large message is downloaded a piece at a time so that it is never in memory whole. Asked for one
+after the other, each piece costs a round trip in which the server and the run's thread wait for
+each other. So once the server has shown that it names each piece by its origin
+(``BODY[]<offset>``, as RFC 3501 says it must), the FETCH of the next piece is sent before the
+current one is read: the server sends it meanwhile, and the socket holds it, not the process.
+
+A server may answer the FETCH sent ahead before it completes the earlier one (Dovecot does), so a
+piece can come with the previous answer: pieces are taken by their origin, never by their order.
+A FETCH sent ahead is read before any other command (``settle``): imaplib would give that command
+its answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from connectors.email.imap import GuardedIMAPClient
+
+PIECE_BYTES = 128 * 1024
+
+
+@dataclasses.dataclass
+class _Sent:
+    """A FETCH of a piece, sent and not read yet (or whose piece came with the previous answer)."""
+
+    client: GuardedIMAPClient
+    uid: int
+    offset: int
+    read: Callable[[], dict[int, dict[bytes, Any]]]
+    early: bytes | None = None
+
+
+class PieceReader:
+    """The pieces of one source session; holds at most one piece asked for ahead."""
+
+    def __init__(self) -> None:
+        self._ahead: _Sent | None = None
+
+    def read(self, client: GuardedIMAPClient, uid: int, offset: int, size: int, ahead: bool
+             ) -> tuple[bytes | None, bool]:
+        """The piece of message ``uid`` (``size`` bytes announced) at ``offset``, None when the message
+        is gone, and whether the server named it by its origin. With ``ahead``, the next piece is
+        asked for before this one is read."""
+        sent, self._ahead = self._ahead, None
+        if sent is None or sent.client is not client or (sent.uid, sent.offset) != (uid, offset):
+            if sent is not None and sent.client is client:
+                sent.read()  # another offset: the server gave a shorter piece than asked
+            sent = _Sent(client, uid, offset, client.fetch_later([uid], [_item(offset)]))
+        following = offset + PIECE_BYTES
+        if ahead and following < size:
+            self._ahead = _Sent(client, uid, following, client.fetch_later([uid], [_item(following)]))
+        found = sent.read().get(uid, {})
+        if self._ahead is not None:
+            self._ahead.early = found.pop(_name(following), None)
+        named = found.get(_name(offset), sent.early)
+        if named is not None:
+            return named, True
+        if self._ahead is not None:
+            # Named otherwise this time: the two answers could not be told apart, so ask again alone.
+            self.settle(client)
+            return self.read(client, uid, offset, size, ahead=False)
+        return next((value for name, value in found.items() if name.startswith(b"BODY[]")), None), False
+
+    def settle(self, client: GuardedIMAPClient) -> None:
+        """Read the FETCH sent ahead, if any, and drop its piece: another command comes first."""
+        sent, self._ahead = self._ahead, None
+        if sent is not None and sent.client is client:
+            sent.read()
+
+    def forget(self) -> None:
+        """The session is gone, and what was sent on it with it."""
+        self._ahead = None
+
+
+def _item(offset: int) -> str:
+    return f"BODY.PEEK[]<{offset}.{PIECE_BYTES}>"
+
+
+def _name(offset: int) -> bytes:
+    return b"BODY[]<%d>" % offset
