@@ -35,6 +35,7 @@ class Outbox:
         self._fenced = 0  # messages the run's thread vouched for by asking the database
         self.wants_fence = False  # a sender waits for the run's thread to ask the database
         self.answered = 0  # messages given their outcome (sent or failed), counted after the future has it
+        self._answers = threading.Condition()  # notified at each outcome counted
         self._threads = [threading.Thread(target=self._serve, name=f"{name}-send-{n}", daemon=True)
                          for n in range(slots)]
 
@@ -79,6 +80,11 @@ class Outbox:
                 self._fenced = len(self._queue)
                 self._changed.notify_all()
 
+    def wait_for_answer(self, answered: int, timeout: float) -> None:
+        """Wait until more than ``answered`` messages have their outcome, ``timeout`` seconds at most."""
+        with self._answers:
+            self._answers.wait_for(lambda: self.answered > answered, timeout)
+
     def cancel_queued(self) -> int:
         """Cancel the messages no sender has taken: they are not sent. Returns how many."""
         with self._changed:
@@ -109,6 +115,7 @@ class Outbox:
                 future.set_exception(exc)
             else:
                 future.set_result(result)
-            with self._changed:
+            with self._answers:
                 self.answered += 1
+                self._answers.notify_all()
             del taken, payload  # a large message must not outlive its sending while this thread waits

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
@@ -237,18 +236,18 @@ class Pipeline:
         ``LEDGER_GROUP_SECONDS``, or a failure made the senders wait for its judgement (applying due
         acknowledgements, and noticing a cancel, meanwhile)."""
         while True:
-            pending = [flight.future for flight in self._flights if not flight.future.done()]
-            done = len(self._flights) - len(pending)
-            if not pending or done >= LEDGER_GROUP or (done and self._outbox.paused):
+            answered = self._outbox.answered
+            done = answered - self._landed  # counted, not asked of every future at every outcome
+            if done >= len(self._flights) or done >= LEDGER_GROUP or (done and self._outbox.paused):
                 return
             if self._waited_for_group(bool(done)):
                 return  # what landed is recorded (and marked in the source) without waiting for the rest
-            self._await_one_of(pending)
+            self._await_answer(answered)
 
-    def _await_one_of(self, pending: list[Future]) -> None:
-        """Wait (a slice at most) for one of ``pending`` to have its outcome; meanwhile a cancel stops
+    def _await_answer(self, answered: int) -> None:
+        """Wait (a slice at most) for an outcome beyond the ``answered`` first; meanwhile a cancel stops
         what is still queued, a sender's question about the lease is answered, due acknowledgements go."""
-        futures.wait(pending, timeout=AWAIT_SLICE, return_when=futures.FIRST_COMPLETED)
+        self._outbox.wait_for_answer(answered, AWAIT_SLICE)
         self.ctx.checkpoint()
         self._fence_if_asked()
         self.acks.flush_if_due()
@@ -298,11 +297,11 @@ class Pipeline:
         deliver what is held until the download fits beside it."""
         self._pump(wait=False)
         while self._holds_too_much_for(size):
-            running = [flight.future for flight in self._flights if not flight.future.done()]
-            if self._ready or not running or self._outbox.paused:
+            answered = self._outbox.answered
+            if self._ready or answered - self._landed >= len(self._flights) or self._outbox.paused:
                 self._pump(wait=True)
             else:
-                self._await_one_of(running)  # room, not a group: outcomes go with the next group's rows
+                self._await_answer(answered)  # room, not a group: outcomes go with the next group's rows
 
     def _holds_too_much_for(self, size: int) -> bool:
         lookahead.let_go_of_sent(self._flights)  # what the target took holds nothing any more
