@@ -74,3 +74,20 @@ def test_what_no_sender_took_is_cancelled_and_never_sent():
         release.set()
         assert first.result(timeout=5) == "m0"
     assert all(f.cancelled() for f in rest) and calls == ["m0"]
+
+
+def test_the_runs_thread_wakes_at_the_next_outcome_and_not_before():
+    release = threading.Event()
+
+    def send(payload: str) -> str:
+        release.wait(5)
+        return f"250 {payload}"
+
+    with Outbox(send, slots=1, may_send=lambda: True, name="t") as outbox:
+        outbox.put_all(["m1"])
+        started = time.monotonic()
+        outbox.wait_for_answer(0, timeout=0.2)  # nothing answered yet: the whole slice passes
+        assert time.monotonic() - started >= 0.2 and outbox.answered == 0
+        threading.Timer(0.1, release.set).start()
+        outbox.wait_for_answer(0, timeout=5)  # the sender answers while the run's thread waits
+        assert outbox.answered == 1 and time.monotonic() - started < 2
