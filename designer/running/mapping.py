@@ -15,11 +15,11 @@ import operator
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, Undefined, meta
+from jinja2 import StrictUndefined, Template, TemplateError, Undefined, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from designer.running import template_errors, watchdog
@@ -198,17 +198,48 @@ def render_value(field: str, template: Any, context: Mapping[str, Any]) -> Any:
 def _shortcut(template: str) -> tuple[str, Any] | None:
     """What Jinja would make of ``template`` without running it, where that is plain: ("text", the
     template) for text without template syntax (newlines as they are), ("name", a name) for a lone
-    ``{{ name }}``, ("join", [text, name, text, ..., text]) for text with ``{{ name }}``s in it
-    (``Fwd: {{ subject }}``); None otherwise."""
+    ``{{ name }}``, ("literal", its maker) for a lone expression of lists, tuples, constants and
+    names (``_literal``), ("join", [text, name, text, ..., text]) for text with ``{{ name }}``s in
+    it (``Fwd: {{ subject }}``); None otherwise."""
     if "{" not in template and "\r" not in template and len(template) <= MAX_OUTPUT_CHARS:
         return ("text", template)
     expression = _expression(template)
     if expression is not None:
-        return ("name", expression) if _is_plain_name(expression) else None
+        if _is_plain_name(expression):
+            return ("name", expression)
+        literal = _literal(expression)
+        return ("literal", literal) if literal is not None else None
     pieces = _INTERPOLATION.split(template)  # text, name, text, ..., text
     if len(pieces) > 1 and all(_is_plain_name(name) for name in pieces[1::2]) and not any(
             "{" in text or "}" in text or "\r" in text for text in pieces[::2]):
         return ("join", pieces)
+    return None
+
+
+def _literal(expression: str) -> Callable[[Mapping[str, Any]], Any] | None:
+    """What gives the value of an expression made only of lists, tuples, constants and names
+    (``[['X-Source', message_id]]``) from a context as Jinja's compiled expression would (KeyError
+    for a name the context lacks); None for any other expression."""
+    try:
+        [output] = _ENV.parse("{{ " + expression + " }}").body
+        [node] = output.nodes
+    except (TemplateError, ValueError, AttributeError):
+        return None
+    return _literal_node(node)
+
+
+def _literal_node(node: nodes.Node) -> Callable[[Mapping[str, Any]], Any] | None:
+    if isinstance(node, nodes.Const):
+        value = node.value
+        return lambda _context: value
+    if isinstance(node, nodes.Name) and node.ctx == "load":
+        return operator.itemgetter(node.name)
+    if isinstance(node, (nodes.List, nodes.Tuple)):
+        items = [_literal_node(item) for item in node.items]
+        if any(item is None for item in items):
+            return None
+        kind = list if isinstance(node, nodes.List) else tuple
+        return lambda context: kind(item(context) for item in items)
     return None
 
 
@@ -225,8 +256,11 @@ def _shortcut_value(template: str, context: Mapping[str, Any]) -> Any:
     kind, plain = shortcut
     if kind == "text":
         return plain
-    if kind == "name":
-        value = context.get(plain, _MISSING)  # what the compiled expression returns for a name the context has
+    if kind in ("name", "literal"):
+        try:  # what the compiled expression returns when the context has every name
+            value = context[plain] if kind == "name" else plain(context)
+        except KeyError:
+            return _MISSING
         return _MISSING if isinstance(value, str) and len(value) > MAX_OUTPUT_CHARS else value
     # Jinja writes a text value as it is; anything else (a list, None, a missing name) goes through it.
     values = [context.get(name) for name in plain[1::2]]

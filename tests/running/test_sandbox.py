@@ -89,12 +89,19 @@ def test_an_ordinary_template_is_unaffected() -> None:
     "{{ cc }}", "{{ vars }}", "{{ true }}", "{{ none }}", "Fwd: {{ subject }}", "{{subject}}{{ subject }}!\n",
     "two\nlines {{\tsubject\n}} end\n", "Re: {{ cc }}", "{{ subject }} in {{ vars }}", "{{ subject }} {{- subject }}",
     "{{ subject }} }", "{{ subject }} {% if true %}x{% endif %}", "{{ subject }}\r\n", "{{ subject }} {{ true }}",
+    "{{ [['X-Source', subject]] }}", "{{ ('a' 'b', 1, 2.5, none, True, false, cc, [vars, []], ()) }}",
+    "{{ [subject|upper] }}", "{{ [subject.lower()] }}", "{{ [subject ~ 'x'] }}", "{{ [] }}", "{{ [[]] }}",
 ])
 def test_plain_templates_take_a_shortcut_to_what_jinja_gives(template, monkeypatch):
     context = {"subject": "Grüße", "attachments": [{"filename": "a.txt"}], "cc": None, "vars": {"x": "1"}}
     shortcut = mapping.render_value("field", template, context)
     monkeypatch.setattr(mapping, "_shortcut", lambda _template: None)
     assert shortcut == mapping.render_value("field", template, context)
+
+
+@pytest.mark.parametrize("template", ["{{ [['X-Source', message_id]] }}", "{{ ('a', [1, subject]) }}"])
+def test_a_list_of_names_and_constants_is_built_without_jinja(template):
+    assert mapping._shortcut(template)[0] == "literal"
 
 
 @pytest.mark.parametrize("template", ["{{ nope }}", "Fwd: {{ subject }} {{ nope }}"])
