@@ -7,14 +7,16 @@ each other. So once the server has shown that it names each piece by its origin
 current one is read: the server sends it meanwhile, and the socket holds it, not the process.
 
 A server may answer the FETCH sent ahead before it completes the earlier one (Dovecot does), so a
-piece can come with the previous answer: pieces are taken by their origin, never by their order.
-A FETCH sent ahead is read before any other command (``settle``): imaplib would give that command
-its answer.
+piece can come with the previous answer: pieces are taken by their origin, never by their order,
+and a piece named otherwise is asked for again on its own. A FETCH sent ahead is answered before
+any other command (``settle``), since imaplib would give that command its answer; its piece is kept
+for when it is asked for, and a refusal of it stays that piece's (it is asked for again).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import imaplib
 from collections.abc import Callable
 from typing import Any
 
@@ -25,13 +27,31 @@ PIECE_BYTES = 128 * 1024
 
 @dataclasses.dataclass
 class _Sent:
-    """A FETCH of a piece, sent and not read yet (or whose piece came with the previous answer)."""
+    """A FETCH of a piece sent ahead; its answer is read once (``answer``). Its piece may also have
+    come with the previous answer (``early``)."""
 
     client: GuardedIMAPClient
     uid: int
     offset: int
     read: Callable[[], dict[int, dict[bytes, Any]]]
+    answered: dict[int, dict[bytes, Any]] | None = None
     early: bytes | None = None
+
+    def answer(self) -> dict[int, dict[bytes, Any]]:
+        if self.answered is None:
+            self.answered = self.read()
+        return self.answered
+
+    def answer_quietly(self) -> bool:
+        """Read the answer when it may no longer matter: whether the server gave one (a refusal, of
+        a message deleted meanwhile, is the piece's business; a lost connection is raised)."""
+        try:
+            self.answer()
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error:
+            return False
+        return True
 
 
 class PieceReader:
@@ -46,30 +66,37 @@ class PieceReader:
         is gone, and whether the server named it by its origin. With ``ahead``, the next piece is
         asked for before this one is read."""
         sent, self._ahead = self._ahead, None
-        if sent is None or sent.client is not client or (sent.uid, sent.offset) != (uid, offset):
+        read_ahead = sent is not None and sent.client is client and (sent.uid, sent.offset) == (uid, offset)
+        if not read_ahead:
             if sent is not None and sent.client is client:
-                sent.read()  # another offset: the server gave a shorter piece than asked
+                sent.answer_quietly()  # another offset: the server gave a shorter piece than asked
             sent = _Sent(client, uid, offset, client.fetch_later([uid], [_item(offset)]))
         following = offset + PIECE_BYTES
         if ahead and following < size:
             self._ahead = _Sent(client, uid, following, client.fetch_later([uid], [_item(following)]))
-        found = sent.read().get(uid, {})
+        try:
+            found = sent.answer().get(uid, {})
+        except BaseException:
+            self.settle(client)  # the next piece's answer must not be left to the next command
+            raise
         if self._ahead is not None:
-            self._ahead.early = found.pop(_name(following), None)
+            self._ahead.early = found.get(_name(following))
         named = found.get(_name(offset), sent.early)
         if named is not None:
             return named, True
-        if self._ahead is not None:
-            # Named otherwise this time: the two answers could not be told apart, so ask again alone.
+        if read_ahead or self._ahead is not None:
+            # Named otherwise this time: answers read ahead could not be told apart, so ask again alone.
             self.settle(client)
             return self.read(client, uid, offset, size, ahead=False)
         return next((value for name, value in found.items() if name.startswith(b"BODY[]")), None), False
 
     def settle(self, client: GuardedIMAPClient) -> None:
-        """Read the FETCH sent ahead, if any, and drop its piece: another command comes first."""
-        sent, self._ahead = self._ahead, None
-        if sent is not None and sent.client is client:
-            sent.read()
+        """Read the answer to the FETCH sent ahead, if any, so that another command can go first;
+        its piece is kept for when it is asked for (unless the server refused it: then it is asked
+        for again)."""
+        sent = self._ahead
+        if sent is not None and not (sent.client is client and sent.answer_quietly()):
+            self._ahead = None
 
     def forget(self) -> None:
         """The session is gone, and what was sent on it with it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import imaplib
 import random
 from collections.abc import Callable
 from typing import Any
@@ -82,24 +83,29 @@ def test_another_command_between_two_pieces_reads_the_one_sent_ahead_first(mailb
 
 
 class _Client:
-    """A server answering piece FETCHes from ``raw``: ``early`` puts the next piece's answer in with
-    the one before (as Dovecot may), ``name`` says how each piece is named in the answer."""
+    """A server answering piece FETCHes from ``raw``: ``early`` puts the answer to the next FETCH in
+    with the one before (as Dovecot may), ``name`` says how each piece is named in the answer, and
+    a FETCH of an offset in ``refuse`` is answered NO."""
 
-    def __init__(self, raw: bytes, early: bool, name: Callable[[int], bytes]) -> None:
-        self.raw, self.early, self.name = raw, early, name
+    def __init__(self, raw: bytes, early: bool, name: Callable[[int], bytes], refuse: tuple[int, ...] = ()) -> None:
+        self.raw, self.early, self.name, self.refuse = raw, early, name, refuse
         self.sent: list[int] = []
-        self._answered: set[int] = set()
+        self._answered: set[int] = set()  # FETCHes (by their place in ``sent``) whose answer went out
 
     def fetch_later(self, messages: list[int], data: list[str]) -> Callable[[], dict]:
-        offset = int(data[0].split("<")[1].split(".")[0])
-        self.sent.append(offset)
+        request = len(self.sent)
+        self.sent.append(int(data[0].split("<")[1].split(".")[0]))
 
         def read() -> dict:
             answer: dict[bytes, bytes] = {}
-            for piece in ([offset] + [o for o in self.sent if o > offset][:1] if self.early else [offset]):
-                if piece not in self._answered:
-                    self._answered.add(piece)
-                    answer[self.name(piece)] = self.raw[piece: piece + PIECE_BYTES]
+            for n in [request, request + 1] if self.early else [request]:
+                if n < len(self.sent) and n not in self._answered:
+                    self._answered.add(n)
+                    if self.sent[n] in self.refuse:
+                        if n == request:
+                            raise imaplib.IMAP4.error("FETCH failed: [EXPUNGEISSUED] the message no longer exists")
+                        continue
+                    answer[self.name(self.sent[n])] = self.raw[self.sent[n] : self.sent[n] + PIECE_BYTES]
             return {messages[0]: answer} if answer else {}
 
         return read
@@ -128,3 +134,41 @@ def test_a_server_that_does_not_name_its_pieces_gets_one_fetch_at_a_time() -> No
         got += piece
         reads += 1
     assert got == raw and reads == 4
+
+
+def _read_all(reader: PieceReader, client: _Client, size: int) -> bytes:
+    got, named = b"", False
+    while len(got) < size:
+        piece, named = reader.read(client, 7, len(got), size, ahead=named)  # type: ignore[arg-type]
+        got += piece
+    return got
+
+
+def test_a_server_that_names_only_the_first_piece_by_its_origin_loses_none_of_the_others() -> None:
+    raw = random.Random(13).randbytes(4 * PIECE_BYTES + 9)
+    client = _Client(raw, early=True, name=lambda offset: b"BODY[]<0>" if offset == 0 else b"BODY[]")
+    assert _read_all(PieceReader(), client, len(raw)) == raw
+
+
+def test_a_refused_fetch_sent_ahead_is_not_the_next_commands_failure() -> None:
+    raw = random.Random(14).randbytes(4 * PIECE_BYTES)
+    client = _Client(raw, early=False, name=lambda offset: b"BODY[]<%d>" % offset, refuse=(2 * PIECE_BYTES,))
+    reader = PieceReader()
+    first, named = reader.read(client, 7, 0, len(raw), ahead=False)  # type: ignore[arg-type]
+    reader.read(client, 7, PIECE_BYTES, len(raw), ahead=named)  # type: ignore[arg-type]  # asks for the third ahead
+    reader.settle(client)  # type: ignore[arg-type]  # another command (an acknowledgement) comes first: no error
+    with pytest.raises(imaplib.IMAP4.error):  # the refusal is the third piece's, when it is asked for again
+        reader.read(client, 7, 2 * PIECE_BYTES, len(raw), ahead=True)  # type: ignore[arg-type]
+    reader.settle(client)  # type: ignore[arg-type]  # and nothing of it is left for the command after
+
+
+def test_a_piece_read_for_another_command_is_kept_for_when_it_is_asked_for() -> None:
+    raw = random.Random(15).randbytes(3 * PIECE_BYTES + 1)
+    client = _Client(raw, early=False, name=lambda offset: b"BODY[]<%d>" % offset)
+    reader = PieceReader()
+    first, named = reader.read(client, 7, 0, len(raw), ahead=False)  # type: ignore[arg-type]
+    second, named = reader.read(client, 7, PIECE_BYTES, len(raw), ahead=named)  # type: ignore[arg-type]
+    reader.settle(client)  # type: ignore[arg-type]
+    third, _named = reader.read(client, 7, 2 * PIECE_BYTES, len(raw), ahead=False)  # type: ignore[arg-type]
+    assert first + second + third == raw[: 3 * PIECE_BYTES]
+    assert client.sent == [0, PIECE_BYTES, 2 * PIECE_BYTES]  # the third was not asked for twice
