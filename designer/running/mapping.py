@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, Undefined, meta, nodes
+from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
 
 from designer.running import template_errors, watchdog
@@ -220,19 +221,19 @@ def _literal(expression: str) -> Callable[[Mapping[str, Any]], Any] | None:
     """What gives the value of an expression made only of lists, tuples, constants and names
     (``[['X-Source', message_id]]``) from a context as Jinja's compiled expression would (KeyError
     for a name the context lacks); None for any other expression."""
+    parser = Parser(_ENV, expression, state="variable")  # as compile_expression parses it
     try:
-        [output] = _ENV.parse("{{ " + expression + " }}").body
-        [node] = output.nodes
-    except (TemplateError, ValueError, AttributeError):
+        node = parser.parse_expression()
+    except TemplateError:
         return None
-    return _literal_node(node)
+    return _literal_node(node) if parser.stream.eos else None
 
 
 def _literal_node(node: nodes.Node) -> Callable[[Mapping[str, Any]], Any] | None:
     if isinstance(node, nodes.Const):
         value = node.value
         return lambda _context: value
-    if isinstance(node, nodes.Name) and node.ctx == "load":
+    if isinstance(node, nodes.Name) and node.ctx == "load" and node.name != "self":
         return operator.itemgetter(node.name)
     if isinstance(node, (nodes.List, nodes.Tuple)):
         items = [_literal_node(item) for item in node.items]
@@ -245,7 +246,8 @@ def _literal_node(node: nodes.Node) -> Callable[[Mapping[str, Any]], Any] | None
 
 def _is_plain_name(expression: str) -> bool:
     return (expression.isidentifier() and not keyword.iskeyword(expression)
-            and expression.lower() not in ("true", "false", "none"))  # Jinja's literals
+            and expression.lower() not in ("true", "false", "none")  # Jinja's literals
+            and expression != "self")  # what a template calls itself, whatever the context holds
 
 
 def _shortcut_value(template: str, context: Mapping[str, Any]) -> Any:

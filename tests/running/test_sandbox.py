@@ -104,6 +104,19 @@ def test_a_list_of_names_and_constants_is_built_without_jinja(template):
     assert mapping._shortcut(template)[0] == "literal"
 
 
+@pytest.mark.parametrize("template", ["{{ subject, cc }}", "{{ 'X', 'Y' }}"])
+def test_a_bare_tuple_is_refused_as_jinja_refuses_it(template):
+    # A template's output would take it; the expression compiler, which renders a lone expression, does not.
+    with pytest.raises(mapping.MappingError, match="chunk after expression"):
+        mapping.render_value("field", template, {"subject": "x", "cc": None})
+
+
+@pytest.mark.parametrize("template", ["{{ self }}", "x {{ self }}", "{{ [self] }}"])
+def test_self_is_left_to_jinja_whatever_the_record_holds(template):
+    assert mapping._shortcut(template) is None  # a template's name for itself
+    assert "a field" not in mapping.render_value("field", "x {{ self }}", {"self": "a field"})
+
+
 @pytest.mark.parametrize("template", ["{{ nope }}", "Fwd: {{ subject }} {{ nope }}"])
 def test_a_missing_name_still_fails_through_the_shortcut(template):
     with pytest.raises(mapping.MappingError, match="'nope' is undefined"):
