@@ -44,6 +44,7 @@ class _IMAP4OnSocket(imaplib.IMAP4):
     def open(self, host: str = "", port: int = imaplib.IMAP4_PORT, timeout: float | None = None) -> None:
         super().open(host, port, timeout)
         # Nothing is read yet. (After STARTTLS imaplib makes its own reader again, of 8 KB.)
+        self.file.close()  # imaplib's reader: closing it leaves the socket open
         self.file = self.sock.makefile("rb", buffering=READ_BUFFER)
 
 
