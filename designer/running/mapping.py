@@ -198,16 +198,14 @@ def render_value(field: str, template: Any, context: Mapping[str, Any]) -> Any:
 @functools.lru_cache(maxsize=1024)
 def _shortcut(template: str) -> tuple[str, Any] | None:
     """What Jinja would make of ``template`` without running it, where that is plain: ("text", the
-    template) for text without template syntax (newlines as they are), ("name", a name) for a lone
-    ``{{ name }}``, ("literal", its maker) for a lone expression of lists, tuples, constants and
-    names (``_literal``), ("join", [text, name, text, ..., text]) for text with ``{{ name }}``s in
-    it (``Fwd: {{ subject }}``); None otherwise."""
+    template) for text without template syntax (newlines as they are), ("literal", its maker) for
+    a lone expression of names, constants, lists and tuples (``{{ attachments }}``, ``_literal``),
+    ("join", [text, name, text, ..., text]) for text with ``{{ name }}``s in it
+    (``Fwd: {{ subject }}``); None otherwise."""
     if "{" not in template and "\r" not in template and len(template) <= MAX_OUTPUT_CHARS:
         return ("text", template)
     expression = _expression(template)
     if expression is not None:
-        if _is_plain_name(expression):
-            return ("name", expression)
         literal = _literal(expression)
         return ("literal", literal) if literal is not None else None
     pieces = _INTERPOLATION.split(template)  # text, name, text, ..., text
@@ -258,9 +256,9 @@ def _shortcut_value(template: str, context: Mapping[str, Any]) -> Any:
     kind, plain = shortcut
     if kind == "text":
         return plain
-    if kind in ("name", "literal"):
+    if kind == "literal":
         try:  # what the compiled expression returns when the context has every name
-            value = context[plain] if kind == "name" else plain(context)
+            value = plain(context)
         except KeyError:
             return _MISSING
         return _MISSING if isinstance(value, str) and len(value) > MAX_OUTPUT_CHARS else value
