@@ -10,7 +10,7 @@ into exactly what imapclient's ``parse_fetch_response`` gives; any other respons
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from imapclient.response_parser import parse_fetch_response
@@ -29,6 +29,12 @@ _LITERAL_TAIL = re.compile(rb"(?: (%s))?\)" % _ITEMS)
 
 class _OtherShape(Exception):
     """A response this module leaves to imapclient."""
+
+
+def item_named(facts: Mapping[bytes, Any], prefix: bytes) -> Any:
+    """The item of a message's FETCH answer whose name starts with ``prefix`` (servers echo partial
+    and header items with their own spelling, e.g. ``BODY[]<0>``), or None."""
+    return next((value for name, value in facts.items() if name.startswith(prefix)), None)
 
 
 def parse_fetch(data: Sequence[Any], uid_is_key: bool = True, normalise_times: bool = True) -> dict[int, dict]:

@@ -20,6 +20,7 @@ import imaplib
 from collections.abc import Callable
 from typing import Any
 
+from connectors.email.fetched import item_named
 from connectors.email.imap import GuardedIMAPClient
 
 PIECE_BYTES = 128 * 1024
@@ -88,7 +89,7 @@ class PieceReader:
             # Named otherwise this time: answers read ahead could not be told apart, so ask again alone.
             self.settle(client)
             return self.read(client, uid, offset, size, ahead=False)
-        return next((value for name, value in found.items() if name.startswith(b"BODY[]")), None), False
+        return item_named(found, b"BODY[]"), False
 
     def settle(self, client: GuardedIMAPClient) -> None:
         """Read the answer to the FETCH sent ahead, if any, so that another command can go first;

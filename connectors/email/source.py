@@ -32,6 +32,7 @@ from connectors.base import ConnectorError, SourceItem, SourceKey, SourceSession
 from connectors.email.activities import MB, ReadSettings
 from connectors.email.config import EmailConfig
 from connectors.email.errors import translate
+from connectors.email.fetched import item_named
 from connectors.email.imap import GuardedIMAPClient, open_imap
 from connectors.email.message.parse import MessageTooComplex, parse_message
 from connectors.email.message.setaside import StreamedMessage
@@ -185,7 +186,7 @@ class EmailSource(SourceSession):
         item = f"BODY.PEEK[]<0.{PIECE_BYTES + 1}>"
         bodies = self._run(f"download {len(uids)} messages", lambda client: client.fetch(uids, [item]))
         for key, size, flags in batch:
-            raw = _fetched(bodies, key.position, b"BODY[]")
+            raw = item_named(bodies.get(key.position, {}), b"BODY[]")
             bodies.pop(key.position, None)
             if raw is None:
                 continue  # expunged since the sizes were read
@@ -244,7 +245,7 @@ class EmailSource(SourceSession):
         """A message above the size limit: skipped with a reason; only a few headers are read."""
         item = f"BODY.PEEK[HEADER.FIELDS ({SUMMARY_HEADERS})]"
         found = self._run("read message headers", lambda client: client.fetch([key.position], [item]))
-        header = _fetched(found, key.position, b"BODY[HEADER") or b""
+        header = item_named(found.get(key.position, {}), b"BODY[HEADER") or b""
         try:
             record = parse_message(
                 header, uid=key.position, uidvalidity=self.uidvalidity, folder=self.folder, flags=flags
@@ -397,12 +398,6 @@ def _uid_search(client: GuardedIMAPClient, arguments: list[bytes]) -> list[int]:
     as they are, 8-bit ones as literals.
     """
     return [int(uid) for uid in parse_message_list(client._raw_command_untagged(b"SEARCH", arguments))]
-
-
-def _fetched(found: Mapping[int, Mapping[bytes, Any]], uid: int, prefix: bytes) -> Any:
-    """The item of ``uid`` whose name starts with ``prefix`` (servers echo partial and header
-    items with their own spelling, e.g. ``BODY[]<0>``), or None when the message was not there."""
-    return next((value for name, value in found.get(uid, {}).items() if name.startswith(prefix)), None)
 
 
 def _flags(raw: Sequence[Any]) -> tuple[str, ...]:
