@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from connectors.conf import setting
 from connectors.email.message import setaside
+from connectors.email.message.addresses import REMEMBERED_CHARS
 from connectors.email.message.decode import (
     Defects,
     b64decode,
@@ -293,7 +294,7 @@ class _Params:
         value = self._part.get(header)
         if value is None:
             return {}
-        params = _read_params(value) if len(value) > _REMEMBERED_CHARS else _remembered_params(value)
+        params = _read_params(value) if len(value) > REMEMBERED_CHARS else _remembered_params(value)
         if params is None:
             self._defects.add(f"{self._where}: unreadable {header} parameters")
         return params
@@ -317,7 +318,6 @@ def _read_params(value: str) -> dict[str, Any] | None:
 
 # The same few Content-Type values come back message after message; longer values (a hostile
 # message's megabyte of parameters) are read but not remembered. What is remembered is shared, never changed.
-_REMEMBERED_CHARS = 1000
 _remembered_params = lru_cache(maxsize=1024)(_read_params)
 
 
