@@ -66,16 +66,21 @@ def stalled_since(activity: Activity, interval: timedelta | None, now: datetime)
     """Since when the source has had no successful poll, when that is longer than its ``stall_limit``
     (a source never polled since it was created counts from its creation)."""
     allowed = stall_limit(activity, interval)
+    return _stalled_since(activity, allowed, now) if allowed is not None else None
+
+
+def _stalled_since(activity: Activity, allowed: timedelta, now: datetime) -> datetime | None:
     since = activity.last_success_at or activity.created_at
-    return since if allowed is not None and now - since > allowed else None
+    return since if now - since > allowed else None
 
 
 def source_health(activity: Activity, interval: timedelta | None, now: datetime | None = None) -> SourceHealth:
     now = now or timezone.now()
     if activity.last_error:
         return SourceHealth("failing", activity.last_error, interval)
-    if stall_limit(activity, interval) is not None:
-        since = stalled_since(activity, interval, now)
+    allowed = stall_limit(activity, interval)
+    if allowed is not None:
+        since = _stalled_since(activity, allowed, now)
         if since is not None:
             polls = f"; its schedule polls every {span_text(interval)}" if interval else ""
             return SourceHealth("stalled", f"no successful poll for {span_text(now - since)}{polls}", interval)
