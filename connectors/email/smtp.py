@@ -243,6 +243,14 @@ def send_envelope(smtp: SMTPSession, sender: str, options: Sequence[str], recipi
     return EnvelopeReplies(replies[0], replies[1:])
 
 
+def end_unused_data(smtp: SMTPSession, envelope: EnvelopeReplies) -> None:
+    """End a pipelined DATA that the server took although it took no recipient: it waits for a
+    message, which, empty, goes to nobody."""
+    if envelope.data is not None and envelope.data[0] == 354:
+        smtp.send(b".\r\n")
+        smtp.getreply()
+
+
 def send_data(smtp: SMTPSession, chunks: Iterable[bytes], answered: Reply | None = None) -> Reply:
     """DATA with the message streamed from ``chunks``; the server's final reply. ``answered``: the
     reply to a DATA already sent (``send_envelope`` with PIPELINING).

@@ -29,7 +29,7 @@ from connectors.email.activities import SendSettings
 from connectors.email.config import EmailConfig
 from connectors.email.message.build import InvalidMessage, OutgoingMessage, build_message
 from connectors.email.pool import PooledSession, SessionPool
-from connectors.email.smtp import EnvelopeReplies, SMTPSession, open_smtp, send_data, send_envelope
+from connectors.email.smtp import EnvelopeReplies, SMTPSession, end_unused_data, open_smtp, send_data, send_envelope
 
 _MESSAGE_ID = re.compile(r"<[!-;=?-~]+>")  # printable ASCII without "<", ">" or spaces
 
@@ -151,11 +151,8 @@ def _submit(smtp: SMTPSession, outgoing: OutgoingMessage) -> _Outcome:
 
 def _reset(smtp: SMTPSession, envelope: EnvelopeReplies | None = None) -> None:
     with contextlib.suppress(smtplib.SMTPException, OSError):
-        if envelope is not None and envelope.data is not None and envelope.data[0] == 354:
-            # A pipelined DATA the server took although no recipient was: it waits for a message,
-            # which, empty, goes to nobody.
-            smtp.send(b".\r\n")
-            smtp.getreply()
+        if envelope is not None:
+            end_unused_data(smtp, envelope)
         smtp.rset()
 
 
