@@ -33,6 +33,12 @@ from connectors.email.message.headers import message_ids, read_addresses, read_d
 from connectors.email.message.html import html_to_text
 from connectors.email.message.setaside import MARKER, SetAside, StreamedMessage
 
+try:
+    from django.conf import settings as django_settings
+    from django.core.signals import setting_changed
+except ImportError:  # read outside Django: ``setting`` gives the defaults
+    django_settings = setting_changed = None
+
 RECORD_KEYS = (
     "uid",
     "uidvalidity",
@@ -67,8 +73,21 @@ class MessageTooComplex(ValueError):
     """A message beyond the structure limits: recorded as skipped with this reason, never read."""
 
 
+# Reading a setting costs about as much as reading a small message's headers: a limit is read once,
+# and again after any setting changes (tests override them); before Django is configured, every time.
+_limits: dict[str, int] = {}
+if setting_changed is not None:
+    setting_changed.connect(lambda **_: _limits.clear(), weak=False)
+
+
 def _limit(name: str, default: int) -> int:
-    return int(setting(f"MAILWRIGHT_{name}", default))
+    if name in _limits:
+        return _limits[name]
+    value = int(setting(f"MAILWRIGHT_{name}", default))
+    if django_settings is not None and django_settings.configured:
+        _limits[name] = value
+    return value
+
 
 
 def parse_message(
