@@ -9,14 +9,14 @@ sent while the next downloads (``memory``: what a sent one freed is reused).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from connectors.base import Prepared
+from connectors.base import Delivery, Prepared
 from designer.running.ledger import debug_copy
 
 if TYPE_CHECKING:
-    from designer.running.pipeline import Flight
+    from designer.running.pipeline import Ready
 
 MAX_MESSAGES = 64
 LARGE_MESSAGE_BYTES = 256 * 1024
@@ -36,11 +36,15 @@ def too_much_for(held: Sequence[int], size: int) -> bool:
     return sum(n for n in held if n <= LARGE_MESSAGE_BYTES) + size > MAX_BYTES
 
 
-def let_go_of_sent(flights: Iterable[Flight]) -> None:
-    """Let go of the messages the target took whose "sent" is not recorded yet: their record needs
-    only what the ledger keeps of them (attachments by name and size), and they hold nothing more."""
-    for flight in flights:
-        ready, future = flight.ready, flight.future
-        if ready.size and future.done() and not future.cancelled() and future.exception() is None:
-            ready.prepared = Prepared(debug_copy(ready.prepared.record), ready.prepared.message_id)
-            ready.size = 0
+def letting_go(write: Callable[[Prepared], Delivery]) -> Callable[[Ready], Delivery]:
+    """``write`` for the sender threads: each message the target took is let go of on its thread, before
+    its outcome is given. Until its "sent" is recorded, its record needs only what the ledger keeps of it
+    (attachments by name and size), and it holds nothing more."""
+
+    def send(ready: Ready) -> Delivery:
+        delivery = write(ready.prepared)
+        ready.prepared = Prepared(debug_copy(ready.prepared.record), ready.prepared.message_id)
+        ready.size = 0
+        return delivery
+
+    return send

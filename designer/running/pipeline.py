@@ -111,7 +111,8 @@ class Pipeline:
     # -- the run as a whole -------------------------------------------------------------------
 
     def run(self) -> None:
-        with Outbox(self.target.write, self.target_slots, self._may_send, self.ctx.holder) as self._outbox:
+        send = lookahead.letting_go(self.target.write)  # what a sender gave the target is let go of at once
+        with Outbox(send, self.target_slots, self._may_send, self.ctx.holder) as self._outbox:
             try:
                 self._deliver()
             except Exception:
@@ -304,7 +305,6 @@ class Pipeline:
                 self._await_answer(answered)  # room, not a group: outcomes go with the next group's rows
 
     def _holds_too_much_for(self, size: int) -> bool:
-        lookahead.let_go_of_sent(self._flights)  # what the target took holds nothing any more
         return lookahead.too_much_for([r.size for r in self._ready] + [f.ready.size for f in self._flights], size)
 
     # -- one message ----------------------------------------------------------------------------
@@ -415,7 +415,7 @@ class Pipeline:
                     self.ledger.mark_sending(pending)
         if pending and not lease_lost:
             self._ready.clear()
-            queued = self._outbox.put_all([ready.prepared for ready in pending])
+            queued = self._outbox.put_all(pending)
             self._flights.extend(map(Flight, pending, queued))
         self._acknowledge(delivered)
         if lease_lost:
