@@ -302,8 +302,9 @@ class Pipeline:
         self._pump(wait=False)
         while lookahead.too_much_for([r.size for r in self._ready] + [f.ready.size for f in self._flights], size):
             answered = self._outbox.answered
-            if self._ready or answered - self._landed >= len(self._flights) or self._outbox.paused:
-                self._pump(wait=True)
+            all_answered = answered - self._landed >= len(self._flights)
+            if self._ready or all_answered or self._outbox.paused or self._settle_due():
+                self._pump(wait=True)  # a group due meanwhile is recorded: the window stays one group
             else:
                 self._await_answer(answered)  # room, not a group: outcomes go with the next group's rows
 

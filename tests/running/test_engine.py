@@ -613,3 +613,42 @@ def test_a_large_messages_sent_is_recorded_in_one_commit_with_the_next_ones_send
     assert (run.status, run.sent_count) == ("succeeded", 3), run.message
     # Two large messages are held at a time, and a sent one's outcome commits with the next one's sending.
     assert (["big0"], ["big2"]) in groups, groups
+
+
+def test_outcomes_answered_while_the_run_waits_for_room_are_recorded_a_group_at_a_time(world, run_once, monkeypatch):
+    """A source that downloads a batch asks for room once, and the run may hold many messages when it
+    does: the "sent" of those answered while it waits still commits a group at a time (the README's
+    window between a 250 and its commit), not all at once when there is room."""
+    import time
+
+    from designer.running import lookahead, pipeline
+    from tests import fakes
+
+    for n in range(60):
+        world.add(f"m{n}", bytes=1000)
+    monkeypatch.setattr(lookahead, "MAX_MESSAGES", 4)
+    monkeypatch.setattr(pipeline, "LEDGER_GROUP", 5)
+    monkeypatch.setattr(pipeline, "LEDGER_GROUP_SECONDS", 10.0)  # the group's count alone bounds it here
+    original_fetch, original_write = fakes.FakeSource.fetch, fakes.FakeTarget.write
+    original_settle = pipeline.Pipeline._settle
+    recorded: list[int] = []
+
+    def fetch_in_batches(self, keys, make_room=fakes.no_room_needed):
+        for start in range(0, len(keys), 30):  # room asked for once a batch, as the IMAP source does
+            make_room(30)
+            yield from original_fetch(self, keys[start : start + 30])
+
+    def settle(self, landing, record_ready=True):
+        recorded.append(len(landing))
+        return original_settle(self, landing, record_ready)
+
+    def write(self, prepared):
+        time.sleep(0.002)
+        return original_write(self, prepared)
+
+    monkeypatch.setattr(fakes.FakeSource, "fetch", fetch_in_batches)
+    monkeypatch.setattr(pipeline.Pipeline, "_settle", settle)
+    monkeypatch.setattr(fakes.FakeTarget, "write", write)
+    run = run_once()
+    assert (run.status, run.sent_count) == ("succeeded", 60), run.message
+    assert max(recorded) <= 5 + 1, recorded  # a group, and one answered while it was being settled
