@@ -23,7 +23,7 @@ from typing import Any
 from connectors.email.fetched import item_named
 from connectors.email.imap import GuardedIMAPClient
 
-PIECE_BYTES = 256 * 1024
+PIECE_BYTES = 128 * 1024
 
 
 @dataclasses.dataclass
