@@ -169,9 +169,7 @@ class Pipeline:
                     self._ready.append(ready)
                 ready = None  # locals outlive an iteration: the queue alone holds the message
                 self._pump(wait=False)
-                # A sender with a reply read waits for the GIL until this thread lets go of it, up to the
-                # 5 ms switch interval: let go at each message (small messages: about 20% more a second).
-                time.sleep(0)
+                time.sleep(0)  # else a sender with a reply read waits up to 5 ms for the GIL (20% more a second)
                 if self._target_failing():
                     break
         except ConnectorError:
@@ -208,8 +206,9 @@ class Pipeline:
         if wait or self._settle_due():
             if wait and not self._ready:
                 self._await_group()
-            landing = deque(flight for flight in self._flights if flight.future.done())
-            self._flights = deque(flight for flight in self._flights if flight not in landing)
+            done = [flight.future.done() for flight in self._flights]  # once each: a sender may answer meanwhile
+            landing = deque(flight for flight, landed in zip(self._flights, done, strict=True) if landed)
+            self._flights = deque(flight for flight, landed in zip(self._flights, done, strict=True) if not landed)
             self._landed += sum(1 for flight in landing if not flight.future.cancelled())
             # A time limit waits until the outcomes are recorded and the new flights are queued.
             with watchdog.deferred():
