@@ -113,7 +113,7 @@ def execute(run_id: int) -> Run:
     ).get(pk=run_id)
     if run.finished:
         return run
-    memory.keep_to_one_heap()
+    memory.tune_malloc()
     ctx = RunContext(run)
     operation = run.operation
     source_activity = operation.source
