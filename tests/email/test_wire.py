@@ -62,3 +62,15 @@ def test_an_unchanged_message_gives_the_same_bytes_every_time() -> None:
     out = build_message(RECORD, message_id_domain="example.com")
 
     assert sent(out) == sent(dataclasses.replace(out)) == as_bytes(out)
+
+
+def test_a_large_attachment_is_written_in_slices_a_sender_can_hold_beside_a_large_message() -> None:
+    # Each sender holds a slice, its lines and the slice before it while it writes: at ~78 KB a
+    # slice, four senders peaked half a megabyte above the messages themselves.
+    record = {**RECORD, "attachments": [{"filename": "big.bin", "content": bytes(range(256)) * 4001}]}
+    out = build_message(record, message_id_domain="example.com")
+
+    chunks = list(out.to_wire().chunks())
+
+    assert max(map(len, chunks)) <= 24 * 1024
+    assert b"".join(chunks) == as_bytes(out)

@@ -269,7 +269,7 @@ def _encoded(body: str) -> tuple[str, str]:
         if len(quoted) <= wire.base64_size(len(data)):
             cte, payload = "quoted-printable", quoted.decode("ascii")
         else:
-            cte, payload = "base64", encode_lines(data, line_break=b"\n").decode("ascii") + "\n"
+            cte, payload = "base64", encode_lines(data, line_break=b"\n", terminated=True).decode("ascii")
     return cte, payload
 
 

@@ -8,7 +8,12 @@ import binascii
 LINE = 76  # base64 characters per line: the email package's, for a 78-character line limit
 
 
-def encode_lines(data: bytes | memoryview, line_length: int = LINE, line_break: bytes = b"\r\n") -> bytes:
-    """``data`` in base64, ``line_length`` characters a line, the lines joined by ``line_break``."""
+def encode_lines(data: bytes | memoryview, line_length: int = LINE, line_break: bytes = b"\r\n", *,
+                 terminated: bool = False) -> bytes:
+    """``data`` in base64, ``line_length`` characters a line, the lines joined by ``line_break``
+    (``terminated``: and ended by one)."""
     encoded = binascii.b2a_base64(data, newline=False)
-    return line_break.join([encoded[i : i + line_length] for i in range(0, len(encoded), line_length)])
+    lines = [encoded[i : i + line_length] for i in range(0, len(encoded), line_length)]
+    if terminated:
+        lines.append(b"")  # the last break comes with the join: appending it would copy the whole text again
+    return line_break.join(lines)

@@ -270,7 +270,7 @@ class _RunBuilder:
         if self._decoded is None or not self._decoded.tell():
             return b""
         data = self._decoded.getvalue()[: self._decoded.tell()]  # the buffer may be longer (capacity)
-        return encode_lines(data, self.line_length, self.line_break) + self.line_break
+        return encode_lines(data, self.line_length, self.line_break, terminated=True)
 
     def text(self) -> bytes:
         """The run so far as it arrived (every line break included)."""
