@@ -33,4 +33,6 @@ def tune_malloc() -> bool:
     if platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    return bool(libc.mallopt(_M_ARENA_MAX, 1)) and bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
+    one_heap = libc.mallopt(_M_ARENA_MAX, 1)
+    fixed_threshold = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+    return bool(one_heap and fixed_threshold)
