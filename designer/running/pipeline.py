@@ -206,9 +206,10 @@ class Pipeline:
         if wait or self._settle_due():
             if wait and not self._ready:
                 self._await_group()
-            done = [flight.future.done() for flight in self._flights]  # once each: a sender may answer meanwhile
-            landing = deque(flight for flight, landed in zip(self._flights, done, strict=True) if landed)
-            self._flights = deque(flight for flight, landed in zip(self._flights, done, strict=True) if not landed)
+            landing, flying = deque(), deque()
+            for flight in self._flights:  # each future asked once: a sender may answer meanwhile
+                (landing if flight.future.done() else flying).append(flight)
+            self._flights = flying
             self._landed += sum(1 for flight in landing if not flight.future.cancelled())
             # A time limit waits until the outcomes are recorded and the new flights are queued.
             with watchdog.deferred():

@@ -3,11 +3,11 @@
 import platform
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from designer.running import memory
+from tests.workers import ROOT
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc setting")
@@ -29,8 +29,7 @@ def test_a_large_block_freed_does_not_send_the_next_smaller_ones_to_the_heap():
     # glibc would raise its mapping threshold to each large block freed: after a 1 MB message, the
     # 300 KB ones would come from the heap, which keeps the space (0.6 MB more at the peak of a run).
     # In a process of its own: one that ran much has free heap space, which malloc uses first.
-    probe = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True,
-                           cwd=Path(__file__).resolve().parents[2])
+    probe = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True, cwd=ROOT)
 
     assert int(probe.stdout) >= 300 * 1024
 
