@@ -102,6 +102,21 @@ class Ledger:
     def __init__(self, ctx: RunContext, connection_id: int) -> None:
         self.ctx = ctx
         self.connection_id = connection_id
+        # (scope, epoch) -> whether this operation delivered anything from the scope under another epoch.
+        self._other_epochs: dict[tuple[str, int], bool] = {}
+
+    def earlier_epoch_row(self, key: SourceKey) -> LedgerEntry | None:
+        """``earlier_epoch_row``, looked for only when the ledger holds a row of ``key``'s scope under
+        another epoch (asked once per scope and run).
+
+        Only then can a new message be one known before its folder was recreated. The answer
+        cannot change during the run: the operation's lease keeps other runs of it out, and this
+        run only writes rows under the epoch it reads.
+        """
+        scope = (key.scope, key.epoch)
+        if scope not in self._other_epochs:
+            self._other_epochs[scope] = known_under_other_epochs(self.ctx.operation.pk, self.connection_id, *scope)
+        return earlier_epoch_row(self.ctx.operation.pk, self.connection_id, key) if self._other_epochs[scope] else None
 
 
     def new_row(self, key: SourceKey, state: str, **fields: Any) -> LedgerEntry:

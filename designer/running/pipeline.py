@@ -30,7 +30,7 @@ from designer.models import LedgerEntry, RunRecord
 from designer.running import lookahead, watchdog
 from designer.running.acks import Acknowledgements, PendingAck
 from designer.running.context import Endpoint, RunAborted, RunContext, fault_point
-from designer.running.ledger import Ledger, earlier_epoch_row, known_under_other_epochs, ledger_rows
+from designer.running.ledger import Ledger, ledger_rows
 from designer.running.outbox import Outbox
 from designer.running.transform import transform
 
@@ -97,8 +97,6 @@ class Pipeline:
         self.connector = source_ep.activity.connection.connector_type
         self.ledger = Ledger(ctx, self.connection_id)
         self.acks = Acknowledgements(ctx, source, self.ledger)
-        # (scope, epoch) -> whether this operation delivered anything from the scope under another epoch.
-        self._other_epochs: dict[tuple[str, int], bool] = {}
         self._outbox: Outbox | None = None
         # Messages the target may take at once (its connections), each on a sender thread of its own.
         self.target_slots = max(1, getattr(target, "parallelism", 1))
@@ -317,8 +315,8 @@ class Pipeline:
         summary = {**self.connector.record_summary(item.record or {}), **item.summary}
         if item.record is not None and not item.key.identity:
             item.key = replace(item.key, identity=self.connector.record_identity(item.record))
-        if row is None and self._known_under_other_epochs(item.key):
-            earlier = earlier_epoch_row(self.ctx.operation.pk, self.connection_id, item.key)
+        if row is None:
+            earlier = self.ledger.earlier_epoch_row(item.key)
             if earlier is not None:
                 row = self.ledger.carry_over(item.key, earlier)
                 if self._settled_before(item.key, row, earlier, summary):
@@ -364,18 +362,6 @@ class Pipeline:
             self.ctx.log(f"{key.identity}: {reason}; not sent again unless replayed", "warning")
             return True
         return False
-
-    def _known_under_other_epochs(self, key: SourceKey) -> bool:
-        """Whether the ledger holds a row of ``key``'s scope under another epoch (one query per run).
-
-        Only then can a new message be one known before its folder was recreated. The answer
-        cannot change during the run: the operation's lease keeps other runs of it out, and this
-        run only writes rows under the epoch it reads.
-        """
-        scope = (key.scope, key.epoch)
-        if scope not in self._other_epochs:
-            self._other_epochs[scope] = known_under_other_epochs(self.ctx.operation.pk, self.connection_id, *scope)
-        return self._other_epochs[scope]
 
     def _skip(self, key: SourceKey, row: LedgerEntry | None, summary: dict[str, str], reason: str,
               acknowledge: bool) -> None:

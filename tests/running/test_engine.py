@@ -216,10 +216,10 @@ def test_a_message_given_up_on_before_the_folder_was_recreated_is_not_sent_again
 
 
 def test_it_looks_for_earlier_epochs_once_per_run_not_per_message(world, run_once, monkeypatch):
-    from designer.running import acks, context, engine, pipeline  # noqa: F401
+    from designer.running import acks, context, engine, ledger  # noqa: F401
 
     calls = []
-    monkeypatch.setattr(pipeline, "earlier_epoch_row", lambda *a: calls.append(a))
+    monkeypatch.setattr(ledger, "earlier_epoch_row", lambda *a: calls.append(a))
     for n in range(5):
         world.add(f"hello {n}")
     run = run_once()
