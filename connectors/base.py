@@ -221,9 +221,14 @@ class TargetSession(AbstractContextManager):
 
     parallelism: int = 1
 
-    def write(self, prepared: Prepared | Mapping[str, Any]) -> Delivery:
+    def write(self, prepared: Prepared | Mapping[str, Any], written: Callable[[], None] | None = None) -> Delivery:
         """Deliver one prepared record (a plain record is prepared first); raise
-        ConnectorError(permanent=...) when the target refuses it."""
+        ConnectorError(permanent=...) when the target refuses it.
+
+        ``written``, when given, may be called once the whole record is handed over, before the
+        target's answer: the target has then let go of ``prepared.outgoing`` (the caller may let go
+        of the record's content too), so a retry prepares the record again.
+        """
         raise NotImplementedError
 
     def prepare(self, record: Mapping[str, Any], message_id: str | None = None) -> Prepared:

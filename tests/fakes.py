@@ -118,7 +118,7 @@ class FakeTarget(TargetSession):
         message_id = message_id or f"<out-{len(WORLD.sent)}-{id(record)}@mailwright>"
         return Prepared({**record, "message_id": message_id}, message_id)
 
-    def write(self, prepared: Prepared | Mapping[str, Any]) -> Delivery:
+    def write(self, prepared: Prepared | Mapping[str, Any], written: Callable[[], None] | None = None) -> Delivery:
         if not isinstance(prepared, Prepared):
             prepared = self.prepare(prepared, prepared.get("message_id"))
         if WORLD.faults:

@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import re
 import smtplib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from connectors import net
@@ -69,8 +69,9 @@ class EmailTarget(TargetSession):
             outgoing = _with_message_id(outgoing, message_id)
         return Prepared({**record, "message_id": outgoing.message_id}, outgoing.message_id, outgoing)
 
-    def write(self, prepared: Prepared | Mapping[str, Any]) -> Delivery:
-        """Send a prepared record (or prepare one, keeping a ``message_id`` it already has)."""
+    def write(self, prepared: Prepared | Mapping[str, Any], written: Callable[[], None] | None = None) -> Delivery:
+        """Send a prepared record (or prepare one, keeping a ``message_id`` it already has). With
+        ``written``, the built message is let go of once its data is sent (``_submit``)."""
         if not isinstance(prepared, Prepared):
             prepared = self.prepare(prepared, prepared.get("message_id") or None)
         outgoing: OutgoingMessage = prepared.outgoing
@@ -80,7 +81,7 @@ class EmailTarget(TargetSession):
             raise ConnectionFailed(exc.message, permanent=exc.permanent) from None
         try:
             with session.smtp.translating("sending the message", self.secrets):
-                outcome = _submit(session.smtp, outgoing)
+                outcome = _submit(session.smtp, outgoing, written)
         except ConnectorError:
             self._pool.discard(session)  # gone or in an unknown state: the next write connects again
             raise
@@ -116,8 +117,10 @@ def _with_message_id(outgoing: OutgoingMessage, message_id: Any) -> OutgoingMess
     return dataclasses.replace(outgoing, message_id=message_id)
 
 
-def _submit(smtp: SMTPSession, outgoing: OutgoingMessage) -> _Outcome:
+def _submit(smtp: SMTPSession, outgoing: OutgoingMessage, written: Callable[[], None] | None = None) -> _Outcome:
     """MAIL, RCPT per recipient, DATA. A refusal resets the transaction so the session can go on.
+    With ``written``, the message is let go of once its last byte is handed over, before the
+    server's reply (which may take minutes), and ``written`` is called.
 
     Network failures raise (smtplib's exceptions); replies never do.
     """
@@ -139,14 +142,24 @@ def _submit(smtp: SMTPSession, outgoing: OutgoingMessage) -> _Outcome:
         listed = ", ".join(f"{rcpt} ({text})" for rcpt, (_code, text) in refused.items())
         # Transient while any refusal is: a retry may still reach that recipient.
         return _Outcome(min(code for code, _text in refused.values()), f"the server refused every recipient: {listed}")
+    chunks = payload.chunks()
+    if written is not None:
+        chunks = _then_let_go(chunks, outgoing, written)
+        del payload  # its chunks hold it now, until the last is sent
     try:
-        code, text = send_data(smtp, payload.chunks(), envelope.data)
+        code, text = send_data(smtp, chunks, envelope.data)
     except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
         code, text = exc.smtp_code, exc.smtp_error
     if code != 250:
         _reset(smtp)
         return _Outcome(code, f"the server refused the message: {_reply(code, text)}")
     return _Outcome(code, _reply(code, text), {rcpt: text for rcpt, (_code, text) in refused.items()})
+
+
+def _then_let_go(chunks: Iterator[bytes], outgoing: OutgoingMessage, written: Callable[[], None]) -> Iterator[bytes]:
+    yield from chunks  # once done, the wire is let go of with the generator's frame
+    outgoing.let_go()
+    written()
 
 
 def _reset(smtp: SMTPSession, envelope: EnvelopeReplies | None = None) -> None:

@@ -3,8 +3,10 @@
 While the target's connections take messages, the run's thread reads, maps and builds the next
 ones: up to ``MAX_MESSAGES`` held (built, queued or sent but not yet recorded), of which
 ``LARGE_AT_ONCE`` at most larger than ``LARGE_MESSAGE_BYTES`` and the others, with the batch being
-downloaded, ``MAX_BYTES`` together. Memory then holds two large messages, never three: one being
-sent while the next downloads (``memory``: what a sent one freed is reused).
+downloaded, ``MAX_BYTES`` together. A message whose data is sent holds nothing while the server
+decides (``let_go``). Memory then holds two large messages, never three: one being sent while the
+next downloads (``memory``: what a sent one freed is reused), however many connections wait for
+the server's answer.
 """
 
 from __future__ import annotations
@@ -36,15 +38,33 @@ def too_much_for(held: Sequence[int], size: int) -> bool:
     return sum(n for n in held if n <= LARGE_MESSAGE_BYTES) + size > MAX_BYTES
 
 
-def letting_go(write: Callable[[Prepared], Delivery]) -> Callable[[Ready], Delivery]:
-    """``write`` for the sender threads: each message the target took is let go of on its thread, before
-    its outcome is given. Until its "sent" is recorded, its record needs only what the ledger keeps of it
-    (attachments by name and size), and it holds nothing more."""
+def letting_go(write: Callable[..., Delivery], made_room: Callable[[], None]) -> Callable[[Ready], Delivery]:
+    """``write`` for the sender threads: each message is let go of on its thread once its data is
+    sent, while the server decides (the target says so: ``written``; the run's thread waiting for
+    room is told, ``made_room``), or else once the target took it, before its outcome is given."""
 
     def send(ready: Ready) -> Delivery:
-        delivery = write(ready.prepared)
-        ready.prepared = Prepared(debug_copy(ready.prepared.record), ready.prepared.message_id)
-        ready.size = 0
+        def written() -> None:
+            let_go(ready)
+            made_room()
+
+        delivery = write(ready.prepared, written)
+        let_go(ready)
         return delivery
 
     return send
+
+
+def let_go(ready: Ready) -> None:
+    """Until its outcome is recorded, ``ready`` needs only what the ledger keeps of its message
+    (attachments by name and size) and holds nothing more; sending it again means reading it again
+    (``Ready.emptied``)."""
+    if ready.emptied:
+        return
+    record = ready.prepared.record
+    kept = debug_copy(record)
+    record.clear()  # in place: the target holds the same record until the server answers
+    record.update(kept)
+    ready.prepared = Prepared(record, ready.prepared.message_id)
+    ready.size = 0
+    ready.emptied = True

@@ -35,7 +35,8 @@ class Outbox:
         self._fenced = 0  # messages the run's thread vouched for by asking the database
         self.wants_fence = False  # a sender waits for the run's thread to ask the database
         self.answered = 0  # messages given their outcome (sent or failed), counted after the future has it
-        self._answers = threading.Condition()  # notified at each outcome counted
+        self.rooms = 0  # messages let go of while the server decides (``made_room``)
+        self._answers = threading.Condition()  # notified at each outcome counted, and each room made
         self._threads = [threading.Thread(target=self._serve, name=f"{name}-send-{n}", daemon=True)
                          for n in range(slots)]
 
@@ -80,10 +81,18 @@ class Outbox:
                 self._fenced = len(self._queue)
                 self._changed.notify_all()
 
-    def wait_for_answer(self, answered: int, timeout: float) -> None:
-        """Wait until more than ``answered`` messages have their outcome, ``timeout`` seconds at most."""
+    def wait_for_answer(self, answered: int, timeout: float, rooms: int | None = None) -> None:
+        """Wait until more than ``answered`` messages have their outcome (or, given ``rooms``, more than
+        that many were let go of before theirs), ``timeout`` seconds at most."""
         with self._answers:
-            self._answers.wait_for(lambda: self.answered > answered, timeout)
+            self._answers.wait_for(
+                lambda: self.answered > answered or (rooms is not None and self.rooms > rooms), timeout)
+
+    def made_room(self) -> None:
+        """On a sender thread: its message was let go of before its outcome (the server is deciding)."""
+        with self._answers:
+            self.rooms += 1
+            self._answers.notify_all()
 
     def cancel_queued(self) -> int:
         """Cancel the messages no sender has taken: they are not sent. Returns how many."""

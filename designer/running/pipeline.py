@@ -27,7 +27,7 @@ from connectors.base import (
     is_stop_exception,
 )
 from designer.models import LedgerEntry, RunRecord
-from designer.running import lookahead, watchdog
+from designer.running import lookahead, reread, watchdog
 from designer.running.acks import Acknowledgements, PendingAck
 from designer.running.context import Endpoint, RunAborted, RunContext, fault_point
 from designer.running.ledger import Ledger, ledger_rows
@@ -61,6 +61,7 @@ class Ready:
     summary: dict[str, str]
     prepared: Prepared
     size: int
+    emptied: bool = False  # let go of once sent (``lookahead.let_go``): sending it again means reading it again
 
 
 @dataclass(eq=False)
@@ -109,7 +110,7 @@ class Pipeline:
     # -- the run as a whole -------------------------------------------------------------------
 
     def run(self) -> None:
-        send = lookahead.letting_go(self.target.write)  # what a sender gave the target is let go of at once
+        send = lookahead.letting_go(self.target.write, lambda: self._outbox.made_room())
         with Outbox(send, self.target_slots, self._may_send, self.ctx.holder) as self._outbox:
             try:
                 self._deliver()
@@ -246,10 +247,11 @@ class Pipeline:
                 return  # what landed is recorded (and marked in the source) without waiting for the rest
             self._await_answer(answered)
 
-    def _await_answer(self, answered: int) -> None:
-        """Wait (a slice at most) for an outcome beyond the ``answered`` first; meanwhile a cancel stops
-        what is still queued, a sender's question about the lease is answered, due acknowledgements go."""
-        self._outbox.wait_for_answer(answered, AWAIT_SLICE)
+    def _await_answer(self, answered: int, rooms: int | None = None) -> None:
+        """Wait (a slice at most) for an outcome beyond the ``answered`` first (or room beyond ``rooms``);
+        meanwhile a cancel stops what is still queued, a sender's question about the lease is answered,
+        due acknowledgements go."""
+        self._outbox.wait_for_answer(answered, AWAIT_SLICE, rooms)
         self.ctx.checkpoint()
         self._fence_if_asked()
         self.acks.flush_if_due()
@@ -298,13 +300,16 @@ class Pipeline:
         """Before the source downloads (a message of) ``size`` bytes: keep the sender busy, and
         deliver what is held until the download fits beside it."""
         self._pump(wait=False)
-        while lookahead.too_much_for([r.size for r in self._ready] + [f.ready.size for f in self._flights], size):
+        while True:
+            rooms = self._outbox.rooms  # before the sizes are read: a message let go of after ends the wait
+            if not lookahead.too_much_for([r.size for r in self._ready] + [f.ready.size for f in self._flights], size):
+                return
             answered = self._outbox.answered
             all_answered = answered - self._landed >= len(self._flights)
             if self._ready or all_answered or self._outbox.paused or self._settle_due():
                 self._pump(wait=True)  # a group due meanwhile is recorded: the window stays one group
             else:
-                self._await_answer(answered)  # room, not a group: outcomes go with the next group's rows
+                self._await_answer(answered, rooms)  # room, not a group: outcomes go with the next group's rows
 
     # -- one message ----------------------------------------------------------------------------
 
@@ -480,6 +485,8 @@ class Pipeline:
                 ctx.log(f"{ready.summary.get('subject')!r}: {exc}; trying again in {backoff} s", "warning")
                 time.sleep(min(backoff, max(0.0, ctx.deadline - time.monotonic())))
                 future = None  # the sender thread is idle: retry from here
+                if ready.emptied and not reread.read_again(ready, self.source, self.target, self.ledger):
+                    return None
                 continue
             self.transient_streak = 0
             return delivery

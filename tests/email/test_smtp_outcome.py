@@ -8,7 +8,9 @@ RFC 5321 gives it rather than the connection's read timeout.
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -121,3 +123,26 @@ def test_a_trickling_server_cannot_hold_a_run_past_its_deadline(trickling_server
     with net.Deadline(2) as deadline, _target(config, deadline) as target, pytest.raises(ConnectorError):
         target.write(target.prepare(RECORD))
     assert time.monotonic() - started < 10
+
+
+def test_with_written_the_message_is_let_go_of_before_the_reply_and_arrives_whole(smtp_server: SMTPServer) -> None:
+    server = smtp_server
+    server.delay_replies(0.5)  # the server decides a while: the message must not be held meanwhile
+    content = os.urandom(300 * 1024)
+    held_at_written: list[int] = []
+    with _target(smtp_config(server)) as target:
+        prepared = target.prepare({**RECORD, "attachments": [{"filename": "a.bin", "content": content}]})
+        prepared.record["attachments"] = []  # the engine's part (``lookahead.let_go``): not the target's
+
+        def written() -> None:
+            held_at_written.append(sys.getrefcount(content) - 2)  # less this test's name and the argument
+            assert not server.messages  # before the reply
+
+        delivery = target.write(prepared, written)
+        with pytest.raises(ConnectorError, match="let go of"):
+            target.write(prepared)  # what was let go of cannot be sent again: the engine reads it again
+    assert delivery.reply.startswith("250")
+    assert held_at_written == [0]  # neither the built message nor its wire held the attachment
+    [received] = server.messages
+    [attachment] = received.message.iter_attachments()
+    assert attachment.get_content() == content

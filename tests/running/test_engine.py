@@ -419,10 +419,10 @@ def test_it_builds_the_next_message_while_the_target_takes_one(world, run_once, 
             next_one_built.set()
         return ready
 
-    def write(self, prepared):
+    def write(self, prepared, written=None):
         if prepared.record["subject"] == "Fwd: m0":  # the first waits until the second is built
             overlapped.append(next_one_built.wait(10) and threading.current_thread() is not threading.main_thread())
-        return original_write(self, prepared)
+        return original_write(self, prepared, written)
 
     monkeypatch.setattr(pipeline.Pipeline, "_prepare", prepare)
     monkeypatch.setattr(fakes.FakeTarget, "write", write)
@@ -452,10 +452,10 @@ def test_two_large_messages_are_held_together_never_three(world, run_once, monke
             big2_read.set()
         return ready
 
-    def write(self, prepared):
+    def write(self, prepared, written=None):
         if prepared.record["subject"] == "Fwd: big1":  # the next large message is read while one is sent
             events.append(f"big2 read meanwhile: {big2_read.wait(5)}")
-        delivery = original_write(self, prepared)
+        delivery = original_write(self, prepared, written)
         events.append(f"sent {prepared.record['subject'].removeprefix('Fwd: ')}")
         return delivery
 
@@ -484,9 +484,9 @@ def test_a_cancel_waits_for_the_message_in_flight_and_leaves_the_rest(world, run
             Run.objects.filter(pk=self.ctx.run.pk).update(cancel_requested=True)
         return original_prepare(self, item, row)
 
-    def write(self, prepared):
+    def write(self, prepared, written=None):
         time.sleep(2.5)  # the cancel check runs once a second: it is noticed while m0 is sent
-        return original_write(self, prepared)
+        return original_write(self, prepared, written)
 
     monkeypatch.setattr(pipeline.Pipeline, "_prepare", prepare)
     monkeypatch.setattr(fakes.FakeTarget, "write", write)
@@ -560,11 +560,11 @@ def test_connections_take_the_next_message_while_the_runs_thread_writes_the_ledg
         recording.clear()
         return original_mark_sent(self, sent)
 
-    def write(self, prepared):
+    def write(self, prepared, written=None):
         if recording.is_set():
             taken_meanwhile.append(prepared.record["subject"])
         time.sleep(0.02)
-        return original_write(self, prepared)
+        return original_write(self, prepared, written)
 
     monkeypatch.setattr(ledger.Ledger, "mark_sent", slow_mark_sent)
     monkeypatch.setattr(fakes.FakeTarget, "write", write)
@@ -603,9 +603,9 @@ def test_a_large_messages_sent_is_recorded_in_one_commit_with_the_next_ones_send
         groups.append(([f.ready.summary["subject"] for f in landing], [r.summary["subject"] for r in self._ready]))
         return original_settle(self, landing, record_ready)
 
-    def write(self, prepared):
+    def write(self, prepared, written=None):
         time.sleep(0.05)  # longer than a group may wait
-        return original_write(self, prepared)
+        return original_write(self, prepared, written)
 
     monkeypatch.setattr(pipeline.Pipeline, "_settle", settle)
     monkeypatch.setattr(fakes.FakeTarget, "write", write)
@@ -642,9 +642,9 @@ def test_outcomes_answered_while_the_run_waits_for_room_are_recorded_a_group_at_
         recorded.append(len(landing))
         return original_settle(self, landing, record_ready)
 
-    def write(self, prepared):
+    def write(self, prepared, written=None):
         time.sleep(0.002)
-        return original_write(self, prepared)
+        return original_write(self, prepared, written)
 
     monkeypatch.setattr(fakes.FakeSource, "fetch", fetch_in_batches)
     monkeypatch.setattr(pipeline.Pipeline, "_settle", settle)

@@ -102,8 +102,8 @@ def test_a_run_that_lost_its_lease_stops_before_sending_more(world, run_once, mo
         world.add(f"m{n}")
     original_write, original_holds = fakes.FakeTarget.write, leases.holds
 
-    def write_then_stall_past_the_lease(self, prepared):
-        delivery = original_write(self, prepared)
+    def write_then_stall_past_the_lease(self, prepared, written=None):
+        delivery = original_write(self, prepared, written)
         # The run stalled longer than its lease: its last renewal is older than the time to live.
         monkeypatch.setattr(leases, "_clock", lambda: float("inf"))
         return delivery

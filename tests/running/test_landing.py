@@ -20,11 +20,11 @@ from tests import fakes
 def _slow_writes(monkeypatch, seconds_by_subject, then=None):
     write = fakes.FakeTarget.write
 
-    def slow(self, prepared):
+    def slow(self, prepared, written=None):
         time.sleep(seconds_by_subject.get(prepared.record["subject"], 0))
         if then is not None:
             then(self, prepared)
-        return write(self, prepared)
+        return write(self, prepared, written)
 
     monkeypatch.setattr(fakes.FakeTarget, "write", slow)
 

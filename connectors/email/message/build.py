@@ -50,16 +50,17 @@ TARGET_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class OutgoingMessage:
     """A message ready for SMTP: ``to_wire()`` gives its bytes (CRLF, 7-bit clean).
 
     ``sender`` and ``recipients`` are the envelope (Bcc included, IDN domains in ASCII form);
     ``message_id`` is the ``<id@domain>`` the message carries. ``message`` has the headers, bodies
     and structure; its attachment parts hold placeholders, and ``attachments`` their bytes, in order.
+    Both are None and empty once the message was let go of (``let_go``).
     """
 
-    message: EmailMessage
+    message: EmailMessage | None
     sender: str
     recipients: list[str]
     message_id: str
@@ -67,7 +68,15 @@ class OutgoingMessage:
     placeholder_token: str = ""
 
     def to_wire(self) -> wire.Wire:
+        if self.message is None:
+            raise RuntimeError("the message was let go of once its data was sent; build it again to send it again")
         return wire.flatten(self.message, self.placeholder_token, self.attachments)
+
+    def let_go(self) -> None:
+        """Drop the message's content (its data is sent): whoever still holds this object holds
+        only the envelope, while the server decides; it cannot be sent again."""
+        self.message = None
+        self.attachments = ()
 
 
 class _HeaderClasses(HeaderRegistry):
