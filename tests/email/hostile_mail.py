@@ -382,3 +382,11 @@ def large_attachment(size: int = 1_000_000) -> bytes:
         ],
     )
     return message([("From", "a@example.com"), ("Content-Type", "multipart/mixed; boundary=big")], body)
+
+
+def large_attachment_with_a_line_split(size: int = 300_000) -> bytes:
+    """A large base64 attachment where two characters, mid-line, became a line break: every other
+    break in its place, both halves base64 lines, two characters fewer than any base64 text has."""
+    raw = large_attachment(size)
+    middle = raw.index(b"\r\n", len(raw) // 2) + 2 + 14  # 14 characters into a line of the attachment
+    return raw[:middle] + b"\r\n" + raw[middle + 2 :]

@@ -852,6 +852,13 @@ def _streamed_cases() -> list[bytes]:
         b"\r\n".join(lines[:2000]) + b"\r\n=\r\n" + b"\r\n".join(lines[2000:]),  # stray padding line
         big.replace(b"\r\n", b"\r\r\n", 1),  # not a base64 line at all
         big[:100_000] + b"MailwrightSetAside" + big[100_000:],  # the marker in a run, once more
+        # In place of a character, mid-line, where the line breaks are all in their places:
+        big[:100_010] + b"\n" + big[100_011:],  # a line break (the decoder skips it)
+        big[:100_010] + b"\r" + big[100_011:],
+        big[:100_010] + b"\r\n" + big[100_012:],  # a line break as the run has them
+        big[:100_010] + b"\n\r\n\n" + big[100_014:],  # four of them: as many characters short as a quantum
+        big[:100_010] + b"." + big[100_011:],  # not a base64 character
+        big[:100_010] + b"\xe9" + big[100_011:],
     ]
     return [hostile.message([*head, *b64], body) for body in bodies]
 

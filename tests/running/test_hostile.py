@@ -56,6 +56,7 @@ HOSTILE: dict[str, Callable[[], bytes]] = {
     "charset_empty": lambda: hostile.body_in_charset('""', b"text \x81\x82"),
     # broken structure
     "broken_base64": hostile.broken_base64,
+    "large_base64_line_split": hostile.large_attachment_with_a_line_split,  # downloaded in pieces
     "broken_quoted_printable": hostile.broken_quoted_printable,
     "missing_boundary": hostile.missing_boundary,
     "wrong_boundary": hostile.wrong_boundary,

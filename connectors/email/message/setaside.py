@@ -34,7 +34,6 @@ MARKER = "MailwrightSetAside"
 MARKERS = re.compile(MARKER + r"([0-9]{8})")
 _MARKER_BYTES = MARKER.encode()
 _PADDING_THEN_MORE = re.compile(rb"=[\r\n]*[A-Za-z0-9+/]")
-_BASE64_TEXT = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n"
 # Regular lines are checked and decoded this many at a time: the copies that takes stay small.
 _LINES_AT_ONCE = 256
 
@@ -189,20 +188,16 @@ class _RunBuilder:
         """Take the lines of ``data[start:end]`` when all of them go on with this regular run; where
         that leaves the caller (``start``: nothing taken, it scans for the run's end).
 
-        Checking that every line has the run's length and only base64 characters is much faster
-        than the line-by-line scan, and in a large attachment it is what the next piece holds.
+        Decoding the lines as they are (``_decode_regular``, which checks that each break is in its
+        place and that no other character was skipped, and keeps nothing when it refuses) is much
+        faster than the line-by-line scan, and in a large attachment it is what the next piece holds.
         """
         width, brk = self.line_length, self.line_break
         if self._text is not None or self._ended or not width:
             return start
         lines = (end - start) // (width + len(brk))
         block = memoryview(data)[start:end]
-        # Only base64 characters, and as many line breaks as lines: then ``_decode_regular``, which
-        # checks that each break is in its place, decides (and keeps nothing when it refuses).
-        if (not lines or len(block) != lines * (width + len(brk))
-                or data.translate(None, _BASE64_TEXT)  # the whole piece: no copy, and rarely wrong to refuse
-                or data.count(b"\n", start, end) != lines or data.count(b"\r", start, end) != lines * (len(brk) - 1)
-                or not self._decode_regular(block)):
+        if not lines or len(block) != lines * (width + len(brk)) or not self._decode_regular(block):
             return start
         self.length += len(block)
         self.last_break = brk
@@ -261,7 +256,13 @@ class _RunBuilder:
             if padding > 2 or b"=" in text[: len(text) - padding]:
                 return None
             self._ended = True  # nothing may follow padding
-        decoded = binascii.a2b_base64(chunk)  # the line breaks are skipped
+        try:
+            decoded = binascii.a2b_base64(chunk)  # skips the line breaks, and any other character
+        except binascii.Error:  # as many characters as no base64 text has: one was skipped
+            return None
+        characters = full * width + (len(rest) - len(brk) if rest else 0)
+        if len(decoded) != characters // 4 * 3 - padding:  # a character skipped: not a regular run
+            return None
         if padding and binascii.b2a_base64(decoded[-(3 - padding) :], newline=False) != text[-4:]:
             return None
         return decoded
