@@ -3,10 +3,10 @@
 While the target's connections take messages, the run's thread reads, maps and builds the next
 ones: up to ``MAX_MESSAGES`` held (built, queued or sent but not yet recorded), of which
 ``LARGE_AT_ONCE`` at most larger than ``LARGE_MESSAGE_BYTES`` and the others, with the batch being
-downloaded, ``MAX_BYTES`` together. A message whose data is sent holds nothing while the server
-decides (``let_go``). Memory then holds two large messages, never three: one being sent while the
-next downloads (``memory``: what a sent one freed is reused), however many connections wait for
-the server's answer.
+downloaded, ``MAX_BYTES`` together. A large message whose data is sent holds nothing while the
+server decides (``let_go``). Memory then holds two large messages, never three: one being sent
+while the next downloads (``memory``: what a sent one freed is reused), however many connections
+wait for the server's answer.
 """
 
 from __future__ import annotations
@@ -39,16 +39,17 @@ def too_much_for(held: Sequence[int], size: int) -> bool:
 
 
 def letting_go(write: Callable[..., Delivery], made_room: Callable[[], None]) -> Callable[[Ready], Delivery]:
-    """``write`` for the sender threads: each message is let go of on its thread once its data is
-    sent, while the server decides (the target says so: ``written``; the run's thread waiting for
-    room is told, ``made_room``), or else once the target took it, before its outcome is given."""
+    """``write`` for the sender threads: each large message is let go of on its thread once its data
+    is sent, while the server decides (the target says so: ``written``; the run's thread waiting for
+    room is told, ``made_room``), any other once the target took it, before its outcome is given."""
 
     def send(ready: Ready) -> Delivery:
         def written() -> None:
             let_go(ready)
             made_room()
 
-        delivery = write(ready.prepared, written)
+        # A small one is let go of once answered: waking the run's thread for each would cost more than it frees.
+        delivery = write(ready.prepared, written if ready.size > LARGE_MESSAGE_BYTES else None)
         let_go(ready)
         return delivery
 
