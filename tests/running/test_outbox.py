@@ -91,3 +91,22 @@ def test_the_runs_thread_wakes_at_the_next_outcome_and_not_before():
         threading.Timer(0.1, release.set).start()
         outbox.wait_for_answer(0, timeout=5)  # the sender answers while the run's thread waits
         assert outbox.answered == 1 and time.monotonic() - started < 2
+
+
+def test_a_message_let_go_of_before_its_answer_wakes_the_wait_for_room():
+    let_go, answer = threading.Event(), threading.Event()
+
+    def send(payload: str) -> str:
+        outbox.made_room()  # its data sent: the server decides
+        let_go.set()
+        answer.wait(10)
+        return "250"
+
+    with Outbox(send, slots=1, may_send=lambda: True, name="t") as outbox:
+        rooms = outbox.rooms
+        outbox.put_all(["large"])
+        started = time.monotonic()
+        outbox.wait_for_answer(outbox.answered, 5.0, rooms)
+        waited = time.monotonic() - started
+        answer.set()
+    assert let_go.is_set() and waited < 4  # woken by the room made, long before the answer or the timeout
