@@ -7,7 +7,6 @@ ledger order holds per message (see the README).
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -32,9 +31,7 @@ from designer.running.acks import Acknowledgements, PendingAck
 from designer.running.context import Endpoint, RunAborted, RunContext, fault_point
 from designer.running.ledger import Ledger, ledger_rows
 from designer.running.outbox import Outbox
-from designer.running.transform import transform
-
-log = logging.getLogger(__name__)
+from designer.running.transform import transform_in_run
 
 # How many consecutive transient target failures end a run early: the target is down, and
 # trying every remaining message would only delay the next run.
@@ -332,16 +329,8 @@ class Pipeline:
         # A message left in "sending", or failed with an unknown outcome (connection lost at the end of
         # DATA), may have been delivered: send it again under the same Message-ID.
         reuse = row.out_message_id if row is not None and row.state in RESEND_STATES else None
-        try:
-            result = transform(ctx.operation, item.record, self.target, apply_condition=self.replay is None,
-                               message_id=reuse or None)
-        except Exception as exc:  # noqa: BLE001 - a bug that only this message triggers must not block the rest
-            if is_stop_exception(exc):
-                raise
-            log.exception("transforming message %s failed", item.key.position)
-            self.ledger.fail(item.key, row, summary, f"unexpected {type(exc).__name__}: {exc}", transient=True,
-                             poison=True)
-            return None
+        result = transform_in_run(ctx.operation, item.record, self.target, item.key,
+                                  apply_condition=self.replay is None, message_id=reuse or None)
         if result.error:
             # Later runs try again, so fixing the mapping (or the condition) is enough; a message that
             # keeps failing is quarantined so that the others go on.

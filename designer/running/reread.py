@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from connectors.base import ConnectorError, Prepared, SourceSession, TargetSession, is_stop_exception
+from connectors.base import ConnectorError, Prepared, SourceSession, TargetSession
 from designer.running.ledger import Ledger
-from designer.running.transform import transform
+from designer.running.transform import transform_in_run
 
 if TYPE_CHECKING:
     from designer.running.pipeline import Ready
@@ -35,13 +35,8 @@ def _read_and_build(ready: Ready, source: SourceSession, target: TargetSession, 
         return None, "it is no longer in the source folder"
     if items[0].record is None:
         return None, items[0].skip_reason or "it could not be read again"
-    try:  # the condition held when it was first read
-        result = transform(ledger.ctx.operation, items[0].record, target, apply_condition=False,
-                           message_id=ready.prepared.message_id)
-    except Exception as exc:  # noqa: BLE001 - as at the first read: a bug this message triggers fails it alone
-        if is_stop_exception(exc):
-            raise
-        return None, f"unexpected {type(exc).__name__}: {exc}"
+    result = transform_in_run(ledger.ctx.operation, items[0].record, target, ready.key,
+                              apply_condition=False, message_id=ready.prepared.message_id)  # it held at the first read
     if result.prepared is None:
         return None, result.error
     return result.prepared, ""

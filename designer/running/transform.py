@@ -5,14 +5,17 @@ The engine and the preview both go through ``transform``, so what a preview show
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.base import Prepared, TargetSession
+from connectors.base import Prepared, SourceKey, TargetSession, is_stop_exception
 from designer.models import Operation
 from designer.running import activity_settings
 from designer.running.mapping import MappingError, condition_holds, context_for, render_mapping
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,3 +61,16 @@ def transform(operation: Operation, record: Mapping[str, Any], target: TargetSes
         except ValueError as exc:  # a message the target can never accept as mapped
             result.error, result.refused = str(exc), True
     return result
+
+
+def transform_in_run(operation: Operation, record: Mapping[str, Any], target: TargetSession, key: SourceKey, *,
+                     apply_condition: bool, message_id: str | None) -> Transformed:
+    """``transform`` for a run: a bug that only this record triggers becomes its error (and is logged),
+    so that it fails alone and the other messages go on."""
+    try:
+        return transform(operation, record, target, apply_condition=apply_condition, message_id=message_id)
+    except Exception as exc:  # noqa: BLE001 - see above
+        if is_stop_exception(exc):
+            raise
+        log.exception("transforming message %s failed", key.position)
+        return Transformed(error=f"unexpected {type(exc).__name__}: {exc}")

@@ -155,6 +155,25 @@ def test_it_fails_one_message_on_a_template_error_and_goes_on(world, run_once, o
     assert _subjects(world) == ["B1.0"]
 
 
+def test_a_bug_only_one_message_triggers_fails_that_message_and_the_others_go_on(world, run_once, monkeypatch):
+    from tests import fakes
+
+    prepare = fakes.FakeTarget.prepare
+
+    def prepare_with_a_bug(self, record, message_id=None):
+        if record["subject"] == "Fwd: bug":
+            raise RuntimeError("boom")
+        return prepare(self, record, message_id)
+
+    monkeypatch.setattr(fakes.FakeTarget, "prepare", prepare_with_a_bug)
+    world.add("bug")
+    world.add("fine")
+    run = run_once()
+    assert run.status == "partial"
+    assert run.records.get(status="retry").error == "unexpected RuntimeError: boom"
+    assert _subjects(world) == ["Fwd: fine"]
+
+
 def test_it_skips_an_unreadable_message_without_flagging_it(world, run_once):
     world.add("broken", unreadable=True)
     run = run_once()
