@@ -143,9 +143,9 @@ def _submit(smtp: SMTPSession, outgoing: OutgoingMessage, written: Callable[[], 
         # Transient while any refusal is: a retry may still reach that recipient.
         return _Outcome(min(code for code, _text in refused.values()), f"the server refused every recipient: {listed}")
     chunks = payload.chunks()
+    del payload  # its chunks hold it now, until the last is sent
     if written is not None:
         chunks = _then_let_go(chunks, outgoing, written)
-        del payload  # its chunks hold it now, until the last is sent
     try:
         code, text = send_data(smtp, chunks, envelope.data)
     except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
